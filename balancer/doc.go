@@ -1,0 +1,19 @@
+// Package balancer chooses the backend FTP server for a proxied session.
+//
+// It owns pools of backends, the selection policies (round_robin, least_conn, random, ip_hash,
+// user_hash), per-backend accounting (active sessions against max_sessions) and health state.
+// A policy returns an ordering of the available backends, so failover is walking that list.
+//
+// It does not dial backends for sessions, speak FTP beyond a health probe, or know about
+// clients beyond the address and user name a policy may hash.
+//
+// Usage:
+//
+//	pool, _ := balancer.NewPool(balancer.PoolConfig{Name: "default", Policy: "round_robin",
+//		Backends: []balancer.BackendConfig{{Address: "10.0.0.11:21"}}})
+//	for _, b := range pool.Order(balancer.Client{Addr: ip, User: user}) {
+//		if !b.Acquire() { continue }
+//		defer b.Release()
+//		// dial b.Config.Address …
+//	}
+package balancer

@@ -1,0 +1,165 @@
+package balancer
+
+import (
+	"cmp"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+)
+
+// Client is what a policy may know about the session it places.
+type Client struct {
+	Addr netip.Addr // the client's real address (after PROXY protocol)
+	User string     // the USER name
+}
+
+// Policy orders backends for one session: the proxy tries them in that order. Implementations
+// are safe for concurrent use.
+type Policy interface {
+	// Order returns the available backends of bs, best first. It may reorder a copy only.
+	Order(bs []*Backend, c Client) []*Backend
+	// String returns the policy's config name.
+	String() string
+}
+
+// Policy names as written in the config.
+const (
+	RoundRobin = "round_robin"
+	LeastConn  = "least_conn"
+	Random     = "random"
+	IPHash     = "ip_hash"
+	UserHash   = "user_hash"
+)
+
+// PolicyNames lists the legal policy names in the order the docs give them.
+var PolicyNames = []string{RoundRobin, LeastConn, Random, IPHash, UserHash}
+
+// NewPolicy returns the policy called name.
+func NewPolicy(name string) (Policy, error) {
+	switch name {
+	case RoundRobin:
+		return &roundRobin{}, nil
+	case LeastConn:
+		return leastConn{}, nil
+	case Random:
+		return random{}, nil
+	case IPHash:
+		return hashPolicy{name: IPHash, key: func(c Client) []byte { return c.Addr.Unmap().AsSlice() }}, nil
+	case UserHash:
+		return hashPolicy{name: UserHash, key: func(c Client) []byte { return []byte(c.User) }}, nil
+	}
+	return nil, fmt.Errorf("unknown policy %q", name)
+}
+
+func available(bs []*Backend) []*Backend {
+	out := make([]*Backend, 0, len(bs))
+	for _, b := range bs {
+		if b.Available() {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// roundRobin is smooth weighted round robin (as in nginx): over any window of sum(weights)
+// picks each backend is chosen weight times, interleaved. The rest of the order follows the
+// configured order after the chosen one, for failover.
+type roundRobin struct {
+	mu      sync.Mutex
+	current map[*Backend]int
+}
+
+func (p *roundRobin) String() string { return RoundRobin }
+
+func (p *roundRobin) Order(bs []*Backend, _ Client) []*Backend {
+	av := available(bs)
+	if len(av) < 2 {
+		return av
+	}
+	p.mu.Lock()
+	if p.current == nil {
+		p.current = make(map[*Backend]int)
+	}
+	total, best := 0, -1
+	for i, b := range av {
+		w := b.Config.Weight
+		total += w
+		p.current[b] += w
+		if best < 0 || p.current[b] > p.current[av[best]] {
+			best = i
+		}
+	}
+	p.current[av[best]] -= total
+	p.mu.Unlock()
+	return append(av[best:], av[:best]...)
+}
+
+// leastConn orders by active sessions per unit of weight; ties keep the configured order.
+type leastConn struct{}
+
+func (leastConn) String() string { return LeastConn }
+
+func (leastConn) Order(bs []*Backend, _ Client) []*Backend {
+	av := available(bs)
+	load := func(b *Backend) float64 { return float64(b.Active()) / float64(b.Config.Weight) }
+	slices.SortStableFunc(av, func(a, b *Backend) int { return cmp.Compare(load(a), load(b)) })
+	return av
+}
+
+// random draws a weighted order without replacement (Efraimidis–Spirakis keys).
+type random struct{}
+
+func (random) String() string { return Random }
+
+func (random) Order(bs []*Backend, _ Client) []*Backend {
+	av := available(bs)
+	keys := make(map[*Backend]float64, len(av))
+	for _, b := range av {
+		keys[b] = math.Pow(rand.Float64(), 1/float64(b.Config.Weight))
+	}
+	slices.SortFunc(av, func(a, b *Backend) int { return cmp.Compare(keys[b], keys[a]) })
+	return av
+}
+
+// hashPolicy is weighted rendezvous (highest random weight) hashing on a client key: every
+// proxy with the same config picks the same backend for the same key, and removing a backend
+// moves only the keys it held.
+type hashPolicy struct {
+	name string
+	key  func(Client) []byte
+}
+
+func (p hashPolicy) String() string { return p.name }
+
+func (p hashPolicy) Order(bs []*Backend, c Client) []*Backend {
+	av := available(bs)
+	key := p.key(c)
+	scores := make(map[*Backend]float64, len(av))
+	for _, b := range av {
+		scores[b] = RendezvousScore(key, b.Config.Address, b.Config.Weight)
+	}
+	slices.SortStableFunc(av, func(a, b *Backend) int { return cmp.Compare(scores[b], scores[a]) })
+	return av
+}
+
+// RendezvousScore is the weighted HRW score of key on the backend named id: -w/ln(h) with h
+// the 64-bit FNV-1a hash of key and id mapped into (0,1).
+func RendezvousScore(key []byte, id string, weight int) float64 {
+	h := fnv.New64a()
+	h.Write(key)
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	sum := h.Sum64()
+	// A finaliser (splitmix64) spreads FNV's weak high bits.
+	sum ^= sum >> 30
+	sum *= 0xbf58476d1ce4e5b9
+	sum ^= sum >> 27
+	sum *= 0x94d049bb133111eb
+	sum ^= sum >> 31
+	u := (float64(sum>>11) + 0.5) / (1 << 53)
+	return -float64(weight) / math.Log(u)
+}

@@ -1,0 +1,498 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/nat"
+)
+
+// dataSetup handles the client's choice of data connection (PASV, EPSV, PORT, EPRT). It is
+// independent of the backend leg, which is chosen per backend at transfer time.
+func (s *session) dataSetup(cmd Command) error {
+	arg := strings.TrimSpace(cmd.Arg)
+	if cmd.Verb == "EPSV" && strings.EqualFold(arg, "ALL") {
+		s.epsvAll = true
+		return s.writeLine(replyEpsvAll)
+	}
+	if s.epsvAll && cmd.Verb != "EPSV" {
+		return s.writeLine(replyEpsvAllOnly)
+	}
+	switch cmd.Verb {
+	case "PASV", "EPSV":
+		return s.passive(cmd.Verb, arg)
+	case "PORT", "EPRT":
+		return s.active(cmd.Verb, arg)
+	}
+	return s.writeLine("502 " + cmd.Verb + " not supported: use EPSV or EPRT.")
+}
+
+func (s *session) clearData() {
+	if s.pasv != nil {
+		s.pasv.Release()
+		s.pasv = nil
+	}
+	s.port = netip.AddrPort{}
+}
+
+// passive reserves a port of the proxy's own range, bound before the reply goes out.
+func (s *session) passive(verb, arg string) error {
+	v4 := s.localAddr.Addr().Is4()
+	if verb == "PASV" && !v4 {
+		return s.writeLine(replyPasvV6)
+	}
+	if verb == "EPSV" && arg != "" {
+		if (arg == "1" && !v4) || (arg == "2" && v4) || (arg != "1" && arg != "2") {
+			if v4 {
+				return s.writeLine(replyEpsvProto)
+			}
+			return s.writeLine(replyEpsvProto6)
+		}
+	}
+	s.clearData()
+	lease, err := s.srv.alloc.Reserve(s.ctx, s.localAddr.Addr(), s.clientAddr.Addr())
+	if err != nil {
+		if errors.Is(err, nat.ErrPortsExhausted) {
+			s.log.Warn("passive port range exhausted")
+		} else {
+			s.log.Warn("passive port reservation failed", "err", err)
+		}
+		return s.writeLine(replyCantOpen)
+	}
+	s.pasv = lease
+	if verb == "EPSV" {
+		return s.writeLine(nat.Format229(lease.Port()))
+	}
+	ip := nat.PassiveAddr(s.cfg.Data.PublicAddress, s.localAddr.Addr())
+	line, err := nat.Format227(netip.AddrPortFrom(ip, lease.Port()))
+	if err != nil {
+		s.clearData()
+		return s.writeLine(replyPasvV6)
+	}
+	return s.writeLine(line)
+}
+
+// active records a PORT/EPRT target after checking it is the client's own address and not a
+// privileged port (no FTP bounce, RFC 2577).
+func (s *session) active(verb, arg string) error {
+	if !s.cfg.Data.AllowActive {
+		return s.writeLine(replyActiveOff)
+	}
+	var ap netip.AddrPort
+	var err error
+	if verb == "PORT" {
+		ap, err = nat.ParsePORT(arg)
+	} else {
+		ap, err = nat.ParseEPRT(arg)
+	}
+	if errors.Is(err, nat.ErrUnsupportedProtocol) {
+		return s.writeLine(replyEprtProto)
+	}
+	if err != nil {
+		return s.writeLine(replyPortBad)
+	}
+	if ap.Addr().Unmap() != s.clientAddr.Addr() || ap.Port() < 1024 {
+		s.log.Warn("data connection target refused", "verb", verb, "target", ap.String())
+		return s.writeLine(replyPortRefused)
+	}
+	s.clearData()
+	s.port = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	return s.writeLine(replyPortOK)
+}
+
+func upload(verb string) bool { return verb == "STOR" || verb == "STOU" || verb == "APPE" }
+
+// transfer runs one data command: the client leg, then the backend leg, then the relay. The
+// backend's final reply reaches the client only after the relay toward the client is done.
+func (s *session) transfer(cmd Command) error {
+	if s.pasv == nil && !s.port.IsValid() {
+		return s.writeLine(replyNeedData)
+	}
+	timeout := orDefault(s.cfg.Data.ConnectTimeout, defaultConnectTimeout)
+	cconn, err := s.openClientData(timeout)
+	s.clearData()
+	if err != nil {
+		s.log.Warn("client data connection failed", "err", err)
+		return s.writeLine(replyCantOpen)
+	}
+	bconn, accept, err := s.openBackendData(timeout)
+	if err != nil {
+		cconn.Close()
+		var e *endError
+		if errors.As(err, &e) {
+			return err
+		}
+		s.log.Warn("backend data connection failed", "err", err)
+		return s.writeLine(replyCantOpen)
+	}
+	closeAll := func() {
+		cconn.Close()
+		if bconn != nil {
+			bconn.Close()
+		}
+		if accept != nil {
+			accept.cancel()
+		}
+	}
+
+	if err := s.sendBackend(cmd.String()); err != nil {
+		closeAll()
+		return err
+	}
+	rep, err := s.awaitReply()
+	if err != nil {
+		closeAll()
+		return err
+	}
+	if !rep.Preliminary() {
+		closeAll()
+		if rep.Code == 421 {
+			return &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+		}
+		return s.writeRaw(rep.Raw)
+	}
+	if err := s.writeRaw(rep.Raw); err != nil {
+		closeAll()
+		return err
+	}
+	if accept != nil {
+		bconn, err = accept.wait()
+		if err != nil {
+			closeAll()
+			s.log.Warn("backend data connection not made", "err", err)
+			// The backend will fail the transfer itself; relay its final reply.
+			return s.finishWithoutData()
+		}
+	}
+	s.stats.transfers++
+	return s.runTransfer(cmd, cconn, bconn)
+}
+
+// finishWithoutData relays the final reply of a transfer whose data connection never came.
+func (s *session) finishWithoutData() error {
+	for {
+		rep, err := s.awaitReply()
+		if err != nil {
+			return err
+		}
+		if rep.Code == 421 {
+			return &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+		}
+		if err := s.writeRaw(rep.Raw); err != nil || !rep.Preliminary() {
+			return err
+		}
+	}
+}
+
+// runTransfer relays the data and the remaining replies, handling ABOR from the client.
+func (s *session) runTransfer(cmd Command, cconn, bconn net.Conn) error {
+	up := upload(cmd.Verb)
+	start := time.Now()
+	done := make(chan relayResult, 1)
+	go relayData(cconn, bconn, up, done)
+
+	var (
+		relayed    bool
+		result     relayResult
+		held       [][]byte // replies waiting for the relay toward the client to finish
+		gotFinal   bool
+		abortSent  bool
+		abortReply bool // the ABOR's own reply has arrived
+		abortTimer <-chan time.Time
+	)
+	closeData := func() { cconn.Close(); bconn.Close() }
+	flush := func() error {
+		for _, raw := range held {
+			if err := s.writeRaw(raw); err != nil {
+				return err
+			}
+		}
+		held = nil
+		return nil
+	}
+	for !relayed || !gotFinal || (abortSent && !abortReply) {
+		cmdc := s.cmdc
+		if len(s.queue) >= maxQueued {
+			cmdc = nil
+		}
+		select {
+		case result = <-done:
+			relayed = true
+			if err := flush(); err != nil {
+				return err
+			}
+		case ev := <-s.repc:
+			if ev.err != nil {
+				closeData()
+				if !relayed {
+					<-done
+				}
+				s.writeLine(replyAborted)
+				return s.backendLost(ev.err)
+			}
+			if ev.rep.Code == 421 {
+				closeData()
+				if !relayed {
+					<-done
+				}
+				return &endError{cause: CauseBackend, line: firstLine(ev.rep.Raw)}
+			}
+			if gotFinal {
+				abortReply = true
+			} else if !ev.rep.Preliminary() {
+				gotFinal = true
+			}
+			if relayed {
+				if err := s.writeRaw(ev.rep.Raw); err != nil {
+					return err
+				}
+			} else {
+				held = append(held, ev.rep.Raw)
+			}
+		case ev := <-cmdc:
+			if !ev.connEnded() && ev.err == nil && ev.cmd.Verb == "ABOR" && !abortSent {
+				s.stats.commands++
+				s.log.Info("transfer aborted by client", "cmd", cmd.Verb)
+				closeData()
+				if err := s.sendBackend("ABOR"); err != nil {
+					<-done
+					return err
+				}
+				abortSent = true
+				abortTimer = time.After(abortReplyTimeout)
+				continue
+			}
+			s.queue = append(s.queue, ev)
+		case <-abortTimer:
+			s.log.Warn("backend sent no reply to ABOR")
+			abortReply = true
+			if !gotFinal {
+				gotFinal = true
+				held = append(held, []byte(replyAbortOK+"\r\n"))
+			}
+		case <-s.ctx.Done():
+			closeData()
+			if !relayed {
+				<-done
+			}
+			return end421(CauseShutdown, s.ctx.Err())
+		}
+	}
+	if up {
+		s.stats.bytesIn += result.primary
+	} else {
+		s.stats.bytesOut += result.primary
+	}
+	s.log.Info("transfer", "cmd", cmd.Verb, "arg", cmd.Arg, "bytes", result.primary,
+		"duration", time.Since(start).Round(time.Millisecond), "aborted", abortSent, "err", errString(result.err))
+	return nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// openClientData makes the client leg: accept on the reserved passive port (from the client's
+// address only) or dial the PORT/EPRT target.
+func (s *session) openClientData(timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	if s.pasv != nil {
+		c, err := s.pasv.Accept(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("accept client data: %w", err)
+		}
+		return c, nil
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: s.localAddr.Addr().AsSlice()}}
+	c, err := d.DialContext(ctx, "tcp", s.port.String())
+	if err != nil {
+		return nil, fmt.Errorf("dial client data: %w", err)
+	}
+	return c, nil
+}
+
+// pendingAccept is an active-mode backend data connection being waited for.
+type pendingAccept struct {
+	ln     *net.TCPListener
+	result chan acceptResult
+	cancel context.CancelFunc
+}
+
+type acceptResult struct {
+	conn net.Conn
+	err  error
+}
+
+func (p *pendingAccept) wait() (net.Conn, error) {
+	r := <-p.result
+	return r.conn, r.err
+}
+
+// openBackendData prepares the backend leg per the backend's data_mode: passive dials the
+// address from the backend's 227/229 (its control IP when fix_pasv_address is on); active
+// listens on the proxy's backend-side address and sends PORT/EPRT, and the connection is
+// accepted once the transfer command is sent.
+func (s *session) openBackendData(timeout time.Duration) (net.Conn, *pendingAccept, error) {
+	bc := s.backend.Config
+	if bc.DataMode == balancer.DataActive {
+		p, err := s.backendActive(timeout)
+		return nil, p, err
+	}
+	v4 := s.bAddr.Addr().Is4()
+	verb := "PASV"
+	if !v4 {
+		verb = "EPSV"
+	}
+	rep, err := s.roundTrip(verb)
+	if err != nil {
+		return nil, nil, err
+	}
+	var target netip.AddrPort
+	switch {
+	case rep.Code == 227 && verb == "PASV":
+		target, err = nat.Parse227(rep.Text())
+		if err == nil && bc.FixPasvAddress {
+			target = netip.AddrPortFrom(s.bAddr.Addr(), target.Port())
+		}
+	case rep.Code == 229 && verb == "EPSV":
+		var port uint16
+		port, err = nat.Parse229(rep.Text())
+		target = netip.AddrPortFrom(s.bAddr.Addr(), port)
+	case rep.Code == 421:
+		return nil, nil, &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+	default:
+		err = fmt.Errorf("backend refused %s: %q", verb, firstLine(rep.Raw))
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("backend %s reply: %w", verb, err)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", target.String())
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial backend data %s: %w", target, err)
+	}
+	return c, nil, nil
+}
+
+// backendActive listens for the backend's data connection and announces it with PORT/EPRT.
+func (s *session) backendActive(timeout time.Duration) (*pendingAccept, error) {
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: s.bLocal.Addr().AsSlice()})
+	if err != nil {
+		return nil, fmt.Errorf("listen for backend data: %w", err)
+	}
+	ap := addrPortOf(ln.Addr())
+	var line string
+	if ap.Addr().Is4() {
+		arg, _ := nat.FormatPORT(ap)
+		line = "PORT " + arg
+	} else {
+		line = "EPRT " + nat.FormatEPRT(ap)
+	}
+	rep, err := s.roundTrip(line)
+	if err == nil && rep.Code != 200 {
+		if rep.Code == 421 {
+			err = &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+		} else {
+			err = fmt.Errorf("backend refused %s: %q", line, firstLine(rep.Raw))
+		}
+	}
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	p := &pendingAccept{ln: ln, result: make(chan acceptResult, 1), cancel: cancel}
+	go acceptBackend(ctx, ln, s.bAddr.Addr(), p.result)
+	return p, nil
+}
+
+// acceptBackend takes the first connection from the backend's address and closes the listener.
+func acceptBackend(ctx context.Context, ln *net.TCPListener, from netip.Addr, out chan<- acceptResult) {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	defer ln.Close()
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			out <- acceptResult{err: fmt.Errorf("accept backend data: %w", err)}
+			return
+		}
+		if addrPortOf(c.RemoteAddr()).Addr() != from {
+			c.SetLinger(0)
+			c.Close()
+			continue
+		}
+		out <- acceptResult{conn: c}
+		return
+	}
+}
+
+// relayResult is the outcome of one data relay.
+type relayResult struct {
+	primary int64 // bytes in the transfer's direction
+	err     error
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+type halfResult struct {
+	n       int64
+	err     error
+	primary bool
+}
+
+// relayData copies the transfer's bytes unchanged in both directions with half-close (the
+// reverse direction normally carries nothing but the peer's FIN). Between two *net.TCPConn
+// io.Copy splices. When the primary direction ends the reverse one gets lingerTimeout to
+// finish; then both connections are closed.
+func relayData(cconn, bconn net.Conn, up bool, out chan<- relayResult) {
+	src, dst := bconn, cconn
+	if up {
+		src, dst = cconn, bconn
+	}
+	ch := make(chan halfResult, 2)
+	go copyHalf(dst, src, true, ch)
+	go copyHalf(src, dst, false, ch)
+	var res relayResult
+	for range 2 {
+		h := <-ch
+		if !h.primary {
+			continue
+		}
+		res.primary, res.err = h.n, h.err
+		if h.err != nil {
+			cconn.Close()
+			bconn.Close()
+		} else {
+			dst.SetReadDeadline(time.Now().Add(lingerTimeout))
+		}
+	}
+	cconn.Close()
+	bconn.Close()
+	out <- res
+}
+
+// copyHalf copies src to dst, then half-closes dst so its reader sees EOF.
+func copyHalf(dst, src net.Conn, primary bool, out chan<- halfResult) {
+	n, err := io.Copy(dst, src)
+	if cw, ok := dst.(closeWriter); ok {
+		cw.CloseWrite()
+	}
+	out <- halfResult{n: n, err: err, primary: primary}
+}

@@ -1,0 +1,208 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
+)
+
+// Backend failures while choosing a backend. errBackendFull means every candidate was at its
+// max_sessions.
+var (
+	errBackendFull = errors.New("every backend is full")
+)
+
+// login runs at PASS: choose a backend, connect, relay USER and PASS, and report the outcome.
+// A wrong user and a wrong password get the same 530, and the session may try again.
+func (s *session) login(pass string) error {
+	pool, why := s.cfg.route(&s.lst.cfg, s.user, s.host)
+	if pool == nil {
+		return end421(CauseNoBackend, fmt.Errorf("no pool for %s", why))
+	}
+	conn, b, err := s.connectBackend(pool)
+	if err != nil {
+		if errors.Is(err, errBackendFull) {
+			return end421(CauseTooMany, err)
+		}
+		return end421(CauseNoBackend, err)
+	}
+	s.log.Info("backend chosen", "pool", pool.Name, "policy", pool.Policy.String(), "by", why, "backend", b.String())
+
+	rep, err := s.backendExchange(conn, "USER "+s.user)
+	if err == nil && rep.Code == 331 {
+		rep, err = s.backendExchange(conn, "PASS "+pass)
+	}
+	if err == nil && rep.Code == 332 {
+		// The backend wants an account: relay its reply and the client's ACCT.
+		if err = s.writeRaw(rep.Raw); err == nil {
+			rep, err = s.relayAcct(conn)
+		}
+	}
+	if err != nil {
+		conn.Close()
+		b.Release()
+		return s.backendFailed(err)
+	}
+	if rep.Code != 230 && rep.Code != 202 {
+		conn.Close()
+		b.Release()
+		if rep.Code == 421 {
+			return &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+		}
+		s.log.Info("login failed", "backend", b.String(), "backend_code", rep.Code)
+		return s.writeLine(replyLoginBad)
+	}
+	s.backend, s.bconn = b, conn
+	s.bAddr = addrPortOf(conn.RemoteAddr())
+	s.bLocal = addrPortOf(conn.LocalAddr())
+	s.log = s.log.With("backend", b.String())
+	s.log.Info("login ok")
+	if err := s.writeRaw(rep.Raw); err != nil {
+		return err
+	}
+	s.loggedIn = true
+	s.client.SetReadDeadline(time.Time{})
+	conn.SetDeadline(time.Time{})
+	if s.utf8 {
+		// The client asked for UTF-8 before a backend existed; tell the backend now.
+		s.backendExchange(conn, "OPTS UTF8 ON")
+		conn.SetDeadline(time.Time{})
+	}
+	return nil
+}
+
+// relayAcct forwards the client's ACCT after a 332.
+func (s *session) relayAcct(conn net.Conn) (Reply, error) {
+	for {
+		cmd, ok, err := s.readCommand()
+		if err != nil {
+			return Reply{}, err
+		}
+		if !ok {
+			continue
+		}
+		if cmd.Verb != "ACCT" {
+			if err := s.writeLine("503 ACCT expected."); err != nil {
+				return Reply{}, err
+			}
+			continue
+		}
+		return s.backendExchange(conn, cmd.String())
+	}
+}
+
+// backendFailed turns an error on the backend leg during login into the 421 policy.
+func (s *session) backendFailed(err error) error {
+	var e *endError
+	if errors.As(err, &e) {
+		return err
+	}
+	s.log.Warn("backend failed during login", "err", err)
+	return end421(CauseBackend, err)
+}
+
+// connectBackend walks the pool's ordering until a backend accepts the connection and greets
+// with 220. Failures are reported to the pool (passive health) and the next one is tried.
+func (s *session) connectBackend(pool *balancer.Pool) (net.Conn, *balancer.Backend, error) {
+	order := pool.Order(balancer.Client{Addr: s.clientAddr.Addr(), User: s.user})
+	if len(order) == 0 {
+		if pool.AllFull() {
+			return nil, nil, errBackendFull
+		}
+		return nil, nil, fmt.Errorf("pool %s: %w", pool.Name, balancer.ErrNoBackend)
+	}
+	full := 0
+	var errs []error
+	for _, b := range order {
+		if !b.Acquire() {
+			full++
+			continue
+		}
+		conn, err := s.dialBackend(b)
+		if err != nil {
+			b.Release()
+			if pool.Report(b, false) {
+				s.log.Warn("backend down", "pool", pool.Name, "backend", b.String(), "err", err)
+			}
+			s.log.Warn("backend failed, trying next", "backend", b.String(), "err", err)
+			errs = append(errs, err)
+			continue
+		}
+		pool.Report(b, true)
+		return conn, b, nil
+	}
+	if full == len(order) {
+		return nil, nil, errBackendFull
+	}
+	return nil, nil, fmt.Errorf("pool %s: %w: %w", pool.Name, balancer.ErrNoBackend, errors.Join(errs...))
+}
+
+// dialBackend connects to b and reads its greeting, all within the backend timeout.
+func (s *session) dialBackend(b *balancer.Backend) (net.Conn, error) {
+	timeout := orDefault(s.cfg.Limits.BackendTimeout, defaultBackendTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", b.Config.Address)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", b.Config.Address, err)
+	}
+	dl, _ := ctx.Deadline()
+	conn.SetDeadline(dl)
+	s.br = bufio.NewReaderSize(conn, 4096)
+	for {
+		rep, err := ReadReply(s.br)
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("greeting from %s: %w", b.Config.Address, err)
+		}
+		if rep.Preliminary() {
+			continue // 120: ready in n minutes
+		}
+		if rep.Code != 220 {
+			conn.Close()
+			return nil, fmt.Errorf("greeting from %s: %q", b.Config.Address, firstLine(rep.Raw))
+		}
+		return conn, nil
+	}
+}
+
+// backendExchange sends one command on the backend control connection during login and reads
+// its final reply, under the backend timeout.
+func (s *session) backendExchange(conn net.Conn, line string) (Reply, error) {
+	conn.SetDeadline(time.Now().Add(orDefault(s.cfg.Limits.BackendTimeout, defaultBackendTimeout)))
+	if _, err := conn.Write([]byte(line + "\r\n")); err != nil {
+		return Reply{}, fmt.Errorf("write to backend: %w", err)
+	}
+	for {
+		rep, err := ReadReply(s.br)
+		if err != nil {
+			return Reply{}, fmt.Errorf("read from backend: %w", err)
+		}
+		if rep.Code >= 600 {
+			return Reply{}, fmt.Errorf("%w: protected reply %d", ErrBadReply, rep.Code)
+		}
+		if !rep.Preliminary() {
+			return rep, nil
+		}
+	}
+}
+
+// firstLine returns the first line of a reply without its terminator.
+func firstLine(raw []byte) string {
+	for i, b := range raw {
+		if b == '\n' {
+			raw = raw[:i]
+			break
+		}
+	}
+	if n := len(raw); n > 0 && raw[n-1] == '\r' {
+		raw = raw[:n-1]
+	}
+	return string(raw)
+}

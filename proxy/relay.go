@@ -1,0 +1,294 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// maxQueued bounds the client commands held while one is in flight; past it the client reader
+// stops (TCP back-pressure) instead of growing memory.
+const maxQueued = 16
+
+// relay is the logged-in phase: client commands are parsed, re-serialised and relayed; backend
+// replies are framed and relayed byte-exact, except the ones the proxy rewrites.
+func (s *session) relay() error {
+	s.cmdc = make(chan clientEvent)
+	s.repc = make(chan replyEvent)
+	s.readers = make(chan struct{})
+	clientDone := make(chan struct{})
+	backendDone := make(chan struct{})
+	go s.readClient(clientDone)
+	go s.readBackend(backendDone)
+	go func() { <-clientDone; <-backendDone; close(s.readers) }()
+
+	for {
+		ev, err := s.nextCommand()
+		if err != nil {
+			return err
+		}
+		if err := s.handle(ev); err != nil {
+			return err
+		}
+	}
+}
+
+// readClient feeds parsed client lines to the owner until the connection ends.
+func (s *session) readClient(done chan<- struct{}) {
+	defer close(done)
+	for {
+		line, err := ReadLine(s.cr, MaxLine)
+		var ev clientEvent
+		switch {
+		case err == nil:
+			ev.cmd, ev.err = ParseCommand(StripTelnet(line))
+		case lineErrorReply(err) != "":
+			ev.err = err
+		default:
+			ev.err = fmt.Errorf("read from client: %w", err)
+		}
+		select {
+		case s.cmdc <- ev:
+		case <-s.ctx.Done():
+			return
+		}
+		if err != nil && lineErrorReply(err) == "" {
+			return
+		}
+	}
+}
+
+// readBackend feeds framed backend replies to the owner until the connection ends.
+func (s *session) readBackend(done chan<- struct{}) {
+	defer close(done)
+	for {
+		rep, err := ReadReply(s.br)
+		if err == nil && rep.Code >= 600 {
+			err = fmt.Errorf("%w: protected reply %d is not relayed", ErrBadReply, rep.Code)
+		}
+		select {
+		case s.repc <- replyEvent{rep: rep, err: err}:
+		case <-s.ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// connEnded reports a client event that ends the session (not a per-line 500).
+func (ev clientEvent) connEnded() bool {
+	return ev.err != nil && lineErrorReply(ev.err) == ""
+}
+
+// nextCommand returns the next client command to handle: a queued one, or one read while
+// nothing is in flight. Meanwhile it watches the backend (a 421 ends the session), the idle
+// timeout and a shutdown.
+func (s *session) nextCommand() (clientEvent, error) {
+	if len(s.queue) > 0 {
+		ev := s.queue[0]
+		s.queue = s.queue[1:]
+		return ev, nil
+	}
+	idle := time.NewTimer(orDefault(s.cfg.Limits.IdleTimeout, defaultIdleTimeout))
+	defer idle.Stop()
+	for {
+		select {
+		case ev := <-s.cmdc:
+			return ev, nil
+		case ev := <-s.repc:
+			if err := s.unsolicited(ev); err != nil {
+				return clientEvent{}, err
+			}
+		case <-idle.C:
+			return clientEvent{}, end421(CauseTimeout, errors.New("idle timeout"))
+		case <-s.srv.drain:
+			return clientEvent{}, end421(CauseShutdown, nil)
+		case <-s.ctx.Done():
+			return clientEvent{}, end421(CauseShutdown, s.ctx.Err())
+		}
+	}
+}
+
+// unsolicited handles a backend reply that no command is waiting for.
+func (s *session) unsolicited(ev replyEvent) error {
+	if ev.err != nil {
+		return s.backendLost(ev.err)
+	}
+	if ev.rep.Code == 421 {
+		return &endError{cause: CauseBackend, line: firstLine(ev.rep.Raw)}
+	}
+	s.log.Warn("unsolicited reply from backend dropped", "code", ev.rep.Code)
+	return nil
+}
+
+// backendLost is the 421 policy for a backend control connection that failed.
+func (s *session) backendLost(err error) error {
+	s.log.Warn("backend control connection lost", "err", err)
+	return end421(CauseBackend, err)
+}
+
+// handle dispatches one client event.
+func (s *session) handle(ev clientEvent) error {
+	if ev.err != nil {
+		if ev.connEnded() {
+			return ev.err
+		}
+		return s.writeLine(lineErrorReply(ev.err))
+	}
+	cmd := ev.cmd
+	s.stats.commands++
+	s.log.Debug("command", "cmd", cmd.LogString())
+	if handled, err := s.localCommand(cmd); handled || err != nil {
+		return err
+	}
+	switch cmd.Verb {
+	case "USER", "PASS":
+		return s.writeLine(replyLoggedIn)
+	case "PASV", "EPSV", "PORT", "EPRT", "LPRT", "LPSV":
+		return s.dataSetup(cmd)
+	case "RETR", "STOR", "STOU", "APPE", "LIST", "NLST", "MLSD":
+		return s.transfer(cmd)
+	case "FEAT":
+		return s.relayFeat(cmd)
+	case "QUIT":
+		rep, err := s.roundTrip(cmd.String())
+		if err != nil {
+			s.writeLine(replyGoodbye)
+			return errQuit
+		}
+		s.writeRaw(rep.Raw)
+		return errQuit
+	}
+	return s.relayCommand(cmd)
+}
+
+// sendBackend writes one re-serialised command to the backend.
+func (s *session) sendBackend(line string) error {
+	s.bconn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := io.WriteString(s.bconn, line+"\r\n"); err != nil {
+		return s.backendLost(fmt.Errorf("write to backend: %w", err))
+	}
+	return nil
+}
+
+// awaitReply waits for the next backend reply. Client commands that arrive meanwhile are
+// queued, in order, for after the command in flight.
+func (s *session) awaitReply() (Reply, error) {
+	for {
+		cmdc := s.cmdc
+		if len(s.queue) >= maxQueued {
+			cmdc = nil
+		}
+		select {
+		case ev := <-s.repc:
+			if ev.err != nil {
+				return Reply{}, s.backendLost(ev.err)
+			}
+			return ev.rep, nil
+		case ev := <-cmdc:
+			s.queue = append(s.queue, ev)
+		case <-s.ctx.Done():
+			return Reply{}, end421(CauseShutdown, s.ctx.Err())
+		}
+	}
+}
+
+// roundTrip sends a command and returns its final reply, dropping preliminary ones (used for
+// the proxy's own commands on the backend leg).
+func (s *session) roundTrip(line string) (Reply, error) {
+	if err := s.sendBackend(line); err != nil {
+		return Reply{}, err
+	}
+	for {
+		rep, err := s.awaitReply()
+		if err != nil || !rep.Preliminary() {
+			return rep, err
+		}
+	}
+}
+
+// relayCommand forwards a command and relays every reply up to the final one. A backend 421
+// ends the session with that line.
+func (s *session) relayCommand(cmd Command) error {
+	if err := s.sendBackend(cmd.String()); err != nil {
+		return err
+	}
+	for {
+		rep, err := s.awaitReply()
+		if err != nil {
+			return err
+		}
+		if rep.Code == 421 {
+			return &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+		}
+		if err := s.writeRaw(rep.Raw); err != nil {
+			return err
+		}
+		if !rep.Preliminary() {
+			return nil
+		}
+	}
+}
+
+// relayFeat forwards FEAT and rewrites the backend's feature list: the proxy's own features
+// (data-channel translation, TLS toward the client) replace the backend's, and features it
+// cannot relay are removed.
+func (s *session) relayFeat(cmd Command) error {
+	rep, err := s.roundTrip(cmd.String())
+	if err != nil {
+		return err
+	}
+	if rep.Code == 421 {
+		return &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+	}
+	if rep.Code != 211 {
+		return s.writeRaw([]byte(s.preLoginFeat()))
+	}
+	return s.writeRaw(RewriteFeat(rep.Raw, s.lst.cfg.TLS != "" && s.lst.cfg.TLS != TLSNone))
+}
+
+// featDropped are features that belong to a leg the proxy terminates: TLS is the proxy's
+// business on each side, HOST is answered before login, and data-connection variants other
+// than EPSV/EPRT/PASV/PORT are not translated.
+var featDropped = map[string]bool{
+	"AUTH": true, "PBSZ": true, "PROT": true, "CCC": true, "ADAT": true,
+	"HOST": true, "EPSV": true, "EPRT": true, "LPSV": true, "LPRT": true,
+	"SPSV": true, "ESTA": true, "ESTP": true, "SSCN": true, "CPSV": true,
+}
+
+// RewriteFeat rewrites a 211 FEAT reply: it keeps the backend's features the proxy relays
+// unchanged, drops the ones listed in featDropped, and adds the proxy's own.
+func RewriteFeat(raw []byte, offerTLS bool) []byte {
+	var out bytes.Buffer
+	out.WriteString("211-Features:\r\n")
+	if offerTLS {
+		out.WriteString(" AUTH TLS\r\n PBSZ\r\n PROT\r\n")
+	}
+	out.WriteString(" EPRT\r\n EPSV\r\n")
+	lines := strings.Split(string(raw), "\n")
+	for i, l := range lines {
+		if i == 0 || i == len(lines)-1 {
+			continue // the 211- opener and the empty tail after the last LF
+		}
+		l = strings.TrimRight(l, "\r")
+		if strings.HasPrefix(l, "211 ") || l == "211" {
+			continue
+		}
+		feat := strings.TrimSpace(l)
+		if feat == "" {
+			continue
+		}
+		name, _, _ := strings.Cut(feat, " ")
+		if featDropped[strings.ToUpper(name)] {
+			continue
+		}
+		out.WriteString(" " + feat + "\r\n")
+	}
+	out.WriteString("211 End\r\n")
+	return out.Bytes()
+}

@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Cause is why a session ends with a 421 (SPEC §4, "421 is one policy").
+type Cause int
+
+// The causes of SPEC's 421 table. CauseBackend uses the backend's own 421 line when it sent one.
+const (
+	CauseNone Cause = iota
+	CauseNoBackend
+	CauseTooMany
+	CauseLoginRate
+	CauseTimeout
+	CauseShutdown
+	CauseBackend
+)
+
+// text421 is the one table of 421 texts.
+var text421 = map[Cause]string{
+	CauseNoBackend: "421 Service not available, closing control connection",
+	CauseTooMany:   "421 Too many connections, try again later",
+	CauseLoginRate: "421 Too many login attempts, try again later",
+	CauseTimeout:   "421 Timeout, closing control connection",
+	CauseShutdown:  "421 Server shutting down, closing control connection",
+	CauseBackend:   "421 Service not available, closing control connection",
+}
+
+var causeNames = map[Cause]string{
+	CauseNone:      "none",
+	CauseNoBackend: "no_backend",
+	CauseTooMany:   "too_many",
+	CauseLoginRate: "login_rate",
+	CauseTimeout:   "timeout",
+	CauseShutdown:  "shutdown",
+	CauseBackend:   "backend_lost",
+}
+
+// String returns the cause's name as used in logs and metrics.
+func (c Cause) String() string { return causeNames[c] }
+
+// Line421 returns the exact 421 line, without CRLF, for cause c.
+func Line421(c Cause) string { return text421[c] }
+
+// endError ends a session with a 421. line, when set, is the backend's own 421 line to relay
+// (its first line only: a 421 is never sent inside a multi-line reply).
+type endError struct {
+	cause Cause
+	line  string
+	err   error
+}
+
+func (e *endError) Error() string {
+	if e.err != nil {
+		return fmt.Sprintf("session ended (%s): %v", e.cause, e.err)
+	}
+	return fmt.Sprintf("session ended (%s)", e.cause)
+}
+
+func (e *endError) Unwrap() error { return e.err }
+
+// end421 returns the error that makes Run send the 421 of cause and close both legs.
+func end421(c Cause, err error) error { return &endError{cause: c, err: err} }
+
+// finalLine returns the one line to send before closing, or "" when none is due.
+func finalLine(err error) (string, Cause) {
+	var e *endError
+	if !errors.As(err, &e) {
+		return "", CauseNone
+	}
+	if e.line != "" {
+		return e.line, e.cause
+	}
+	return text421[e.cause], e.cause
+}
+
+// Replies the proxy writes itself. Keeping the texts here lets tests and docs refer to one place.
+const (
+	replyUnknownCmd   = "500 Syntax error, command unrecognized."
+	replyLineTooLong  = "500 Command line too long."
+	replyBadLine      = "500 Command line not terminated by CRLF."
+	replyBadChar      = "500 Illegal character in command."
+	replyNotLoggedIn  = "530 Please login with USER and PASS"
+	replyLoginBad     = "530 Login incorrect."
+	replyUserFirst    = "503 Login with USER first."
+	replyUserOK       = "331 Please specify the password."
+	replyLoggedIn     = "503 Already logged in."
+	replyNoop         = "200 NOOP ok."
+	replySyst         = "215 UNIX Type: L8"
+	replyClnt         = "200 Noted."
+	replyUTF8         = "200 Always in UTF8 mode."
+	replyOptsBad      = "501 Option not understood."
+	replyGoodbye      = "221 Goodbye."
+	replyHostOK       = "220 Host accepted."
+	replyHostLate     = "503 HOST must come before USER."
+	replyHostBad      = "501 Bad host name."
+	replyAuthNone     = "502 TLS is not offered on this listener."
+	replyAuthMech     = "504 Unsupported security mechanism; use AUTH TLS."
+	replyAuthTwice    = "503 TLS already active."
+	replyAuthLate     = "503 AUTH must come before login."
+	replyPbszEarly    = "503 PBSZ before AUTH."
+	replyProtEarly    = "503 PROT before PBSZ."
+	replyAdat         = "503 ADAT not supported without a security mechanism."
+	replyProtected    = "537 Protected commands are not supported."
+	replyCCC          = "533 Clear control channel refused."
+	replyProtLevel    = "536 Protection level not supported; use PROT C or PROT P."
+	replyProtRequired = "534 PROT C refused: this listener requires protected data."
+	replyTLSRequired  = "534 TLS required: use AUTH TLS first."
+	replyDataTLS      = "521 Data connections must be protected: use PROT P."
+	replyPasvV6       = "501 PASV carries IPv4 only: use EPSV."
+	replyEpsvProto    = "522 Network protocol not supported, use (1)"
+	replyEpsvProto6   = "522 Network protocol not supported, use (2)"
+	replyEprtProto    = "522 Network protocol not supported, use (1,2)"
+	replyEpsvAll      = "200 EPSV ALL ok."
+	replyEpsvAllOnly  = "503 Only EPSV is allowed after EPSV ALL."
+	replyPortOK       = "200 PORT command successful."
+	replyPortBad      = "501 Syntax error in PORT/EPRT argument."
+	replyPortRefused  = "501 Data connection refused: only to your own address and a port of 1024 or above."
+	replyActiveOff    = "502 Active mode is disabled: use PASV or EPSV."
+	replyNeedData     = "425 Use PORT, PASV or EPSV first."
+	replyCantOpen     = "425 Can't open data connection."
+	replyReinNo       = "502 REIN not supported by the proxy."
+	replyAborted      = "426 Connection closed; transfer aborted."
+	replyAbortOK      = "226 ABOR command successful."
+)

@@ -1,0 +1,354 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/nat"
+)
+
+// Listener TLS modes (SPEC §3).
+const (
+	TLSNone     = "none"
+	TLSExplicit = "explicit"
+	TLSRequired = "required"
+	TLSImplicit = "implicit"
+)
+
+// ListenerConfig describes one client-facing listener.
+type ListenerConfig struct {
+	Name    string
+	Address string // host:port
+	TLS     string // TLSNone, TLSExplicit, TLSRequired or TLSImplicit
+	Pool    string // pool used when no route matches
+	Banner  string // text of the 220 greeting
+}
+
+// DataConfig configures the data channel toward clients.
+type DataConfig struct {
+	PublicAddress  netip.Addr    // announced in 227; invalid: the control connection's local address
+	PortRange      nat.PortRange // the proxy's own passive ports
+	AllowActive    bool          // accept PORT/EPRT
+	ConnectTimeout time.Duration // to accept or dial a data connection, either leg
+}
+
+// Limits bounds sessions and their timeouts.
+type Limits struct {
+	MaxSessions      int
+	MaxSessionsPerIP int
+	IdleTimeout      time.Duration
+	LoginTimeout     time.Duration
+	BackendTimeout   time.Duration // connect plus greeting, per backend tried
+	ShutdownGrace    time.Duration
+}
+
+// Route sends sessions whose USER (and/or HOST) matches to a pool. Globs use path.Match.
+type Route struct {
+	User string
+	Host string
+	Pool string
+}
+
+// Config is everything a Server runs with. Listeners are fixed for the life of a Server; the
+// rest can be swapped by Reload.
+type Config struct {
+	Listeners []ListenerConfig
+	Data      DataConfig
+	Pools     []*balancer.Pool
+	Routes    []Route
+	Limits    Limits
+	// TLS is the client-side certificate config, shared by control and data connections so
+	// session tickets resume. Required when a listener's TLS is not none.
+	TLS *tls.Config
+}
+
+func (c *Config) pool(name string) *balancer.Pool {
+	for _, p := range c.Pools {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// route returns the pool for a session: the first matching route, else the listener's pool.
+func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, string) {
+	for i, r := range c.Routes {
+		if r.User != "" {
+			if ok, _ := path.Match(r.User, user); !ok {
+				continue
+			}
+		}
+		if r.Host != "" {
+			if ok, _ := path.Match(r.Host, host); !ok {
+				continue
+			}
+		}
+		return c.pool(r.Pool), "route[" + strconv.Itoa(i) + "]"
+	}
+	return c.pool(lc.Pool), "listener"
+}
+
+// Default timeouts, used where a Config leaves a duration zero.
+const (
+	defaultConnectTimeout = 30 * time.Second
+	defaultIdleTimeout    = 15 * time.Minute
+	defaultLoginTimeout   = 60 * time.Second
+	defaultBackendTimeout = 10 * time.Second
+	defaultShutdownGrace  = 60 * time.Second
+	writeTimeout          = 30 * time.Second
+	lingerTimeout         = 5 * time.Second
+	abortReplyTimeout     = 10 * time.Second
+)
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// Server accepts client sessions on its listeners and proxies them to backend pools.
+type Server struct {
+	log   *slog.Logger
+	cfg   atomic.Pointer[Config]
+	alloc *nat.Allocator
+
+	listeners []*listener
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	perIP    map[netip.Addr]int
+	wg       sync.WaitGroup
+
+	drain    chan struct{} // closed when Shutdown starts
+	hardCtx  context.Context
+	hardStop context.CancelFunc
+	nextID   atomic.Uint64
+	stopOnce sync.Once
+
+	// Foreign counts data connections refused because they came from the wrong peer.
+	Foreign atomic.Uint64
+}
+
+type listener struct {
+	cfg ListenerConfig
+	ln  net.Listener
+}
+
+// New validates cfg and returns a Server that is not yet listening.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		log:      log,
+		sessions: make(map[*session]struct{}),
+		perIP:    make(map[netip.Addr]int),
+		drain:    make(chan struct{}),
+	}
+	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
+	s.alloc = nat.NewAllocator(cfg.Data.PortRange, func(peer netip.AddrPort) {
+		s.Foreign.Add(1)
+		s.log.Warn("data connection from a foreign address refused", "peer", peer.String())
+	})
+	s.cfg.Store(&cfg)
+	return s, nil
+}
+
+func (c *Config) validate() error {
+	if len(c.Listeners) == 0 {
+		return errors.New("proxy: no listeners")
+	}
+	for _, l := range c.Listeners {
+		if c.pool(l.Pool) == nil {
+			return fmt.Errorf("proxy: listener %s: unknown pool %q", l.Address, l.Pool)
+		}
+		if l.TLS != "" && l.TLS != TLSNone && c.TLS == nil {
+			return fmt.Errorf("proxy: listener %s: tls %q needs a certificate", l.Address, l.TLS)
+		}
+	}
+	for i, r := range c.Routes {
+		if c.pool(r.Pool) == nil {
+			return fmt.Errorf("proxy: route[%d]: unknown pool %q", i, r.Pool)
+		}
+	}
+	return nil
+}
+
+// Reload swaps in a new config for sessions that start from now on. Listeners cannot change
+// here; sessions already running keep their backend.
+func (s *Server) Reload(cfg Config) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	old := s.cfg.Load()
+	cfg.Listeners = old.Listeners
+	s.cfg.Store(&cfg)
+	return nil
+}
+
+// Config returns the config in force.
+func (s *Server) Config() *Config { return s.cfg.Load() }
+
+// Allocator returns the passive data-port allocator (for status and metrics).
+func (s *Server) Allocator() *nat.Allocator { return s.alloc }
+
+// Listen binds every listener. Call Serve afterwards.
+func (s *Server) Listen(ctx context.Context) error {
+	var lc net.ListenConfig
+	for _, l := range s.cfg.Load().Listeners {
+		ln, err := lc.Listen(ctx, "tcp", l.Address)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen %s: %w", l.Address, err)
+		}
+		s.listeners = append(s.listeners, &listener{cfg: l, ln: ln})
+	}
+	return nil
+}
+
+// Addrs returns the bound listener addresses, in config order.
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, len(s.listeners))
+	for i, l := range s.listeners {
+		out[i] = l.ln.Addr()
+	}
+	return out
+}
+
+// Serve accepts sessions until Shutdown. It returns nil after a shutdown.
+func (s *Server) Serve() error {
+	errc := make(chan error, len(s.listeners))
+	for _, l := range s.listeners {
+		go func() { errc <- s.acceptLoop(l) }()
+	}
+	var first error
+	for range s.listeners {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (s *Server) acceptLoop(l *listener) error {
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			select {
+			case <-s.drain:
+				return nil
+			default:
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			s.log.Error("accept failed", "listener", l.cfg.Address, "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		s.wg.Add(1)
+		go s.serveConn(l, c)
+	}
+}
+
+func (s *Server) serveConn(l *listener, c net.Conn) {
+	defer s.wg.Done()
+	sess := newSession(s, l, c)
+	s.mu.Lock()
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+	}()
+	sess.Run(s.hardCtx)
+}
+
+// admit counts a new session against the global and per-IP limits. It returns false when a
+// limit is reached; a true result needs one leave.
+func (s *Server) admit(ip netip.Addr, lim Limits) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lim.MaxSessions > 0 && len(s.sessions) > lim.MaxSessions {
+		return false
+	}
+	if lim.MaxSessionsPerIP > 0 && s.perIP[ip] >= lim.MaxSessionsPerIP {
+		return false
+	}
+	s.perIP[ip]++
+	return true
+}
+
+func (s *Server) leave(ip netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+// Sessions returns the number of sessions running.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners {
+		l.ln.Close()
+	}
+}
+
+// Shutdown stops accepting, sends the shutdown 421 to idle sessions, lets running transfers
+// finish, and returns when every session has ended. When ctx ends first, it closes every
+// session at once and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		close(s.drain)
+		s.closeListeners()
+	})
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.hardStop()
+		return nil
+	case <-ctx.Done():
+		s.hardStop()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close ends every session at once.
+func (s *Server) Close() error {
+	s.stopOnce.Do(func() {
+		close(s.drain)
+		s.closeListeners()
+	})
+	s.hardStop()
+	s.wg.Wait()
+	return nil
+}

@@ -1,0 +1,388 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/nat"
+)
+
+// session is one client connection and its backend leg. It is owned by the goroutine running
+// Run; the reader goroutines only feed it through channels.
+type session struct {
+	srv  *Server
+	lst  *listener
+	cfg  *Config // snapshot taken at connect: a reload does not move a running session
+	id   string
+	log  *slog.Logger
+	ctx  context.Context
+	done context.CancelFunc
+
+	client     net.Conn
+	cr         *bufio.Reader
+	clientAddr netip.AddrPort // the client's real address
+	localAddr  netip.AddrPort // our end of the client control connection
+	deadline   time.Time      // login deadline
+
+	// Login state.
+	user     string
+	host     string
+	utf8     bool
+	loggedIn bool
+
+	// Backend leg, set once logged in.
+	backend *balancer.Backend
+	bconn   net.Conn
+	br      *bufio.Reader
+	bAddr   netip.AddrPort // backend control peer
+	bLocal  netip.AddrPort // our end of the backend control connection
+
+	// Post-login event loop.
+	cmdc    chan clientEvent
+	repc    chan replyEvent
+	queue   []clientEvent
+	readers chan struct{} // closed when both readers have exited
+
+	// Client data leg.
+	pasv    *nat.Lease
+	port    netip.AddrPort // PORT/EPRT target
+	epsvAll bool
+
+	stats sessionStats
+}
+
+type sessionStats struct {
+	commands  int
+	bytesIn   int64 // client to backend
+	bytesOut  int64 // backend to client
+	transfers int
+}
+
+type clientEvent struct {
+	cmd Command
+	err error // a per-line error (500 reply) or, with io.EOF and others, the end of the connection
+}
+
+type replyEvent struct {
+	rep Reply
+	err error
+}
+
+func newSession(srv *Server, l *listener, c net.Conn) *session {
+	id := strconv.FormatUint(srv.nextID.Add(1), 36)
+	s := &session{
+		srv:    srv,
+		lst:    l,
+		cfg:    srv.cfg.Load(),
+		id:     id,
+		client: c,
+		cr:     bufio.NewReaderSize(c, MaxLine),
+	}
+	s.clientAddr = addrPortOf(c.RemoteAddr())
+	s.localAddr = addrPortOf(c.LocalAddr())
+	s.log = srv.log.With("session", id, "client", s.clientAddr.String())
+	return s
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// Run serves the session until it ends and always closes both legs before it returns.
+func (s *session) Run(parent context.Context) {
+	start := time.Now()
+	s.ctx, s.done = context.WithCancel(parent)
+	defer s.done()
+	stop := context.AfterFunc(s.ctx, func() { s.client.Close() })
+	defer stop()
+
+	s.log.Info("session start", "listener", s.lst.cfg.Address)
+	err := s.serve()
+
+	line, cause := finalLine(err)
+	if cause == CauseNone && s.ctx.Err() != nil && parent.Err() != nil {
+		line, cause = Line421(CauseShutdown), CauseShutdown
+	}
+	if line != "" {
+		s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		io.WriteString(s.client, line+"\r\n")
+		s.log.Info("session closed with 421", "cause", cause.String())
+	}
+	s.teardown()
+	attrs := []any{
+		"user", s.user, "duration", time.Since(start).Round(time.Millisecond),
+		"commands", s.stats.commands, "transfers", s.stats.transfers,
+		"bytes_in", s.stats.bytesIn, "bytes_out", s.stats.bytesOut,
+	}
+	if s.backend != nil {
+		attrs = append(attrs, "backend", s.backend.String())
+	}
+	if err != nil && !errors.Is(err, errQuit) {
+		attrs = append(attrs, "end", err.Error())
+	} else {
+		attrs = append(attrs, "end", "quit")
+	}
+	s.log.Info("session end", attrs...)
+}
+
+// teardown closes both legs, waits for the reader goroutines, and returns resources.
+func (s *session) teardown() {
+	if tc, ok := s.client.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	s.client.Close()
+	if s.bconn != nil {
+		s.bconn.Close()
+	}
+	s.done() // unblocks the readers' sends
+	if s.readers != nil {
+		<-s.readers
+	}
+	if s.pasv != nil {
+		s.pasv.Release()
+		s.pasv = nil
+	}
+	if s.backend != nil {
+		s.backend.Release()
+	}
+}
+
+var errQuit = errors.New("client quit")
+
+// serve runs the phases of the session: greeting, login, relay.
+func (s *session) serve() error {
+	lim := s.cfg.Limits
+	if !s.srv.admit(s.clientAddr.Addr(), lim) {
+		return end421(CauseTooMany, errors.New("session limit reached"))
+	}
+	defer s.srv.leave(s.clientAddr.Addr())
+	select {
+	case <-s.srv.drain:
+		return end421(CauseShutdown, nil)
+	default:
+	}
+
+	s.deadline = time.Now().Add(orDefault(lim.LoginTimeout, defaultLoginTimeout))
+	banner := s.lst.cfg.Banner
+	if banner == "" {
+		banner = "FTP proxy ready"
+	}
+	if err := s.writeLine("220 " + banner); err != nil {
+		return err
+	}
+	if err := s.preLogin(); err != nil {
+		return err
+	}
+	return s.relay()
+}
+
+// writeLine sends one reply line to the client. Only the owner goroutine writes.
+func (s *session) writeLine(line string) error {
+	return s.writeRaw([]byte(line + "\r\n"))
+}
+
+func (s *session) writeRaw(b []byte) error {
+	s.client.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := s.client.Write(b); err != nil {
+		return fmt.Errorf("write to client: %w", err)
+	}
+	return nil
+}
+
+// readCommand reads and parses one client line before login, synchronously, under the login
+// deadline. Line errors are answered here; ok is false for them.
+func (s *session) readCommand() (Command, bool, error) {
+	s.client.SetReadDeadline(s.deadline)
+	line, err := ReadLine(s.cr, MaxLine)
+	if err != nil {
+		if reply := lineErrorReply(err); reply != "" {
+			return Command{}, false, s.writeLine(reply)
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return Command{}, false, end421(CauseTimeout, errors.New("login timeout"))
+		}
+		return Command{}, false, fmt.Errorf("read from client: %w", err)
+	}
+	cmd, err := ParseCommand(StripTelnet(line))
+	if err != nil {
+		return Command{}, false, s.writeLine(lineErrorReply(err))
+	}
+	s.stats.commands++
+	s.log.Debug("command", "cmd", cmd.LogString())
+	return cmd, true, nil
+}
+
+// lineErrorReply maps a client line error to its 500 reply, or "" for connection errors.
+func lineErrorReply(err error) string {
+	switch {
+	case errors.Is(err, ErrLineTooLong):
+		return replyLineTooLong
+	case errors.Is(err, ErrBareLF):
+		return replyBadLine
+	case errors.Is(err, ErrBadChar):
+		return replyBadChar
+	case errors.Is(err, ErrBadVerb), errors.Is(err, ErrEmptyLine):
+		return replyUnknownCmd
+	}
+	return ""
+}
+
+// preLogin answers the commands the proxy handles itself until a login succeeds.
+func (s *session) preLogin() error {
+	for !s.loggedIn {
+		select {
+		case <-s.srv.drain:
+			return end421(CauseShutdown, nil)
+		default:
+		}
+		cmd, ok, err := s.readCommand()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if handled, err := s.localCommand(cmd); handled || err != nil {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		switch cmd.Verb {
+		case "USER":
+			if cmd.Arg == "" {
+				err = s.writeLine("501 USER needs a user name.")
+				break
+			}
+			s.user = cmd.Arg
+			s.log = s.log.With("user", s.user)
+			err = s.writeLine(replyUserOK)
+		case "PASS":
+			if s.user == "" {
+				err = s.writeLine(replyUserFirst)
+				break
+			}
+			err = s.login(cmd.Arg)
+		default:
+			err = s.writeLine(replyNotLoggedIn)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// localCommand answers the commands the proxy owns in every phase (SPEC §4). It reports
+// whether cmd was one of them.
+func (s *session) localCommand(cmd Command) (bool, error) {
+	var reply string
+	switch cmd.Verb {
+	case "AUTH":
+		switch {
+		case s.loggedIn:
+			reply = replyAuthLate
+		case s.lst.cfg.TLS == "" || s.lst.cfg.TLS == TLSNone:
+			reply = replyAuthNone
+		default:
+			reply = replyAuthMech
+		}
+	case "PBSZ":
+		reply = replyPbszEarly
+	case "PROT":
+		reply = replyProtEarly
+	case "ADAT":
+		reply = replyAdat
+	case "MIC", "CONF", "ENC":
+		reply = replyProtected
+	case "CCC":
+		reply = replyCCC
+	case "HOST":
+		switch {
+		case s.loggedIn || s.user != "":
+			reply = replyHostLate
+		case !validHost(cmd.Arg):
+			reply = replyHostBad
+		default:
+			s.host = strings.ToLower(cmd.Arg)
+			reply = replyHostOK
+		}
+	case "REIN":
+		reply = replyReinNo
+	}
+	if !s.loggedIn && reply == "" {
+		switch cmd.Verb {
+		case "FEAT":
+			return true, s.writeRaw([]byte(s.preLoginFeat()))
+		case "OPTS":
+			if strings.EqualFold(strings.TrimSpace(cmd.Arg), "UTF8 ON") || strings.EqualFold(strings.TrimSpace(cmd.Arg), "UTF8") {
+				s.utf8 = true
+				reply = replyUTF8
+			} else {
+				reply = replyOptsBad
+			}
+		case "SYST":
+			reply = replySyst
+		case "NOOP":
+			reply = replyNoop
+		case "CLNT":
+			reply = replyClnt
+		case "HELP":
+			return true, s.writeRaw([]byte("214-The following commands are recognized before login:\r\n" +
+				" USER PASS AUTH PBSZ PROT FEAT OPTS SYST NOOP HELP HOST CLNT QUIT\r\n214 Help OK.\r\n"))
+		case "QUIT":
+			s.writeLine(replyGoodbye)
+			return true, errQuit
+		}
+	}
+	if reply == "" {
+		return false, nil
+	}
+	return true, s.writeLine(reply)
+}
+
+// preLoginFeat is the proxy's own FEAT reply before a backend is chosen: only the features it
+// implements itself, so no client is promised what the backend may lack.
+func (s *session) preLoginFeat() string {
+	var b strings.Builder
+	b.WriteString("211-Features:\r\n")
+	if s.lst.cfg.TLS != "" && s.lst.cfg.TLS != TLSNone {
+		b.WriteString(" AUTH TLS\r\n PBSZ\r\n PROT\r\n")
+	}
+	b.WriteString(" EPRT\r\n EPSV\r\n HOST\r\n UTF8\r\n211 End\r\n")
+	return b.String()
+}
+
+// validHost accepts an RFC 7151 HOST argument: a DNS name or an IP literal, optionally in
+// brackets, with no port.
+func validHost(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		_, err := netip.ParseAddr(h[1 : len(h)-1])
+		return err == nil
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
