@@ -1,0 +1,308 @@
+package nat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ErrPortsExhausted is returned by Reserve when every port of the range is leased or held by
+// another process. The proxy answers 425 and the session goes on.
+var ErrPortsExhausted = errors.New("nat: passive port range exhausted")
+
+// ErrForeignPeer reports a data connection, or an active-mode address, that does not belong to
+// the client of the control connection. Lease.Accept never returns it: it drops such connections
+// and keeps waiting, reporting each to the allocator's onForeign hook. It is exported for callers
+// that check PORT/EPRT addresses against the control peer and for logging the hook's reports
+// consistently.
+var ErrForeignPeer = errors.New("nat: data connection from a foreign peer")
+
+// PortRange is an inclusive range of TCP ports, such as the passive ports a firewall forwards to
+// the proxy.
+type PortRange struct {
+	First, Last uint16
+}
+
+// ParsePortRange parses "first-last" (e.g. "50000-50999") or a single port ("50000"). No spaces
+// are allowed, and the range must pass Validate.
+func ParsePortRange(s string) (PortRange, error) {
+	firstStr, lastStr, isRange := strings.Cut(s, "-")
+	first, err := parsePort(firstStr)
+	if err != nil {
+		return PortRange{}, fmt.Errorf("nat: port range %q: %w", s, err)
+	}
+	r := PortRange{First: first, Last: first}
+	if isRange {
+		if r.Last, err = parsePort(lastStr); err != nil {
+			return PortRange{}, fmt.Errorf("nat: port range %q: %w", s, err)
+		}
+	}
+	if err := r.Validate(); err != nil {
+		return PortRange{}, err
+	}
+	return r, nil
+}
+
+// Validate reports whether r is usable: First at least 1 and not after Last.
+func (r PortRange) Validate() error {
+	if r.First == 0 {
+		return fmt.Errorf("nat: port range %s: port 0 cannot be listened on by number", r)
+	}
+	if r.First > r.Last {
+		return fmt.Errorf("nat: port range %s: first port after last", r)
+	}
+	return nil
+}
+
+// Len returns the number of ports in r, 0 if r is inverted.
+func (r PortRange) Len() int {
+	if r.First > r.Last {
+		return 0
+	}
+	return int(r.Last) - int(r.First) + 1
+}
+
+// Contains reports whether port p is in r.
+func (r PortRange) Contains(p uint16) bool { return r.First <= p && p <= r.Last }
+
+// String returns r in the form ParsePortRange reads.
+func (r PortRange) String() string {
+	if r.First == r.Last {
+		return strconv.Itoa(int(r.First))
+	}
+	return strconv.Itoa(int(r.First)) + "-" + strconv.Itoa(int(r.Last))
+}
+
+// Allocator hands out the proxy's passive data ports from one PortRange. It is safe for
+// concurrent use; create it with NewAllocator.
+type Allocator struct {
+	r         PortRange
+	onForeign func(netip.AddrPort)
+
+	mu     sync.Mutex
+	leased []bool // indexed by port - r.First; true while a lease or a bind attempt holds it
+	inUse  int
+	cursor int // index where the next search starts, so a just-released port is reused last
+}
+
+// NewAllocator returns an allocator over r. onForeign, which may be nil, is called from
+// Lease.Accept with the address of every connection refused because it did not come from the
+// lease's peer; it should return quickly, since Accept waits for it. If r is invalid, Reserve
+// reports the error.
+func NewAllocator(r PortRange, onForeign func(peer netip.AddrPort)) *Allocator {
+	return &Allocator{r: r, onForeign: onForeign, leased: make([]bool, r.Len())}
+}
+
+// Range returns the allocator's port range.
+func (a *Allocator) Range() PortRange { return a.r }
+
+// InUse returns the number of ports currently leased, counting a Reserve that is binding one.
+func (a *Allocator) InUse() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.inUse
+}
+
+// Reserve binds a TCP listener on listenIP and a free port of the range and returns its lease.
+// The listener is bound before Reserve returns, so the 227 or 229 reply can go out at once.
+//
+// Ports are tried from a rotating cursor, so a port just released is the last to be reused and a
+// late connection meant for the previous transfer does not reach the next one. Ports leased by
+// this allocator are skipped, and so are ports another process holds (EADDRINUSE); when none is
+// left Reserve returns an error wrapping ErrPortsExhausted. Other bind errors, such as listenIP
+// not being a local address, are returned as they are, since trying more ports would not help.
+//
+// peer is the only IP (any port) the lease accepts a connection from: the client's real IP, as
+// seen on the control connection.
+func (a *Allocator) Reserve(ctx context.Context, listenIP, peer netip.Addr) (*Lease, error) {
+	if err := a.r.Validate(); err != nil {
+		return nil, fmt.Errorf("nat: reserve: %w", err)
+	}
+	if !listenIP.IsValid() {
+		return nil, errors.New("nat: reserve: invalid listen address")
+	}
+	if !peer.IsValid() {
+		return nil, errors.New("nat: reserve: invalid peer address")
+	}
+	listenIP = listenIP.Unmap()
+	// An explicit family keeps an IPv4 listen address from becoming a dual-stack [::] socket.
+	network := "tcp6"
+	if listenIP.Is4() {
+		network = "tcp4"
+	}
+	var lc net.ListenConfig
+	for range a.r.Len() {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("nat: reserve: %w", err)
+		}
+		port, ok := a.take()
+		if !ok {
+			break
+		}
+		ln, err := lc.Listen(ctx, network, netip.AddrPortFrom(listenIP, port).String())
+		if err != nil {
+			a.put(port)
+			if errors.Is(err, syscall.EADDRINUSE) {
+				continue
+			}
+			return nil, fmt.Errorf("nat: reserve port %d: %w", port, err)
+		}
+		tl := ln.(*net.TCPListener) // Listen on a tcp network always returns one
+		return &Lease{
+			a:    a,
+			ln:   tl,
+			addr: netip.AddrPortFrom(listenIP, port),
+			peer: peer.Unmap().WithZone(""),
+		}, nil
+	}
+	return nil, fmt.Errorf("%w (%s)", ErrPortsExhausted, a.r)
+}
+
+// take marks the first free port at or after the cursor as leased.
+func (a *Allocator) take() (uint16, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := len(a.leased)
+	for k := range n {
+		i := (a.cursor + k) % n
+		if !a.leased[i] {
+			a.leased[i] = true
+			a.inUse++
+			a.cursor = (i + 1) % n
+			return a.r.First + uint16(i), true
+		}
+	}
+	return 0, false
+}
+
+// put returns port to the pool.
+func (a *Allocator) put(port uint16) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if i := int(port) - int(a.r.First); i >= 0 && i < len(a.leased) && a.leased[i] {
+		a.leased[i] = false
+		a.inUse--
+	}
+}
+
+// Lease is one reserved passive port with its bound listener: one per pending transfer. The
+// proxy reserves it at PASV/EPSV, accepts on it at RETR, STOR, LIST and the like, and releases it
+// when the transfer is over.
+type Lease struct {
+	a    *Allocator
+	ln   *net.TCPListener
+	addr netip.AddrPort
+	peer netip.Addr // unmapped and zoneless, as compared in Accept
+
+	acceptMu    sync.Mutex // serialises Accept, which owns the listener's deadline
+	released    atomic.Bool
+	closeOnce   sync.Once
+	releaseOnce sync.Once
+}
+
+// Port returns the leased port.
+func (l *Lease) Port() uint16 { return l.addr.Port() }
+
+// Addr returns the address the listener is bound to. With NAT it differs from what the client is
+// told; see PassiveAddr.
+func (l *Lease) Addr() netip.AddrPort { return l.addr }
+
+// Peer returns the only IP the lease accepts a connection from.
+func (l *Lease) Peer() netip.Addr { return l.peer }
+
+// aLongTimeAgo is a deadline in the past, which makes a blocked Accept return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Accept waits for one connection from the lease's peer IP and returns it. A connection from any
+// other address is reset (SO_LINGER 0), reported to the allocator's onForeign hook, and Accept
+// keeps waiting; FTP bounce and port-stealing attacks therefore cannot take the transfer.
+//
+// Accept returns an error wrapping ctx.Err() when ctx is done, and one wrapping net.ErrClosed
+// once the lease is released or has already accepted its connection: after the first successful
+// Accept the listener is closed, so the port takes no further connections. A ctx that ends only
+// interrupts the wait; the listener stays open and Accept may be called again. Calls to Accept
+// are serialised. The returned *net.TCPConn is the caller's to close; keeping the concrete type
+// lets io.Copy between two TCP connections use splice.
+func (l *Lease) Accept(ctx context.Context) (*net.TCPConn, error) {
+	l.acceptMu.Lock()
+	defer l.acceptMu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, err)
+	}
+	// Clear the deadline an earlier Accept may have left when its ctx ended.
+	if err := l.ln.SetDeadline(time.Time{}); err != nil {
+		return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, err)
+	}
+	// A past deadline interrupts AcceptTCP without closing the listener. Waiting for fired
+	// before returning means the deadline is never set behind the back of the next Accept, and
+	// no goroutine outlives this call by more than its return.
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		_ = l.ln.SetDeadline(aLongTimeAgo) // fails only if closed, which interrupts too
+	})
+	defer func() {
+		if !stop() {
+			<-fired
+		}
+	}()
+
+	for {
+		c, err := l.ln.AcceptTCP()
+		if err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, ctxErr)
+			}
+			return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, err)
+		}
+		remote, ok := remoteAddrPort(c)
+		if !ok || remote.Addr().Unmap().WithZone("") != l.peer {
+			// An RST rather than a FIN tells the intruder nothing was ever served here.
+			_ = c.SetLinger(0)
+			_ = c.Close()
+			if l.a.onForeign != nil {
+				l.a.onForeign(remote)
+			}
+			continue
+		}
+		l.closeListener()
+		if l.released.Load() {
+			// Release raced with this accept; the caller was promised an error.
+			_ = c.Close()
+			return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, net.ErrClosed)
+		}
+		return c, nil
+	}
+}
+
+// remoteAddrPort returns c's peer address.
+func remoteAddrPort(c *net.TCPConn) (netip.AddrPort, bool) {
+	ta, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok || ta == nil {
+		return netip.AddrPort{}, false
+	}
+	return ta.AddrPort(), true
+}
+
+// Release closes the listener if it is still open and returns the port to the allocator. It is
+// idempotent and may be called concurrently with Accept, which then returns an error wrapping
+// net.ErrClosed. A connection already returned by Accept is not touched.
+func (l *Lease) Release() {
+	l.releaseOnce.Do(func() {
+		l.released.Store(true)
+		l.closeListener()
+		l.a.put(l.addr.Port())
+	})
+}
+
+func (l *Lease) closeListener() {
+	l.closeOnce.Do(func() { _ = l.ln.Close() })
+}

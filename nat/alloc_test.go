@@ -1,0 +1,492 @@
+package nat
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The allocator tests use real loopback sockets on ports in 42000-42999, a different slice per
+// test, so they can run next to other packages' tests. They are not parallel with each other,
+// which keeps the goroutine counts of checkNoLeak meaningful.
+
+var (
+	loopback  = netip.MustParseAddr("127.0.0.1")
+	loopback2 = netip.MustParseAddr("127.0.0.2") // also loopback on Linux; our "foreign" client
+)
+
+// checkNoLeak fails the test if it ends with more goroutines than it started with. Exiting
+// goroutines take a moment to be counted out, hence the poll.
+func checkNoLeak(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			n := runtime.NumGoroutine()
+			if n <= before {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<16)
+				t.Errorf("goroutines: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+// dialFrom connects from the IP from (any port) to to.
+func dialFrom(from netip.Addr, to netip.AddrPort) (*net.TCPConn, error) {
+	d := net.Dialer{
+		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, 0)),
+		Timeout:   2 * time.Second,
+	}
+	c, err := d.Dial("tcp", to.String())
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+type acceptResult struct {
+	c   *net.TCPConn
+	err error
+}
+
+// acceptAsync runs Accept in a goroutine; the channel delivers its result exactly once.
+func acceptAsync(ctx context.Context, l *Lease) <-chan acceptResult {
+	ch := make(chan acceptResult, 1)
+	go func() {
+		c, err := l.Accept(ctx)
+		ch <- acceptResult{c, err}
+	}()
+	return ch
+}
+
+func TestAllocatorAcceptPeer(t *testing.T) {
+	checkNoLeak(t)
+	ctx := testCtx(t)
+	a := NewAllocator(PortRange{42100, 42109}, nil)
+	lease, err := a.Reserve(ctx, loopback, loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release()
+	if !a.Range().Contains(lease.Port()) || lease.Addr() != netip.AddrPortFrom(loopback, lease.Port()) {
+		t.Fatalf("lease on %v, port %d; want 127.0.0.1 in %v", lease.Addr(), lease.Port(), a.Range())
+	}
+	if got := a.InUse(); got != 1 {
+		t.Errorf("InUse = %d; want 1", got)
+	}
+
+	// The listener is bound when Reserve returns: dialing before Accept must work.
+	client, err := dialFrom(loopback, lease.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := lease.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+
+	if _, err := client.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(server, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("server read %q, %v", buf, err)
+	}
+	if _, err := server.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "pong" {
+		t.Fatalf("client read %q, %v", buf, err)
+	}
+
+	// One connection per lease: the listener is closed after the first.
+	if _, err := lease.Accept(ctx); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("second Accept: %v; want net.ErrClosed", err)
+	}
+	if c, err := dialFrom(loopback, lease.Addr()); err == nil {
+		c.Close()
+		t.Error("dial after Accept succeeded; want refused")
+	}
+	lease.Release()
+	if got := a.InUse(); got != 0 {
+		t.Errorf("InUse after Release = %d; want 0", got)
+	}
+}
+
+func TestAcceptForeignPeer(t *testing.T) {
+	checkNoLeak(t)
+	ctx := testCtx(t)
+	foreign := make(chan netip.AddrPort, 4)
+	var nForeign atomic.Int32
+	a := NewAllocator(PortRange{42110, 42119}, func(peer netip.AddrPort) {
+		nForeign.Add(1)
+		foreign <- peer
+	})
+	lease, err := a.Reserve(ctx, loopback, loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release()
+	res := acceptAsync(ctx, lease)
+
+	intruder, err := dialFrom(loopback2, lease.Addr())
+	if err != nil {
+		t.Skipf("cannot dial from %v (needs Linux loopback /8): %v", loopback2, err)
+	}
+	defer intruder.Close()
+	select {
+	case peer := <-foreign:
+		if peer.Addr() != loopback2 || netip.MustParseAddrPort(intruder.LocalAddr().String()) != peer {
+			t.Errorf("onForeign(%v); want %v", peer, intruder.LocalAddr())
+		}
+	case <-ctx.Done():
+		t.Fatal("onForeign not called")
+	}
+	_ = intruder.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := intruder.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("intruder read: %v; want connection reset", err)
+	}
+	select {
+	case r := <-res:
+		t.Fatalf("Accept returned after a foreign connection: %v, %v", r.c, r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	client, err := dialFrom(loopback, lease.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.c.Close()
+	if got, want := r.c.RemoteAddr().String(), client.LocalAddr().String(); got != want {
+		t.Errorf("accepted %s; want %s", got, want)
+	}
+	if got := nForeign.Load(); got != 1 {
+		t.Errorf("onForeign called %d times; want 1", got)
+	}
+}
+
+func TestAcceptMappedPeer(t *testing.T) {
+	checkNoLeak(t)
+	ctx := testCtx(t)
+	a := NewAllocator(PortRange{42120, 42124}, nil)
+	// A control connection on a dual-stack listener reports its peer IPv4-mapped.
+	lease, err := a.Reserve(ctx, netip.MustParseAddr("::ffff:127.0.0.1"), netip.MustParseAddr("::ffff:127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release()
+	if lease.Addr().Addr() != loopback {
+		t.Errorf("Addr = %v; want unmapped 127.0.0.1", lease.Addr())
+	}
+	res := acceptAsync(ctx, lease)
+	client, err := dialFrom(loopback, lease.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	r.c.Close()
+}
+
+func TestAcceptIPv6(t *testing.T) {
+	checkNoLeak(t)
+	ctx := testCtx(t)
+	a := NewAllocator(PortRange{42125, 42129}, nil)
+	v6 := netip.IPv6Loopback()
+	lease, err := a.Reserve(ctx, v6, v6)
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer lease.Release()
+	res := acceptAsync(ctx, lease)
+	client, err := dialFrom(v6, lease.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	r.c.Close()
+}
+
+func TestAcceptContextDone(t *testing.T) {
+	checkNoLeak(t)
+	a := NewAllocator(PortRange{42130, 42134}, nil)
+	lease, err := a.Reserve(testCtx(t), loopback, loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := lease.Accept(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Accept: %v; want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Accept took %v to notice its deadline", d)
+	}
+
+	canceled, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	if _, err := lease.Accept(canceled); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Accept with canceled ctx: %v; want context.Canceled", err)
+	}
+
+	// The wait was interrupted, not the lease: a later Accept still gets the client.
+	client, err := dialFrom(loopback, lease.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c, err := lease.Accept(testCtx(t))
+	if err != nil {
+		t.Fatalf("Accept after an expired one: %v", err)
+	}
+	c.Close()
+}
+
+func TestExhaustion(t *testing.T) {
+	checkNoLeak(t)
+	ctx := testCtx(t)
+	a := NewAllocator(PortRange{42140, 42142}, nil)
+	seen := map[uint16]bool{}
+	var leases []*Lease
+	for range 3 {
+		l, err := a.Reserve(ctx, loopback, loopback)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Release()
+		if seen[l.Port()] {
+			t.Fatalf("port %d leased twice", l.Port())
+		}
+		seen[l.Port()] = true
+		leases = append(leases, l)
+	}
+	if got := a.InUse(); got != 3 {
+		t.Errorf("InUse = %d; want 3", got)
+	}
+	if _, err := a.Reserve(ctx, loopback, loopback); !errors.Is(err, ErrPortsExhausted) {
+		t.Fatalf("4th Reserve: %v; want ErrPortsExhausted", err)
+	}
+	if got := a.InUse(); got != 3 {
+		t.Errorf("InUse after failed Reserve = %d; want 3", got)
+	}
+
+	leases[1].Release()
+	l, err := a.Reserve(ctx, loopback, loopback)
+	if err != nil {
+		t.Fatalf("Reserve after Release: %v", err)
+	}
+	defer l.Release()
+	if l.Port() != leases[1].Port() {
+		t.Errorf("got port %d; want the released %d", l.Port(), leases[1].Port())
+	}
+}
+
+func TestRotatingCursor(t *testing.T) {
+	checkNoLeak(t)
+	ctx := testCtx(t)
+	a := NewAllocator(PortRange{42150, 42153}, nil)
+	var ports []uint16
+	for range 6 {
+		l, err := a.Reserve(ctx, loopback, loopback)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, l.Port())
+		l.Release()
+	}
+	want := []uint16{42150, 42151, 42152, 42153, 42150, 42151}
+	for i := range want {
+		if ports[i] != want[i] {
+			t.Fatalf("ports %v; want %v (a released port is reused last)", ports, want)
+		}
+	}
+}
+
+func TestSkipsPortHeldElsewhere(t *testing.T) {
+	checkNoLeak(t)
+	ctx := testCtx(t)
+	other, err := net.Listen("tcp4", "127.0.0.1:42160")
+	if err != nil {
+		t.Skipf("port 42160 busy: %v", err)
+	}
+	defer other.Close()
+
+	a := NewAllocator(PortRange{42160, 42162}, nil)
+	var got []uint16
+	for range 2 {
+		l, err := a.Reserve(ctx, loopback, loopback)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Release()
+		got = append(got, l.Port())
+	}
+	if got[0] != 42161 || got[1] != 42162 {
+		t.Errorf("ports %v; want [42161 42162]", got)
+	}
+	if _, err := a.Reserve(ctx, loopback, loopback); !errors.Is(err, ErrPortsExhausted) {
+		t.Errorf("Reserve with the rest taken: %v; want ErrPortsExhausted", err)
+	}
+	if n := a.InUse(); n != 2 {
+		t.Errorf("InUse = %d; want 2 (the skipped port is not counted)", n)
+	}
+}
+
+func TestReleaseIdempotentAndConcurrent(t *testing.T) {
+	checkNoLeak(t)
+	ctx := testCtx(t)
+	a := NewAllocator(PortRange{42170, 42174}, nil)
+
+	l, err := a.Reserve(ctx, loopback, loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := acceptAsync(ctx, l)
+	time.Sleep(20 * time.Millisecond) // let Accept block; the result must not depend on it
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(l.Release)
+	}
+	wg.Wait()
+	if r := <-res; !errors.Is(r.err, net.ErrClosed) {
+		t.Errorf("Accept during Release: %v, %v; want net.ErrClosed", r.c, r.err)
+	}
+	l.Release()
+	if n := a.InUse(); n != 0 {
+		t.Errorf("InUse = %d; want 0", n)
+	}
+
+	// Released before Accept was ever called.
+	l2, err := a.Reserve(ctx, loopback, loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.Release()
+	if _, err := l2.Accept(ctx); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after Release: %v; want net.ErrClosed", err)
+	}
+	if n := a.InUse(); n != 0 {
+		t.Errorf("InUse = %d; want 0", n)
+	}
+}
+
+func TestReserveErrors(t *testing.T) {
+	checkNoLeak(t)
+	ctx := testCtx(t)
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name      string
+		r         PortRange
+		ctx       context.Context
+		listen    netip.Addr
+		peer      netip.Addr
+		wantErr   error // nil: any error that is not ErrPortsExhausted
+		exhausted bool
+	}{
+		{"inverted range", PortRange{42181, 42180}, ctx, loopback, loopback, nil, false},
+		{"zero range", PortRange{}, ctx, loopback, loopback, nil, false},
+		{"invalid listen", PortRange{42180, 42181}, ctx, netip.Addr{}, loopback, nil, false},
+		{"invalid peer", PortRange{42180, 42181}, ctx, loopback, netip.Addr{}, nil, false},
+		{"not local", PortRange{42180, 42181}, ctx, netip.MustParseAddr("192.0.2.1"), loopback, nil, false},
+		{"canceled", PortRange{42180, 42181}, canceled, loopback, loopback, context.Canceled, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := NewAllocator(tt.r, nil)
+			l, err := a.Reserve(tt.ctx, tt.listen, tt.peer)
+			if err == nil {
+				l.Release()
+				t.Fatal("Reserve succeeded")
+			}
+			if errors.Is(err, ErrPortsExhausted) {
+				t.Errorf("error %v wraps ErrPortsExhausted", err)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("error %v; want %v", err, tt.wantErr)
+			}
+			if n := a.InUse(); n != 0 {
+				t.Errorf("InUse = %d; want 0", n)
+			}
+		})
+	}
+}
+
+// TestConcurrentReserve hammers a small range from several goroutines; the race detector and the
+// held-ports check catch a port leased twice.
+func TestConcurrentReserve(t *testing.T) {
+	checkNoLeak(t)
+	ctx := testCtx(t)
+	a := NewAllocator(PortRange{42190, 42193}, nil)
+	var (
+		mu   sync.Mutex
+		held = map[uint16]bool{}
+		wg   sync.WaitGroup
+	)
+	for range 8 {
+		wg.Go(func() {
+			for range 25 {
+				l, err := a.Reserve(ctx, loopback, loopback)
+				if errors.Is(err, ErrPortsExhausted) {
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if held[l.Port()] {
+					t.Errorf("port %d leased twice", l.Port())
+				}
+				held[l.Port()] = true
+				mu.Unlock()
+				runtime.Gosched()
+				mu.Lock()
+				delete(held, l.Port())
+				mu.Unlock()
+				l.Release()
+			}
+		})
+	}
+	wg.Wait()
+	if n := a.InUse(); n != 0 {
+		t.Errorf("InUse = %d; want 0", n)
+	}
+}
