@@ -111,7 +111,14 @@ func upload(verb string) bool { return verb == "STOR" || verb == "STOU" || verb 
 
 // transfer runs one data command: the client leg, then the backend leg, then the relay. The
 // backend's final reply reaches the client only after the relay toward the client is done.
+//
+// Under PROT P the proxy sends its own 150 and completes the client's data TLS handshake
+// (clients such as ftplib start it only after a 1xx) before the backend is told anything, so
+// a refused or failed handshake never starts, truncates or aborts a transfer on the backend.
 func (s *session) transfer(cmd Command) error {
+	if s.lst.cfg.TLS == TLSRequired && s.prot != 'P' {
+		return s.writeLine(replyDataTLS)
+	}
 	if s.pasv == nil && !s.port.IsValid() {
 		return s.writeLine(replyNeedData)
 	}
@@ -121,6 +128,22 @@ func (s *session) transfer(cmd Command) error {
 	if err != nil {
 		s.log.Warn("client data connection failed", "err", err)
 		return s.writeLine(replyCantOpen)
+	}
+	protected := s.prot == 'P'
+	if protected {
+		if err := s.writeLine("150 Opening protected data connection."); err != nil {
+			cconn.Close()
+			return err
+		}
+		tc, err := s.clientDataTLS(cconn, upload(cmd.Verb))
+		if err != nil {
+			s.log.Warn("client data TLS refused", "err", err)
+			if errors.Is(err, errNotResumed) {
+				return s.writeLine(replyReuseRequired)
+			}
+			return s.writeLine(replyDataTLSFailed)
+		}
+		cconn = tc
 	}
 	bconn, accept, err := s.openBackendData(timeout)
 	if err != nil {
@@ -132,6 +155,10 @@ func (s *session) transfer(cmd Command) error {
 		s.log.Warn("backend data connection failed", "err", err)
 		return s.writeLine(replyCantOpen)
 	}
+	var hs chan acceptResult // the backend data TLS handshake, run while the reply is awaited
+	if bconn != nil && s.bTLS != nil {
+		hs = s.startBackendDataTLS(bconn)
+	}
 	closeAll := func() {
 		cconn.Close()
 		if bconn != nil {
@@ -139,6 +166,11 @@ func (s *session) transfer(cmd Command) error {
 		}
 		if accept != nil {
 			accept.cancel()
+		}
+		if hs != nil {
+			if r := <-hs; r.conn != nil {
+				r.conn.Close()
+			}
 		}
 	}
 
@@ -158,25 +190,58 @@ func (s *session) transfer(cmd Command) error {
 		}
 		return s.writeRaw(rep.Raw)
 	}
-	if err := s.writeRaw(rep.Raw); err != nil {
-		closeAll()
-		return err
+	if !protected {
+		if err := s.writeRaw(rep.Raw); err != nil {
+			closeAll()
+			return err
+		}
 	}
 	if accept != nil {
 		bconn, err = accept.wait()
-		if err != nil {
-			closeAll()
-			s.log.Warn("backend data connection not made", "err", err)
-			// The backend will fail the transfer itself; relay its final reply.
-			return s.finishWithoutData()
+		accept = nil
+		if err == nil && s.bTLS != nil {
+			hs = s.startBackendDataTLS(bconn)
 		}
+		if err != nil {
+			cconn.Close()
+			s.log.Warn("backend data connection not made", "err", err)
+			// The backend fails the transfer itself; relay its final reply.
+			return s.finishWithoutData(protected)
+		}
+	}
+	if hs != nil {
+		r := <-hs
+		hs = nil
+		if r.err != nil {
+			cconn.Close()
+			bconn.Close()
+			s.log.Warn("backend data TLS failed", "err", r.err)
+			return s.finishWithoutData(protected)
+		}
+		bconn = r.conn
 	}
 	s.stats.transfers++
 	return s.runTransfer(cmd, cconn, bconn)
 }
 
-// finishWithoutData relays the final reply of a transfer whose data connection never came.
-func (s *session) finishWithoutData() error {
+// startBackendDataTLS runs the client-side handshake on a backend data connection in the
+// background: servers differ on whether they handshake before or after their 150.
+func (s *session) startBackendDataTLS(c net.Conn) chan acceptResult {
+	out := make(chan acceptResult, 1)
+	go func() {
+		tc, err := s.backendTLS(s.ctx, c)
+		if err != nil {
+			out <- acceptResult{err: err}
+			return
+		}
+		out <- acceptResult{conn: tc}
+	}()
+	return out
+}
+
+// finishWithoutData relays the final reply of a transfer whose backend data connection
+// failed. Preliminary replies are dropped when the proxy sent its own 150.
+func (s *session) finishWithoutData(sent150 bool) error {
 	for {
 		rep, err := s.awaitReply()
 		if err != nil {
@@ -184,6 +249,9 @@ func (s *session) finishWithoutData() error {
 		}
 		if rep.Code == 421 {
 			return &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+		}
+		if rep.Preliminary() && sent150 {
+			continue
 		}
 		if err := s.writeRaw(rep.Raw); err != nil || !rep.Preliminary() {
 			return err
@@ -459,8 +527,9 @@ type halfResult struct {
 
 // relayData copies the transfer's bytes unchanged in both directions with half-close (the
 // reverse direction normally carries nothing but the peer's FIN). Between two *net.TCPConn
-// io.Copy splices. When the primary direction ends the reverse one gets lingerTimeout to
-// finish; then both connections are closed.
+// io.Copy splices. The result is sent as soon as the primary direction is done and its
+// destination half-closed, so the final reply can follow; the reverse direction then gets
+// lingerTimeout to finish before both connections are closed.
 func relayData(cconn, bconn net.Conn, up bool, out chan<- relayResult) {
 	src, dst := bconn, cconn
 	if up {
@@ -469,23 +538,21 @@ func relayData(cconn, bconn net.Conn, up bool, out chan<- relayResult) {
 	ch := make(chan halfResult, 2)
 	go copyHalf(dst, src, true, ch)
 	go copyHalf(src, dst, false, ch)
-	var res relayResult
 	for range 2 {
 		h := <-ch
 		if !h.primary {
 			continue
 		}
-		res.primary, res.err = h.n, h.err
 		if h.err != nil {
 			cconn.Close()
 			bconn.Close()
 		} else {
 			dst.SetReadDeadline(time.Now().Add(lingerTimeout))
 		}
+		out <- relayResult{primary: h.n, err: h.err}
 	}
 	cconn.Close()
 	bconn.Close()
-	out <- res
 }
 
 // copyHalf copies src to dst, then half-closes dst so its reader sees EOF.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
 
 // Backend failures while choosing a backend. errBackendFull means every candidate was at its
@@ -20,7 +21,11 @@ var (
 // login runs at PASS: choose a backend, connect, relay USER and PASS, and report the outcome.
 // A wrong user and a wrong password get the same 530, and the session may try again.
 func (s *session) login(pass string) error {
-	pool, why := s.cfg.route(&s.lst.cfg, s.user, s.host)
+	host := s.host
+	if host == "" {
+		host = s.sni
+	}
+	pool, why := s.cfg.route(&s.lst.cfg, s.user, host)
 	if pool == nil {
 		return end421(CauseNoBackend, fmt.Errorf("no pool for %s", why))
 	}
@@ -56,6 +61,13 @@ func (s *session) login(pass string) error {
 		}
 		s.log.Info("login failed", "backend", b.String(), "backend_code", rep.Code)
 		return s.writeLine(replyLoginBad)
+	}
+	if s.bTLS != nil {
+		if err := s.protectBackend(conn); err != nil {
+			conn.Close()
+			b.Release()
+			return s.backendFailed(err)
+		}
 	}
 	s.backend, s.bconn = b, conn
 	s.bAddr = addrPortOf(conn.RemoteAddr())
@@ -142,7 +154,8 @@ func (s *session) connectBackend(pool *balancer.Pool) (net.Conn, *balancer.Backe
 	return nil, nil, fmt.Errorf("pool %s: %w: %w", pool.Name, balancer.ErrNoBackend, errors.Join(errs...))
 }
 
-// dialBackend connects to b and reads its greeting, all within the backend timeout.
+// dialBackend connects to b and reads its greeting, with TLS as the backend wants it, all
+// within the backend timeout.
 func (s *session) dialBackend(b *balancer.Backend) (net.Conn, error) {
 	timeout := orDefault(s.cfg.Limits.BackendTimeout, defaultBackendTimeout)
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
@@ -154,22 +167,78 @@ func (s *session) dialBackend(b *balancer.Backend) (net.Conn, error) {
 	}
 	dl, _ := ctx.Deadline()
 	conn.SetDeadline(dl)
-	s.br = bufio.NewReaderSize(conn, 4096)
-	for {
-		rep, err := ReadReply(s.br)
+	s.bTLS = nil
+	if b.Config.TLS != balancer.TLSNone {
+		s.bTLS = tlsterm.ForSession(b.Config.TLSConfig)
+	}
+	if b.Config.TLS == balancer.TLSImplicit {
+		tc, err := s.backendTLS(ctx, conn)
 		if err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("greeting from %s: %w", b.Config.Address, err)
+			return nil, err
+		}
+		conn = tc
+	}
+	s.br = bufio.NewReaderSize(conn, 4096)
+	if err := readGreeting(s.br); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("greeting from %s: %w", b.Config.Address, err)
+	}
+	if b.Config.TLS == balancer.TLSExplicit {
+		rep, err := s.backendExchange(conn, "AUTH TLS")
+		if err == nil && rep.Code != 234 {
+			err = fmt.Errorf("AUTH TLS refused: %q", firstLine(rep.Raw))
+		}
+		if err == nil && s.br.Buffered() > 0 {
+			err = errors.New("bytes after 234 before the TLS handshake")
+		}
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("backend %s: %w", b.Config.Address, err)
+		}
+		tc, err := s.backendTLS(ctx, conn)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		conn = tc
+		s.br = bufio.NewReaderSize(conn, 4096)
+	}
+	conn.SetDeadline(dl)
+	return conn, nil
+}
+
+// readGreeting reads a backend's greeting: any 120 "ready in n minutes", then a 220.
+func readGreeting(r *bufio.Reader) error {
+	for {
+		rep, err := ReadReply(r)
+		if err != nil {
+			return err
 		}
 		if rep.Preliminary() {
-			continue // 120: ready in n minutes
+			continue
 		}
 		if rep.Code != 220 {
-			conn.Close()
-			return nil, fmt.Errorf("greeting from %s: %q", b.Config.Address, firstLine(rep.Raw))
+			return fmt.Errorf("%q", firstLine(rep.Raw))
 		}
-		return conn, nil
+		return nil
 	}
+}
+
+// protectBackend sends PBSZ 0 and PROT P to a TLS backend after login, so its data
+// connections are protected too. Reading these replies also collects the TLS 1.3 session
+// ticket before the first data handshake needs it.
+func (s *session) protectBackend(conn net.Conn) error {
+	for _, line := range []string{"PBSZ 0", "PROT P"} {
+		rep, err := s.backendExchange(conn, line)
+		if err != nil {
+			return err
+		}
+		if rep.Code/100 != 2 {
+			return fmt.Errorf("backend refused %s: %q", line, firstLine(rep.Raw))
+		}
+	}
+	return nil
 }
 
 // backendExchange sends one command on the backend control connection during login and reads

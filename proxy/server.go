@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/nat"
+	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
 
 // Listener TLS modes (SPEC §3).
@@ -50,6 +50,7 @@ type Limits struct {
 	IdleTimeout      time.Duration
 	LoginTimeout     time.Duration
 	BackendTimeout   time.Duration // connect plus greeting, per backend tried
+	TLSHandshake     time.Duration // each TLS handshake, either side
 	ShutdownGrace    time.Duration
 }
 
@@ -68,9 +69,12 @@ type Config struct {
 	Pools     []*balancer.Pool
 	Routes    []Route
 	Limits    Limits
-	// TLS is the client-side certificate config, shared by control and data connections so
-	// session tickets resume. Required when a listener's TLS is not none.
-	TLS *tls.Config
+	// TLS is the client-side TLS, shared by control and data connections so session
+	// tickets resume. Required when a listener's TLS is not none.
+	TLS *tlsterm.Server
+	// RequireDataReuse refuses (522) a protected data connection that does not resume its
+	// control connection's TLS session (tls.data_session_reuse = "required").
+	RequireDataReuse bool
 }
 
 func (c *Config) pool(name string) *balancer.Pool {
@@ -107,6 +111,7 @@ const (
 	defaultLoginTimeout   = 60 * time.Second
 	defaultBackendTimeout = 10 * time.Second
 	defaultShutdownGrace  = 60 * time.Second
+	defaultTLSHandshake   = 10 * time.Second
 	writeTimeout          = 30 * time.Second
 	lingerTimeout         = 5 * time.Second
 	abortReplyTimeout     = 10 * time.Second

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/nat"
+	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
 
 // session is one client connection and its backend leg. It is owned by the goroutine running
@@ -28,11 +30,19 @@ type session struct {
 	ctx  context.Context
 	done context.CancelFunc
 
-	client     net.Conn
+	raw        net.Conn // the accepted TCP connection, closed on cancellation
+	client     net.Conn // raw, or the TLS connection over it
 	cr         *bufio.Reader
 	clientAddr netip.AddrPort // the client's real address
 	localAddr  netip.AddrPort // our end of the client control connection
 	deadline   time.Time      // login deadline
+
+	// TLS toward the client (RFC 4217).
+	bind   *tlsterm.Binding
+	tlsOn  bool
+	pbszOK bool
+	prot   byte // 'C', 'P', or 0 before any PROT
+	sni    string
 
 	// Login state.
 	user     string
@@ -46,6 +56,7 @@ type session struct {
 	br      *bufio.Reader
 	bAddr   netip.AddrPort // backend control peer
 	bLocal  netip.AddrPort // our end of the backend control connection
+	bTLS    *tls.Config    // this session's TLS config toward the backend (own session cache)
 
 	// Post-login event loop.
 	cmdc    chan clientEvent
@@ -85,6 +96,7 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 		lst:    l,
 		cfg:    srv.cfg.Load(),
 		id:     id,
+		raw:    c,
 		client: c,
 		cr:     bufio.NewReaderSize(c, MaxLine),
 	}
@@ -108,7 +120,7 @@ func (s *session) Run(parent context.Context) {
 	start := time.Now()
 	s.ctx, s.done = context.WithCancel(parent)
 	defer s.done()
-	stop := context.AfterFunc(s.ctx, func() { s.client.Close() })
+	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
 	defer stop()
 
 	s.log.Info("session start", "listener", s.lst.cfg.Address)
@@ -142,10 +154,11 @@ func (s *session) Run(parent context.Context) {
 
 // teardown closes both legs, waits for the reader goroutines, and returns resources.
 func (s *session) teardown() {
-	if tc, ok := s.client.(*net.TCPConn); ok {
+	if tc, ok := s.raw.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
 	s.client.Close()
+	s.raw.Close()
 	if s.bconn != nil {
 		s.bconn.Close()
 	}
@@ -178,6 +191,14 @@ func (s *session) serve() error {
 	}
 
 	s.deadline = time.Now().Add(orDefault(lim.LoginTimeout, defaultLoginTimeout))
+	if s.lst.cfg.TLS != "" && s.lst.cfg.TLS != TLSNone {
+		s.bind = s.cfg.TLS.NewBinding()
+	}
+	if s.lst.cfg.TLS == TLSImplicit {
+		if err := s.upgradeClient(); err != nil {
+			return err
+		}
+	}
 	banner := s.lst.cfg.Banner
 	if banner == "" {
 		banner = "FTP proxy ready"
@@ -266,6 +287,10 @@ func (s *session) preLogin() error {
 		}
 		switch cmd.Verb {
 		case "USER":
+			if s.lst.cfg.TLS == TLSRequired && !s.tlsOn {
+				err = s.writeLine(replyTLSRequired)
+				break
+			}
 			if cmd.Arg == "" {
 				err = s.writeLine("501 USER needs a user name.")
 				break
@@ -295,18 +320,11 @@ func (s *session) localCommand(cmd Command) (bool, error) {
 	var reply string
 	switch cmd.Verb {
 	case "AUTH":
-		switch {
-		case s.loggedIn:
-			reply = replyAuthLate
-		case s.lst.cfg.TLS == "" || s.lst.cfg.TLS == TLSNone:
-			reply = replyAuthNone
-		default:
-			reply = replyAuthMech
-		}
+		return true, s.auth(cmd.Arg)
 	case "PBSZ":
-		reply = replyPbszEarly
+		reply = s.pbsz(cmd.Arg)
 	case "PROT":
-		reply = replyProtEarly
+		reply = s.protCmd(cmd.Arg)
 	case "ADAT":
 		reply = replyAdat
 	case "MIC", "CONF", "ENC":

@@ -1,0 +1,296 @@
+// Command ftpsproxy is an FTP/FTPS reverse proxy and load balancer.
+//
+//	ftpsproxy -config FILE          run until SIGINT/SIGTERM; SIGHUP reloads
+//	ftpsproxy -config FILE -check   validate the config and exit
+//	ftpsproxy demo                  a self-contained demo on 127.0.0.1:2121
+//	ftpsproxy -version
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/nat"
+	"github.com/ftpsproxy/ftpsproxy/proxy"
+	"github.com/ftpsproxy/ftpsproxy/tlsterm"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+// Exit codes (SPEC §2).
+const (
+	exitOK     = 0
+	exitConfig = 1
+	exitUsage  = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "demo" {
+		return runDemo(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("ftpsproxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "path of the TOML config file")
+	check := fs.Bool("check", false, "validate the config, print every problem, and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: ftpsproxy -config FILE [-check] | ftpsproxy demo | ftpsproxy -version\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ftpsproxy: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return exitUsage
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "ftpsproxy %s\n", version)
+		return exitOK
+	}
+	if *configPath == "" {
+		fmt.Fprintln(stderr, "ftpsproxy: -config is required")
+		fs.Usage()
+		return exitUsage
+	}
+	f, err := LoadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: config has problems:\n%v\n", *configPath, err)
+		return exitConfig
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: OK\n%s", *configPath, f.Summary())
+		return exitOK
+	}
+	log := newLogger(f.Log, stderr)
+	return serve(*configPath, f, log)
+}
+
+// newLogger builds the process logger from [log].
+func newLogger(c Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	switch c.Level {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// runtime is what one config builds: the proxy config plus the health checkers' lifetime.
+type runtime struct {
+	cfg         proxy.Config
+	stopHealth  context.CancelFunc
+	healthPools []*balancer.Pool
+}
+
+// build turns a validated config file into the proxy's config.
+func build(f *File, log *slog.Logger) (*runtime, error) {
+	pc := proxy.Config{
+		Data: proxy.DataConfig{
+			PublicAddress:  f.Data.PublicAddr(),
+			AllowActive:    f.Data.AllowActive,
+			ConnectTimeout: f.Data.ConnectTimeout.Duration,
+		},
+		Limits: proxy.Limits{
+			MaxSessions:      f.Limits.MaxSessions,
+			MaxSessionsPerIP: f.Limits.MaxSessionsPerIP,
+			IdleTimeout:      f.Limits.IdleTimeout.Duration,
+			LoginTimeout:     f.Limits.LoginTimeout.Duration,
+			BackendTimeout:   f.Limits.BackendTimeout.Duration,
+			TLSHandshake:     f.Limits.TLSHandshakeTimeout.Duration,
+			ShutdownGrace:    f.Limits.ShutdownGrace.Duration,
+		},
+	}
+	r, err := nat.ParsePortRange(f.Data.PortRange)
+	if err != nil {
+		return nil, fmt.Errorf("data.port_range: %w", err)
+	}
+	pc.Data.PortRange = r
+	needTLS := false
+	for _, l := range f.Listeners {
+		needTLS = needTLS || l.TLS != proxy.TLSNone
+		pc.Listeners = append(pc.Listeners, proxy.ListenerConfig{
+			Name: l.Name, Address: l.Address, TLS: l.TLS, Pool: l.Pool, Banner: l.Banner,
+		})
+	}
+	for i, p := range f.Pools {
+		bp := balancer.PoolConfig{
+			Name:   p.Name,
+			Policy: p.Policy,
+			Health: balancer.HealthConfig{
+				Interval: p.HealthInterval.Duration,
+				Timeout:  p.HealthTimeout.Duration,
+				Rise:     p.HealthRise,
+				Fall:     p.HealthFall,
+			},
+		}
+		for j, b := range p.Backends {
+			var bt *tls.Config
+			if b.TLS != balancer.TLSNone {
+				var err error
+				bt, err = tlsterm.BackendConfig(tlsterm.BackendOptions{
+					Address: b.Address, ServerName: b.TLSServerName, Verify: b.TLSVerify,
+					CAFile: b.CAFile, Legacy: b.TLSLegacy,
+				})
+				if err != nil {
+					return nil, fmt.Errorf("pool[%d].backend[%d]: %w", i, j, err)
+				}
+				if !b.TLSVerify {
+					log.Warn("backend certificate is not verified (tls_verify = false)", "pool", p.Name, "backend", b.Address)
+				}
+			}
+			bp.Backends = append(bp.Backends, balancer.BackendConfig{
+				TLSConfig:      bt,
+				Address:        b.Address,
+				Weight:         b.Weight,
+				MaxSessions:    b.MaxSessions,
+				TLS:            b.TLS,
+				ProxyProtocol:  b.ProxyProtocol,
+				DataMode:       b.DataMode,
+				FixPasvAddress: b.FixPasvAddress,
+			})
+		}
+		pool, err := balancer.NewPool(bp)
+		if err != nil {
+			return nil, fmt.Errorf("pool[%d]: %w", i, err)
+		}
+		pc.Pools = append(pc.Pools, pool)
+	}
+	if needTLS {
+		srv, err := newTLSServer(f, log)
+		if err != nil {
+			return nil, err
+		}
+		pc.TLS = srv
+		pc.RequireDataReuse = f.TLS.DataSessionReuse == "required"
+	}
+	for _, r := range f.Routes {
+		pc.Routes = append(pc.Routes, proxy.Route{User: r.User, Host: r.Host, Pool: r.Pool})
+	}
+	return &runtime{cfg: pc, healthPools: pc.Pools}, nil
+}
+
+// startHealth runs the pools' health checks until the runtime is replaced or the process ends.
+func (rt *runtime) startHealth(log *slog.Logger) {
+	ctx, cancel := context.WithCancel(context.Background())
+	rt.stopHealth = cancel
+	for _, p := range rt.healthPools {
+		go p.Check(ctx, balancer.ProbeFTP, log)
+	}
+}
+
+// serve runs the proxy until a signal ends it.
+func serve(path string, f *File, log *slog.Logger) int {
+	rt, err := build(f, log)
+	if err != nil {
+		log.Error("config refused", "err", err)
+		return exitConfig
+	}
+	srv, err := proxy.New(rt.cfg, log)
+	if err != nil {
+		log.Error("config refused", "err", err)
+		return exitConfig
+	}
+	if err := srv.Listen(context.Background()); err != nil {
+		log.Error("cannot listen", "err", err)
+		return exitConfig
+	}
+	rt.startHealth(log)
+	for _, a := range srv.Addrs() {
+		log.Info("listening", "address", a.String(), "version", version)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	grace := f.Limits.ShutdownGrace.Duration
+	for {
+		select {
+		case err := <-served:
+			if err != nil {
+				log.Error("serve failed", "err", err)
+				return exitConfig
+			}
+			return exitOK
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				rt, grace = reload(path, srv, rt, grace, log)
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String(), "grace", grace)
+			ctx, cancel := context.WithTimeout(context.Background(), grace)
+			err := srv.Shutdown(ctx)
+			cancel()
+			rt.stopHealth()
+			if errors.Is(err, context.DeadlineExceeded) {
+				log.Warn("grace period over: remaining sessions closed")
+			}
+			log.Info("stopped")
+			return exitOK
+		}
+	}
+}
+
+// reload reads the config again and swaps it in; a bad config is refused and the old one
+// stays in force.
+func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, log *slog.Logger) (*runtime, time.Duration) {
+	f, err := LoadConfig(path)
+	if err != nil {
+		log.Error("reload refused: config has problems; the old config stays in force", "err", err.Error())
+		return old, grace
+	}
+	rt, err := build(f, log)
+	if err == nil {
+		err = srv.Reload(rt.cfg)
+	}
+	if err != nil {
+		log.Error("reload refused; the old config stays in force", "err", err)
+		return old, grace
+	}
+	old.stopHealth()
+	rt.startHealth(log)
+	log.Info("config reloaded", "pools", len(rt.cfg.Pools), "routes", len(rt.cfg.Routes))
+	return rt, f.Limits.ShutdownGrace.Duration
+}
+
+// newTLSServer builds the client-facing TLS from [tls]: certificate files or ACME.
+func newTLSServer(f *File, log *slog.Logger) (*tlsterm.Server, error) {
+	minV := uint16(tls.VersionTLS12)
+	if f.TLS.MinVersion == "1.3" {
+		minV = tls.VersionTLS13
+	}
+	if f.UsesACME() {
+		return nil, fmt.Errorf("tls.acme: ACME certificates are not available in this build yet")
+	}
+	srv, err := tlsterm.NewServer(tlsterm.ServerOptions{CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile, MinVersion: minV})
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	return srv, nil
+}

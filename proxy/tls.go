@@ -1,0 +1,132 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+func (s *session) handshakeTimeout() time.Duration {
+	return orDefault(s.cfg.Limits.TLSHandshake, defaultTLSHandshake)
+}
+
+// upgradeClient runs the TLS handshake on the control connection (implicit listeners at
+// connect, explicit ones after 234). A failed handshake ends the session without a reply:
+// there is no channel left to send one on.
+func (s *session) upgradeClient() error {
+	tc := tls.Server(s.raw, s.bind.Control())
+	ctx, cancel := context.WithTimeout(s.ctx, s.handshakeTimeout())
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("client TLS handshake: %w", err)
+	}
+	st := tc.ConnectionState()
+	s.client = tc
+	s.cr = bufio.NewReaderSize(tc, MaxLine)
+	s.tlsOn = true
+	s.sni = strings.ToLower(st.ServerName)
+	s.log.Debug("client TLS established", "tls_version", tls.VersionName(st.Version), "sni", s.sni)
+	return nil
+}
+
+// errPipelined ends a session whose client sent bytes after AUTH TLS before the handshake:
+// those bytes would be taken as plaintext commands injected ahead of the TLS layer.
+var errPipelined = errors.New("bytes pipelined after AUTH TLS")
+
+// auth answers AUTH (RFC 4217 §4).
+func (s *session) auth(arg string) error {
+	switch {
+	case s.lst.cfg.TLS == "" || s.lst.cfg.TLS == TLSNone:
+		return s.writeLine(replyAuthNone)
+	case s.tlsOn:
+		return s.writeLine(replyAuthTwice)
+	case s.loggedIn:
+		return s.writeLine(replyAuthLate)
+	}
+	mech := strings.ToUpper(strings.TrimSpace(arg))
+	if mech != "TLS" && mech != "SSL" && mech != "TLS-C" && mech != "TLS-P" {
+		return s.writeLine(replyAuthMech)
+	}
+	if s.cr.Buffered() > 0 {
+		return errPipelined
+	}
+	if err := s.writeLine("234 AUTH " + mech + " successful."); err != nil {
+		return err
+	}
+	if err := s.upgradeClient(); err != nil {
+		return err
+	}
+	// RFC 4217 §4: a new AUTH resets the login state.
+	s.user = ""
+	return nil
+}
+
+// pbsz answers PBSZ: only 0 makes sense on a stream protocol; the reply says so.
+func (s *session) pbsz(arg string) string {
+	if !s.tlsOn {
+		return replyPbszEarly
+	}
+	arg = strings.TrimSpace(arg)
+	if arg == "" || strings.Trim(arg, "0123456789") != "" || len(arg) > 10 {
+		return "501 PBSZ needs a decimal number."
+	}
+	s.pbszOK = true
+	return "200 PBSZ=0"
+}
+
+// protCmd answers PROT.
+func (s *session) protCmd(arg string) string {
+	if !s.pbszOK {
+		return replyProtEarly
+	}
+	switch strings.ToUpper(strings.TrimSpace(arg)) {
+	case "C":
+		if s.lst.cfg.TLS == TLSRequired {
+			return replyProtRequired
+		}
+		s.prot = 'C'
+		return "200 Protection level set to C."
+	case "P":
+		s.prot = 'P'
+		return "200 Protection level set to P."
+	case "S", "E":
+		return replyProtLevel
+	}
+	return "504 Unknown protection level."
+}
+
+// clientDataTLS runs the server-side handshake on a protected client data connection and
+// enforces data_session_reuse.
+func (s *session) clientDataTLS(c net.Conn, upload bool) (net.Conn, error) {
+	tc := tls.Server(c, s.bind.Data(upload, s.cfg.RequireDataReuse))
+	ctx, cancel := context.WithTimeout(s.ctx, s.handshakeTimeout())
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("client data TLS handshake: %w", err)
+	}
+	if s.cfg.RequireDataReuse && !s.bind.Resumed(tc) {
+		tc.Close()
+		return nil, errNotResumed
+	}
+	return tc, nil
+}
+
+var errNotResumed = errors.New("client data TLS did not resume the control session")
+
+// backendTLS starts the client-side handshake toward a backend on c (control or data).
+func (s *session) backendTLS(ctx context.Context, c net.Conn) (*tls.Conn, error) {
+	tc := tls.Client(c, s.bTLS)
+	ctx, cancel := context.WithTimeout(ctx, s.handshakeTimeout())
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("backend TLS handshake with %s: %w", c.RemoteAddr(), err)
+	}
+	return tc, nil
+}
