@@ -61,6 +61,7 @@ func (s *session) passive(verb, arg string) error {
 	if err != nil {
 		if errors.Is(err, nat.ErrPortsExhausted) {
 			s.log.Warn("passive port range exhausted")
+			s.srv.obs.PortsExhausted()
 		} else {
 			s.log.Warn("passive port reservation failed", "err", err)
 		}
@@ -100,6 +101,7 @@ func (s *session) active(verb, arg string) error {
 	}
 	if ap.Addr().Unmap() != s.clientAddr.Addr() || ap.Port() < 1024 {
 		s.log.Warn("data connection target refused", "verb", verb, "target", ap.String())
+		s.srv.obs.DataRefused("bounce")
 		return s.writeLine(replyPortRefused)
 	}
 	s.clearData()
@@ -274,6 +276,7 @@ func (s *session) runTransfer(cmd Command, cconn, bconn net.Conn) error {
 		abortSent  bool
 		abortReply bool // the ABOR's own reply has arrived
 		abortTimer <-chan time.Time
+		finalCode  int
 	)
 	closeData := func() { cconn.Close(); bconn.Close() }
 	flush := func() error {
@@ -316,6 +319,7 @@ func (s *session) runTransfer(cmd Command, cconn, bconn net.Conn) error {
 				abortReply = true
 			} else if !ev.rep.Preliminary() {
 				gotFinal = true
+				finalCode = ev.rep.Code
 			}
 			if relayed {
 				if err := s.writeRaw(ev.rep.Raw); err != nil {
@@ -358,8 +362,17 @@ func (s *session) runTransfer(cmd Command, cconn, bconn net.Conn) error {
 	} else {
 		s.stats.bytesOut += result.primary
 	}
-	s.log.Info("transfer", "cmd", cmd.Verb, "arg", cmd.Arg, "bytes", result.primary,
-		"duration", time.Since(start).Round(time.Millisecond), "aborted", abortSent, "err", errString(result.err))
+	rec := TransferRecord{
+		Start: start, Duration: time.Since(start), Client: s.clientAddr.Addr(), User: s.user,
+		Listener: s.lst.cfg.name(), Backend: s.backend.String(), Command: cmd.Verb, Path: cmd.Arg,
+		Bytes: result.primary, Upload: up, ASCII: s.ascii, TLS: s.prot == 'P',
+		Complete: finalCode/100 == 2 && result.err == nil && !abortSent, Aborted: abortSent,
+		ReplyCode: finalCode, SessionID: s.id,
+	}
+	s.srv.obs.Transfer(rec)
+	s.log.Info("transfer", "cmd", cmd.Verb, "path", cmd.Arg, "bytes", result.primary,
+		"duration", rec.Duration.Round(time.Millisecond), "reply", finalCode, "complete", rec.Complete,
+		"aborted", abortSent, "err", errString(result.err))
 	return nil
 }
 

@@ -83,7 +83,7 @@ func startProxy(t testing.TB, backends []balancer.BackendConfig, opts ...proxyOp
 	cfg.Pools = append(cfg.Pools, pool)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := proxy.New(cfg, log)
+	srv, err := proxy.New(cfg, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ func (s *session) login(pass string) error {
 	}
 	conn, b, err := s.connectBackend(pool)
 	if err != nil {
+		s.srv.obs.Login("error")
 		if errors.Is(err, errBackendFull) {
 			return end421(CauseTooMany, err)
 		}
@@ -51,6 +52,7 @@ func (s *session) login(pass string) error {
 	if err != nil {
 		conn.Close()
 		b.Release()
+		s.srv.obs.Login("error")
 		return s.backendFailed(err)
 	}
 	if rep.Code != 230 && rep.Code != 202 {
@@ -60,12 +62,14 @@ func (s *session) login(pass string) error {
 			return &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
 		}
 		s.log.Info("login failed", "backend", b.String(), "backend_code", rep.Code)
+		s.srv.obs.Login("failed")
 		return s.writeLine(replyLoginBad)
 	}
 	if s.bTLS != nil {
 		if err := s.protectBackend(conn); err != nil {
 			conn.Close()
 			b.Release()
+			s.srv.obs.Login("error")
 			return s.backendFailed(err)
 		}
 	}
@@ -74,6 +78,8 @@ func (s *session) login(pass string) error {
 	s.bLocal = addrPortOf(conn.LocalAddr())
 	s.log = s.log.With("backend", b.String())
 	s.log.Info("login ok")
+	s.srv.obs.Login("ok")
+	s.srv.obs.BackendSession(pool.Name, b.String())
 	if err := s.writeRaw(rep.Raw); err != nil {
 		return err
 	}

@@ -155,6 +155,12 @@ func (s *session) handle(ev clientEvent) error {
 		return s.transfer(cmd)
 	case "FEAT":
 		return s.relayFeat(cmd)
+	case "TYPE":
+		code, err := s.relayCommandCode(cmd)
+		if err == nil && code == 200 {
+			s.ascii = strings.HasPrefix(strings.ToUpper(cmd.Arg), "A")
+		}
+		return err
 	case "QUIT":
 		rep, err := s.roundTrip(cmd.String())
 		if err != nil {
@@ -215,22 +221,28 @@ func (s *session) roundTrip(line string) (Reply, error) {
 // relayCommand forwards a command and relays every reply up to the final one. A backend 421
 // ends the session with that line.
 func (s *session) relayCommand(cmd Command) error {
+	_, err := s.relayCommandCode(cmd)
+	return err
+}
+
+// relayCommandCode is relayCommand that also returns the final reply's code.
+func (s *session) relayCommandCode(cmd Command) (int, error) {
 	if err := s.sendBackend(cmd.String()); err != nil {
-		return err
+		return 0, err
 	}
 	for {
 		rep, err := s.awaitReply()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if rep.Code == 421 {
-			return &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+			return 0, &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
 		}
 		if err := s.writeRaw(rep.Raw); err != nil {
-			return err
+			return 0, err
 		}
 		if !rep.Preliminary() {
-			return nil
+			return rep.Code, nil
 		}
 	}
 }

@@ -35,6 +35,13 @@ type ListenerConfig struct {
 	Banner  string // text of the 220 greeting
 }
 
+func (l *ListenerConfig) name() string {
+	if l.Name != "" {
+		return l.Name
+	}
+	return l.Address
+}
+
 // DataConfig configures the data channel toward clients.
 type DataConfig struct {
 	PublicAddress  netip.Addr    // announced in 227; invalid: the control connection's local address
@@ -127,6 +134,7 @@ func orDefault(d, def time.Duration) time.Duration {
 // Server accepts client sessions on its listeners and proxies them to backend pools.
 type Server struct {
 	log   *slog.Logger
+	obs   Observer
 	cfg   atomic.Pointer[Config]
 	alloc *nat.Allocator
 
@@ -152,16 +160,20 @@ type listener struct {
 	ln  net.Listener
 }
 
-// New validates cfg and returns a Server that is not yet listening.
-func New(cfg Config, log *slog.Logger) (*Server, error) {
+// New validates cfg and returns a Server that is not yet listening. log and obs may be nil.
+func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if obs == nil {
+		obs = nopObserver{}
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	s := &Server{
 		log:      log,
+		obs:      obs,
 		sessions: make(map[*session]struct{}),
 		perIP:    make(map[netip.Addr]int),
 		drain:    make(chan struct{}),
@@ -169,6 +181,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
 	s.alloc = nat.NewAllocator(cfg.Data.PortRange, func(peer netip.AddrPort) {
 		s.Foreign.Add(1)
+		s.obs.DataRefused("foreign_peer")
 		s.log.Warn("data connection from a foreign address refused", "peer", peer.String())
 	})
 	s.cfg.Store(&cfg)
@@ -282,10 +295,17 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
+	name := l.cfg.name()
+	s.obs.SessionStarted(name)
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, sess)
 		s.mu.Unlock()
+		backend := ""
+		if sess.backend != nil {
+			backend = sess.backend.String()
+		}
+		s.obs.SessionEnded(name, backend)
 	}()
 	sess.Run(s.hardCtx)
 }

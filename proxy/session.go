@@ -49,6 +49,7 @@ type session struct {
 	host     string
 	utf8     bool
 	loggedIn bool
+	ascii    bool // TYPE A in force (for the transfer log)
 
 	// Backend leg, set once logged in.
 	backend *balancer.Backend
@@ -134,6 +135,7 @@ func (s *session) Run(parent context.Context) {
 		s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		io.WriteString(s.client, line+"\r\n")
 		s.log.Info("session closed with 421", "cause", cause.String())
+		s.srv.obs.Closed421(cause)
 	}
 	s.teardown()
 	attrs := []any{

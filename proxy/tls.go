@@ -22,7 +22,9 @@ func (s *session) upgradeClient() error {
 	tc := tls.Server(s.raw, s.bind.Control())
 	ctx, cancel := context.WithTimeout(s.ctx, s.handshakeTimeout())
 	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	err := tc.HandshakeContext(ctx)
+	s.srv.obs.TLSHandshake("client", err)
+	if err != nil {
 		return fmt.Errorf("client TLS handshake: %w", err)
 	}
 	st := tc.ConnectionState()
@@ -106,7 +108,9 @@ func (s *session) clientDataTLS(c net.Conn, upload bool) (net.Conn, error) {
 	tc := tls.Server(c, s.bind.Data(upload, s.cfg.RequireDataReuse))
 	ctx, cancel := context.WithTimeout(s.ctx, s.handshakeTimeout())
 	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	err := tc.HandshakeContext(ctx)
+	s.srv.obs.TLSHandshake("client", err)
+	if err != nil {
 		tc.Close()
 		return nil, fmt.Errorf("client data TLS handshake: %w", err)
 	}
@@ -124,7 +128,9 @@ func (s *session) backendTLS(ctx context.Context, c net.Conn) (*tls.Conn, error)
 	tc := tls.Client(c, s.bTLS)
 	ctx, cancel := context.WithTimeout(ctx, s.handshakeTimeout())
 	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	err := tc.HandshakeContext(ctx)
+	s.srv.obs.TLSHandshake("backend", err)
+	if err != nil {
 		tc.Close()
 		return nil, fmt.Errorf("backend TLS handshake with %s: %w", c.RemoteAddr(), err)
 	}

@@ -115,7 +115,7 @@ func startDemo(listen, ports string, log *slog.Logger) (*demo, error) {
 		Pools:     []*balancer.Pool{pool},
 		Limits:    proxy.Limits{IdleTimeout: 15 * time.Minute, LoginTimeout: time.Minute, BackendTimeout: 10 * time.Second},
 		TLS:       tlsSrv,
-	}, log)
+	}, log, nil)
 	if err != nil {
 		d.close()
 		return nil, err

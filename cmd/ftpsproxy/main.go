@@ -210,7 +210,7 @@ func serve(path string, f *File, log *slog.Logger) int {
 		log.Error("config refused", "err", err)
 		return exitConfig
 	}
-	srv, err := proxy.New(rt.cfg, log)
+	srv, err := proxy.New(rt.cfg, log, nil)
 	if err != nil {
 		log.Error("config refused", "err", err)
 		return exitConfig

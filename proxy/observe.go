@@ -1,0 +1,64 @@
+package proxy
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Observer receives what operators count and log: metrics, the transfer log, the status page.
+// Methods are called from session goroutines, must be safe for concurrent use and must not
+// block. Labels passed here are bounded (listener, pool and backend names from the config,
+// fixed outcome strings); client addresses and user names appear only in TransferRecord.
+type Observer interface {
+	SessionStarted(listener string)
+	SessionEnded(listener, backend string)
+	// BackendSession reports a session placed on a backend (after login succeeded).
+	BackendSession(pool, backend string)
+	// Login reports a PASS outcome: "ok", "failed" (530), "error" (backend trouble) or
+	// "rate_limited".
+	Login(outcome string)
+	// Closed421 reports a session ended with a 421 of cause.
+	Closed421(cause Cause)
+	// DataRefused reports a data connection refused: "foreign_peer" (passive connection from
+	// another address) or "bounce" (PORT/EPRT to another address or a privileged port).
+	DataRefused(reason string)
+	// PortsExhausted reports a PASV/EPSV refused because the port range was used up.
+	PortsExhausted()
+	// TLSHandshake reports a TLS handshake on side "client" or "backend".
+	TLSHandshake(side string, err error)
+	// Transfer reports one finished (or failed) transfer.
+	Transfer(TransferRecord)
+}
+
+// TransferRecord describes one transfer, with what an xferlog line needs.
+type TransferRecord struct {
+	Start     time.Time
+	Duration  time.Duration
+	Client    netip.Addr
+	User      string
+	Listener  string
+	Backend   string
+	Command   string // RETR, STOR, STOU, APPE, LIST, NLST, MLSD
+	Path      string // the command's argument
+	Bytes     int64
+	Upload    bool // client to backend
+	ASCII     bool // TYPE A in force
+	TLS       bool // protected data connection toward the client
+	Complete  bool // the backend's final reply was 2xx and the relay had no error
+	Aborted   bool // ABOR from the client
+	ReplyCode int  // the backend's final reply code
+	SessionID string
+}
+
+// nopObserver is used when the Config has none.
+type nopObserver struct{}
+
+func (nopObserver) SessionStarted(string)         {}
+func (nopObserver) SessionEnded(string, string)   {}
+func (nopObserver) BackendSession(string, string) {}
+func (nopObserver) Login(string)                  {}
+func (nopObserver) Closed421(Cause)               {}
+func (nopObserver) DataRefused(string)            {}
+func (nopObserver) PortsExhausted()               {}
+func (nopObserver) TLSHandshake(string, error)    {}
+func (nopObserver) Transfer(TransferRecord)       {}
