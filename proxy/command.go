@@ -92,17 +92,13 @@ func ReadLine(r *bufio.Reader, max int) ([]byte, error) {
 func StripTelnet(line []byte) []byte {
 	i := bytes.IndexByte(line, telnetIAC)
 	if i < 0 {
-		return line
+		return trimTelnetLead(line)
 	}
 	out := make([]byte, 0, len(line))
 	out = append(out, line[:i]...)
 	for ; i < len(line); i++ {
 		b := line[i]
 		if b != telnetIAC {
-			// A DM that arrived in-band after its IAC was taken as urgent data.
-			if len(out) == 0 && b == 0xF2 {
-				continue
-			}
 			out = append(out, b)
 			continue
 		}
@@ -122,7 +118,17 @@ func StripTelnet(line []byte) []byte {
 			// IAC followed by a plain byte (the DM went out of band): drop the IAC only.
 		}
 	}
-	return out
+	return trimTelnetLead(out)
+}
+
+// trimTelnetLead drops Telnet command bytes left at the start of a line when part of an
+// IAC IP / IAC DM sequence was taken out of band as urgent data. A verb starts with a letter,
+// so nothing of a command is lost.
+func trimTelnetLead(b []byte) []byte {
+	for len(b) > 0 && b[0] >= telnetSE {
+		b = b[1:]
+	}
+	return b
 }
 
 // ParseCommand parses one control line (without CRLF, Telnet commands already stripped). The verb
