@@ -173,7 +173,7 @@ func dialRaw(t testing.TB, addr string) *rawConn {
 	}
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(20 * time.Second))
-	rc := &rawConn{t: t, c: c, r: textproto.NewReader(bufio.NewReader(c))}
+	rc := &rawConn{t: t, c: c, r: newTextReader(c)}
 	rc.expect(220)
 	return rc
 }
@@ -240,3 +240,7 @@ func (rc *rawConn) closed() bool {
 	_, err := rc.r.ReadLine()
 	return err == io.EOF
 }
+
+func newTextReader(r io.Reader) *textproto.Reader { return textproto.NewReader(bufio.NewReader(r)) }
+
+func readAll(p string) ([]byte, error) { return os.ReadFile(p) }

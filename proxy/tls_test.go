@@ -1,0 +1,206 @@
+package proxy_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/proxy"
+	"github.com/ftpsproxy/ftpsproxy/tlsterm"
+	"github.com/jlaffaye/ftp"
+)
+
+// withTLS makes the proxy's listener use mode with a fresh self-signed certificate and returns
+// a client config that trusts it.
+func withTLS(t testing.TB, mode string, requireReuse bool) (proxyOpt, *tls.Config) {
+	t.Helper()
+	cert, pemBytes, err := tlsterm.SelfSigned("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := tlsterm.NewServer(tlsterm.ServerOptions{Source: tlsterm.StaticSource{Cert: cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pemBytes)
+	cc := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	return func(c *proxy.Config, _ *balancer.PoolConfig) {
+		c.Listeners[0].TLS = mode
+		c.TLS = srv
+		c.RequireDataReuse = requireReuse
+	}, cc
+}
+
+// TestExplicitTLSTransfers runs a Go client with AUTH TLS and PROT P through the proxy to a
+// plain backend, with data-session reuse required (the Go client resumes).
+func TestExplicitTLSTransfers(t *testing.T) {
+	for _, mode := range []string{proxy.TLSExplicit, proxy.TLSRequired, proxy.TLSImplicit} {
+		t.Run(mode, func(t *testing.T) {
+			be := startBackend(t, nil)
+			opt, cc := withTLS(t, mode, true)
+			p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, opt)
+			dial := ftp.DialWithExplicitTLS(cc)
+			if mode == proxy.TLSImplicit {
+				dial = ftp.DialWithTLS(cc)
+			}
+			c := goClient(t, p.addr, dial)
+			src, want := randomFile(t, t.TempDir(), 2<<20+3)
+			b, _ := readAll(src)
+			if err := c.Stor("up.bin", bytes.NewReader(b)); err != nil {
+				t.Fatal(err)
+			}
+			if got := fileSHA(t, filepath.Join(be.root, "up.bin")); got != want {
+				t.Fatal("upload corrupted")
+			}
+			r, err := c.Retr("up.bin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(r)
+			r.Close()
+			if sha(got) != want {
+				t.Fatal("download corrupted")
+			}
+			if _, err := c.List("/"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestTLSOrderErrors checks the RFC 4217 ordering replies.
+func TestTLSOrderErrors(t *testing.T) {
+	be := startBackend(t, nil)
+	opt, cc := withTLS(t, proxy.TLSRequired, false)
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, opt)
+	rc := dialRaw(t, p.addr)
+	rc.cmd("PBSZ 0", 503)
+	rc.cmd("PROT P", 503)
+	rc.cmd("ADAT abc", 503)
+	rc.cmd("CCC", 533)
+	rc.cmd("MIC x", 537)
+	rc.cmd("CONF x", 537)
+	rc.cmd("ENC x", 537)
+	rc.cmd("AUTH GSSAPI", 504)
+	rc.cmd("USER "+demoUser, 534)
+	rc.cmd("AUTH TLS", 234)
+	tc := tls.Client(rc.c, cc)
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	tr := &rawConn{t: t, c: tc, r: newTextReader(tc)}
+	tr.cmd("AUTH TLS", 503)
+	tr.cmd("PROT P", 503)
+	tr.cmd("PBSZ 0", 200)
+	tr.cmd("PROT S", 536)
+	tr.cmd("PROT E", 536)
+	tr.cmd("PROT C", 534)
+	tr.login()
+	tr.cmd("EPSV", 229)
+	tr.cmd("LIST", 521)
+	tr.cmd("PROT P", 200)
+	tr.cmd("CCC", 533)
+}
+
+// TestPipelinedAfterAuth sends a command right behind AUTH TLS, before the handshake: the
+// session is closed and the command never runs.
+func TestPipelinedAfterAuth(t *testing.T) {
+	be := startBackend(t, nil)
+	opt, _ := withTLS(t, proxy.TLSExplicit, false)
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, opt)
+	rc := dialRaw(t, p.addr)
+	rc.send("AUTH TLS\r\nUSER " + demoUser + "\r\n")
+	if !rc.closed() {
+		t.Fatal("session not closed after pipelined bytes")
+	}
+}
+
+// TestAuthOnPlainListener: AUTH on a tls = "none" listener is 502.
+func TestAuthOnPlainListener(t *testing.T) {
+	be := startBackend(t, nil)
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)})
+	rc := dialRaw(t, p.addr)
+	rc.cmd("AUTH TLS", 502)
+	rc.cmd("PBSZ 0", 503)
+}
+
+// tlsSession logs in over explicit TLS with its own client config and returns the control
+// connection.
+func tlsSession(t *testing.T, addr string, cc *tls.Config) *rawConn {
+	t.Helper()
+	rc := dialRaw(t, addr)
+	rc.cmd("AUTH TLS", 234)
+	tc := tls.Client(rc.c, cc)
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	tr := &rawConn{t: t, c: tc, r: newTextReader(tc)}
+	tr.cmd("PBSZ 0", 200)
+	tr.cmd("PROT P", 200)
+	tr.login()
+	return tr
+}
+
+// epsvData opens a passive data connection and runs cmd over TLS with cc, returning the
+// final reply code and the bytes read.
+func epsvData(t *testing.T, tr *rawConn, cmd string, cc *tls.Config) (int, []byte) {
+	t.Helper()
+	line := tr.cmd("EPSV", 229)
+	port := line[strings.Index(line, "|||")+3 : strings.LastIndex(line, "|")]
+	raw, err := net.Dial("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	tr.send(cmd + "\r\n")
+	tr.expect(150)
+	dc := tls.Client(raw, cc)
+	var data []byte
+	if err := dc.Handshake(); err == nil {
+		data, _ = io.ReadAll(dc)
+	}
+	code, _ := tr.reply()
+	return code, data
+}
+
+// TestDataSessionReuseRequired: a data connection that resumes its own control session
+// transfers; one with no ticket or another session's ticket gets 522, and the session goes on.
+func TestDataSessionReuseRequired(t *testing.T) {
+	be := startBackend(t, nil)
+	os.WriteFile(filepath.Join(be.root, "f"), []byte("payload"), 0o644)
+	opt, base := withTLS(t, proxy.TLSExplicit, true)
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, opt)
+
+	ccA := base.Clone()
+	ccA.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	a := tlsSession(t, p.addr, ccA)
+	if code, data := epsvData(t, a, "RETR f", ccA); code != 226 || string(data) != "payload" {
+		t.Fatalf("resuming client: %d %q", code, data)
+	}
+
+	ccB := base.Clone()
+	ccB.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	b := tlsSession(t, p.addr, ccB)
+	// B's data connection presents A's ticket.
+	if code, _ := epsvData(t, b, "RETR f", ccA); code != 522 {
+		t.Fatalf("foreign ticket: reply %d, want 522", code)
+	}
+	// No ticket at all.
+	noCache := base.Clone()
+	noCache.ClientSessionCache = nil
+	if code, _ := epsvData(t, b, "RETR f", noCache); code != 522 {
+		t.Fatalf("no ticket: reply %d, want 522", code)
+	}
+	// The session goes on and its own ticket works.
+	if code, data := epsvData(t, b, "RETR f", ccB); code != 226 || string(data) != "payload" {
+		t.Fatalf("after refusals: %d %q", code, data)
+	}
+}
