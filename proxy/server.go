@@ -54,6 +54,8 @@ type DataConfig struct {
 type Limits struct {
 	MaxSessions      int
 	MaxSessionsPerIP int
+	LoginsPerMinute  int // per client IP (and per user name); 0: off
+	LoginBurst       int
 	IdleTimeout      time.Duration
 	LoginTimeout     time.Duration
 	BackendTimeout   time.Duration // connect plus greeting, per backend tried
@@ -145,11 +147,15 @@ type Server struct {
 	perIP    map[netip.Addr]int
 	wg       sync.WaitGroup
 
-	drain    chan struct{} // closed when Shutdown starts
-	hardCtx  context.Context
-	hardStop context.CancelFunc
-	nextID   atomic.Uint64
-	stopOnce sync.Once
+	logins atomic.Pointer[loginLimiter]
+
+	drain      <-chan struct{} // closed when Shutdown starts
+	drainCtx   context.Context
+	startDrain context.CancelFunc
+	hardCtx    context.Context
+	hardStop   context.CancelFunc
+	nextID     atomic.Uint64
+	stopOnce   sync.Once
 
 	// Foreign counts data connections refused because they came from the wrong peer.
 	Foreign atomic.Uint64
@@ -176,8 +182,9 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 		obs:      obs,
 		sessions: make(map[*session]struct{}),
 		perIP:    make(map[netip.Addr]int),
-		drain:    make(chan struct{}),
 	}
+	s.drainCtx, s.startDrain = context.WithCancel(context.Background())
+	s.drain = s.drainCtx.Done()
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
 	s.alloc = nat.NewAllocator(cfg.Data.PortRange, func(peer netip.AddrPort) {
 		s.Foreign.Add(1)
@@ -185,6 +192,7 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 		s.log.Warn("data connection from a foreign address refused", "peer", peer.String())
 	})
 	s.cfg.Store(&cfg)
+	s.logins.Store(newLoginLimiter(cfg.Limits.LoginsPerMinute, cfg.Limits.LoginBurst))
 	return s, nil
 }
 
@@ -216,6 +224,9 @@ func (s *Server) Reload(cfg Config) error {
 	}
 	old := s.cfg.Load()
 	cfg.Listeners = old.Listeners
+	if cfg.Limits.LoginsPerMinute != old.Limits.LoginsPerMinute || cfg.Limits.LoginBurst != old.Limits.LoginBurst {
+		s.logins.Store(newLoginLimiter(cfg.Limits.LoginsPerMinute, cfg.Limits.LoginBurst))
+	}
 	s.cfg.Store(&cfg)
 	return nil
 }
@@ -351,7 +362,7 @@ func (s *Server) closeListeners() {
 // session at once and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
-		close(s.drain)
+		s.startDrain()
 		s.closeListeners()
 	})
 	done := make(chan struct{})
@@ -370,7 +381,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close ends every session at once.
 func (s *Server) Close() error {
 	s.stopOnce.Do(func() {
-		close(s.drain)
+		s.startDrain()
 		s.closeListeners()
 	})
 	s.hardStop()

@@ -139,12 +139,9 @@ func (s *session) Run(parent context.Context) {
 	}
 	s.teardown()
 	attrs := []any{
-		"user", s.user, "duration", time.Since(start).Round(time.Millisecond),
+		"duration", time.Since(start).Round(time.Millisecond),
 		"commands", s.stats.commands, "transfers", s.stats.transfers,
 		"bytes_in", s.stats.bytesIn, "bytes_out", s.stats.bytesOut,
-	}
-	if s.backend != nil {
-		attrs = append(attrs, "backend", s.backend.String())
 	}
 	if err != nil && !errors.Is(err, errQuit) {
 		attrs = append(attrs, "end", err.Error())
@@ -208,7 +205,13 @@ func (s *session) serve() error {
 	if err := s.writeLine("220 " + banner); err != nil {
 		return err
 	}
-	if err := s.preLogin(); err != nil {
+	// A shutdown interrupts a blocked pre-login read; readCommand then answers with the 421.
+	stop := context.AfterFunc(s.srv.drainCtx, func() { s.raw.SetReadDeadline(time.Now()) })
+	err := s.preLogin()
+	if !stop() && err == nil {
+		return end421(CauseShutdown, nil) // the drain raced the end of login
+	}
+	if err != nil {
 		return err
 	}
 	return s.relay()
@@ -238,6 +241,9 @@ func (s *session) readCommand() (Command, bool, error) {
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
+			if s.srv.drainCtx.Err() != nil {
+				return Command{}, false, end421(CauseShutdown, nil)
+			}
 			return Command{}, false, end421(CauseTimeout, errors.New("login timeout"))
 		}
 		return Command{}, false, fmt.Errorf("read from client: %w", err)
@@ -304,6 +310,11 @@ func (s *session) preLogin() error {
 			if s.user == "" {
 				err = s.writeLine(replyUserFirst)
 				break
+			}
+			if !s.srv.logins.Load().allow(s.clientAddr.Addr().String(), s.user, time.Now()) {
+				s.log.Warn("login rate limit exceeded")
+				s.srv.obs.Login("rate_limited")
+				return end421(CauseLoginRate, errors.New("login rate limit"))
 			}
 			err = s.login(cmd.Arg)
 		default:

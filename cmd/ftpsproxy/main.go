@@ -118,6 +118,8 @@ func build(f *File, log *slog.Logger) (*runtime, error) {
 		Limits: proxy.Limits{
 			MaxSessions:      f.Limits.MaxSessions,
 			MaxSessionsPerIP: f.Limits.MaxSessionsPerIP,
+			LoginsPerMinute:  f.Limits.LoginsPerMinute,
+			LoginBurst:       f.Limits.LoginBurst,
 			IdleTimeout:      f.Limits.IdleTimeout.Duration,
 			LoginTimeout:     f.Limits.LoginTimeout.Duration,
 			BackendTimeout:   f.Limits.BackendTimeout.Duration,
