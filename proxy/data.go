@@ -71,7 +71,11 @@ func (s *session) passive(verb, arg string) error {
 	if verb == "EPSV" {
 		return s.writeLine(nat.Format229(lease.Port()))
 	}
-	ip := nat.PassiveAddr(s.cfg.Data.PublicAddress, s.localAddr.Addr())
+	local := s.localAddr.Addr()
+	if s.headerDst.IsValid() && s.headerDst.Addr().Is4() {
+		local = s.headerDst.Addr() // what the client connected to, in front of the PROXY sender
+	}
+	ip := nat.PassiveAddr(s.cfg.Data.PublicAddress, local)
 	line, err := nat.Format227(netip.AddrPortFrom(ip, lease.Port()))
 	if err != nil {
 		s.clearData()

@@ -244,3 +244,5 @@ func (rc *rawConn) closed() bool {
 func newTextReader(r io.Reader) *textproto.Reader { return textproto.NewReader(bufio.NewReader(r)) }
 
 func readAll(p string) ([]byte, error) { return os.ReadFile(p) }
+
+func newTextReaderFrom(r *bufio.Reader) *textproto.Reader { return textproto.NewReader(r) }

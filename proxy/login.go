@@ -173,6 +173,12 @@ func (s *session) dialBackend(b *balancer.Backend) (net.Conn, error) {
 	}
 	dl, _ := ctx.Deadline()
 	conn.SetDeadline(dl)
+	if pp := b.Config.ProxyProtocol; pp == "v1" || pp == "v2" {
+		if err := s.sendProxyHeader(conn, pp); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
 	s.bTLS = nil
 	if b.Config.TLS != balancer.TLSNone {
 		s.bTLS = tlsterm.ForSession(b.Config.TLSConfig)

@@ -33,6 +33,9 @@ type ListenerConfig struct {
 	TLS     string // TLSNone, TLSExplicit, TLSRequired or TLSImplicit
 	Pool    string // pool used when no route matches
 	Banner  string // text of the 220 greeting
+	// ProxyProtocol requires a PROXY v1/v2 header, accepted only from TrustedProxies.
+	ProxyProtocol  bool
+	TrustedProxies []netip.Prefix
 }
 
 func (l *ListenerConfig) name() string {

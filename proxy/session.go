@@ -33,8 +33,10 @@ type session struct {
 	raw        net.Conn // the accepted TCP connection, closed on cancellation
 	client     net.Conn // raw, or the TLS connection over it
 	cr         *bufio.Reader
-	clientAddr netip.AddrPort // the client's real address
+	clientAddr netip.AddrPort // the client's real address (from the PROXY header when one was accepted)
 	localAddr  netip.AddrPort // our end of the client control connection
+	proxyPeer  netip.AddrPort // the trusted proxy that sent the PROXY header
+	headerDst  netip.AddrPort // the address the client connected to, per the PROXY header
 	deadline   time.Time      // login deadline
 
 	// TLS toward the client (RFC 4217).
@@ -178,6 +180,12 @@ var errQuit = errors.New("client quit")
 
 // serve runs the phases of the session: greeting, login, relay.
 func (s *session) serve() error {
+	if s.lst.cfg.ProxyProtocol {
+		if err := s.readProxyHeader(); err != nil {
+			s.log.Warn("connection refused", "err", err)
+			return err
+		}
+	}
 	lim := s.cfg.Limits
 	if !s.srv.admit(s.clientAddr.Addr(), lim) {
 		return end421(CauseTooMany, errors.New("session limit reached"))

@@ -19,7 +19,7 @@ func (s *session) handshakeTimeout() time.Duration {
 // connect, explicit ones after 234). A failed handshake ends the session without a reply:
 // there is no channel left to send one on.
 func (s *session) upgradeClient() error {
-	tc := tls.Server(s.raw, s.bind.Control())
+	tc := tls.Server(&bufferedConn{Conn: s.raw, r: s.cr}, s.bind.Control())
 	ctx, cancel := context.WithTimeout(s.ctx, s.handshakeTimeout())
 	defer cancel()
 	err := tc.HandshakeContext(ctx)

@@ -137,6 +137,7 @@ func build(f *File, log *slog.Logger) (*runtime, error) {
 		needTLS = needTLS || l.TLS != proxy.TLSNone
 		pc.Listeners = append(pc.Listeners, proxy.ListenerConfig{
 			Name: l.Name, Address: l.Address, TLS: l.TLS, Pool: l.Pool, Banner: l.Banner,
+			ProxyProtocol: l.ProxyProtocol == "on", TrustedProxies: l.TrustedPrefixes(),
 		})
 	}
 	for i, p := range f.Pools {

@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
+)
+
+// headerTimeout bounds the wait for a PROXY header. FTP is server-speaks-first, so the
+// header is required (never optional) and the 220 follows it at once.
+const headerTimeout = 5 * time.Second
+
+var (
+	errUntrustedProxy = errors.New("PROXY header required but peer is not a trusted proxy")
+	errNoHeader       = errors.New("PROXY header missing or malformed")
+)
+
+// trusted reports whether peer may send PROXY headers on this listener.
+func (l *ListenerConfig) trusted(peer netip.Addr) bool {
+	for _, p := range l.TrustedProxies {
+		if p.Contains(peer) {
+			return true
+		}
+	}
+	return false
+}
+
+// readProxyHeader reads the PROXY v1/v2 header a trusted proxy must send first and makes its
+// source the session's client address: the one limits, logs, the PORT check and the data-peer
+// check use. A peer outside trusted_proxies, a missing, malformed or slow header: the
+// connection is closed without a reply.
+func (s *session) readProxyHeader() error {
+	if !s.lst.cfg.trusted(s.clientAddr.Addr()) {
+		return fmt.Errorf("%w: %s", errUntrustedProxy, s.clientAddr)
+	}
+	h, err := proxyproto.ReadHeaderTimeout(s.raw, s.cr, headerTimeout)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errNoHeader, err)
+	}
+	src, dst, ok := h.TCPAddrs()
+	if !ok || h.Command != proxyproto.PROXY {
+		return fmt.Errorf("%w: not a TCP PROXY header", errNoHeader)
+	}
+	s.proxyPeer = s.clientAddr
+	s.clientAddr = addrPortOf(src)
+	s.headerDst = addrPortOf(dst)
+	s.log = s.srv.log.With("session", s.id, "client", s.clientAddr.String(), "via", s.proxyPeer.String())
+	return nil
+}
+
+// bufferedConn reads through the session's bufio.Reader first, so bytes already buffered
+// (after a PROXY header, before an implicit TLS handshake) are not lost.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// sendProxyHeader writes the PROXY header the backend asked for on its control connection:
+// the real client address and the address it connected to; v2 also carries the HOST/SNI name
+// (authority) and, when the client used TLS, its version.
+func (s *session) sendProxyHeader(c net.Conn, version string) error {
+	var v byte = 1
+	if version == "v2" {
+		v = 2
+	}
+	dst := s.localAddr
+	if s.headerDst.IsValid() {
+		dst = s.headerDst
+	}
+	h := proxyproto.HeaderProxyFromAddrs(v, net.TCPAddrFromAddrPort(s.clientAddr), net.TCPAddrFromAddrPort(dst))
+	if v == 2 {
+		var tlvs []proxyproto.TLV
+		host := s.host
+		if host == "" {
+			host = s.sni
+		}
+		if host != "" {
+			tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(host)})
+		}
+		if tc, ok := s.client.(*tls.Conn); ok {
+			ssl := tlvparse.PP2SSL{Client: tlvparse.PP2_BITFIELD_CLIENT_SSL, Verify: 1, TLV: []proxyproto.TLV{
+				{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(tls.VersionName(tc.ConnectionState().Version))},
+			}}
+			t, err := ssl.Marshal()
+			if err == nil {
+				tlvs = append(tlvs, t)
+			}
+		}
+		if err := h.SetTLVs(tlvs); err != nil {
+			return fmt.Errorf("PROXY v2 TLVs: %w", err)
+		}
+	}
+	if _, err := h.WriteTo(c); err != nil {
+		return fmt.Errorf("write PROXY header: %w", err)
+	}
+	return nil
+}
