@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 )
 
@@ -44,7 +45,8 @@ type Backend struct {
 	active  atomic.Int64
 	total   atomic.Uint64
 	healthy atomic.Bool
-	health  healthState // owned by the health checker
+	hmu     sync.Mutex
+	health  healthState // guarded by hmu
 }
 
 // NewBackend validates c and returns a healthy backend with no sessions.
@@ -61,7 +63,7 @@ func NewBackend(c BackendConfig) (*Backend, error) {
 	if c.DataMode == "" {
 		c.DataMode = DataPassive
 	}
-	b := &Backend{Config: c}
+	b := &Backend{Config: c, health: healthState{healthy: true}}
 	b.healthy.Store(true)
 	return b, nil
 }

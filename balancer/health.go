@@ -3,9 +3,12 @@ package balancer
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -54,12 +57,11 @@ func (s healthState) next(ok bool, rise, fall int) healthState {
 	return s
 }
 
-// Report records one observation of b (a probe, or a real session's connect and greeting)
-// and returns true when it changed b's health. Calls are serialised by the pool checker for
-// probes; passive reports from sessions may race with it, which at worst delays a change by
-// one observation.
+// Report records one observation of b (a probe, or a real session's connect and greeting:
+// passive ejection) and returns true when it changed b's health.
 func (p *Pool) Report(b *Backend, ok bool) bool {
-	b.health.healthy = b.Healthy()
+	b.hmu.Lock()
+	defer b.hmu.Unlock()
 	n := b.health.next(ok, p.Health.Rise, p.Health.Fall)
 	b.health = n
 	if n.healthy != b.healthy.Load() {
@@ -101,30 +103,72 @@ func (p *Pool) Check(ctx context.Context, probe func(ctx context.Context, b *Bac
 	}
 }
 
-// ProbeFTP is the plain FTP health probe: connect, read a whole 220 reply, send QUIT.
+// ProbeFTP is the active health probe: connect, read a whole 220 greeting, and for TLS
+// backends also complete the handshake (implicit: before the greeting; explicit: AUTH TLS →
+// 234, then the handshake), then QUIT. ctx bounds the whole probe.
 func ProbeFTP(ctx context.Context, b *Backend) error {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", b.Config.Address)
+	raw, err := d.DialContext(ctx, "tcp", b.Config.Address)
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
-	defer c.Close()
+	defer raw.Close()
 	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
+		raw.SetDeadline(dl)
+	}
+	var c net.Conn = raw
+	if b.Config.TLS == TLSImplicit {
+		tc := tls.Client(raw, b.Config.TLSConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("probe: TLS handshake: %w", err)
+		}
+		c = tc
 	}
 	r := bufio.NewReaderSize(c, 1024)
-	for {
+	if code, err := probeReply(r); err != nil || code != 220 {
+		return fmt.Errorf("probe: greeting %d: %v", code, err)
+	}
+	if b.Config.TLS == TLSExplicit {
+		if _, err := io.WriteString(c, "AUTH TLS\r\n"); err != nil {
+			return fmt.Errorf("probe: %w", err)
+		}
+		if code, err := probeReply(r); err != nil || code != 234 {
+			return fmt.Errorf("probe: AUTH TLS answered %d: %v", code, err)
+		}
+		tc := tls.Client(raw, b.Config.TLSConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("probe: TLS handshake: %w", err)
+		}
+		c = tc
+	}
+	_, err = io.WriteString(c, "QUIT\r\n")
+	return err
+}
+
+// probeReply reads one reply, single- or multi-line, and returns its code.
+func probeReply(r *bufio.Reader) (int, error) {
+	first, err := r.ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	if len(first) < 4 {
+		return 0, fmt.Errorf("short reply %q", first)
+	}
+	code, err := strconv.Atoi(first[:3])
+	if err != nil {
+		return 0, fmt.Errorf("bad reply %q", strings.TrimSpace(first))
+	}
+	if first[3] != '-' {
+		return code, nil
+	}
+	for range 1000 {
 		line, err := r.ReadString('\n')
 		if err != nil {
-			return fmt.Errorf("probe: reading greeting: %w", err)
+			return 0, err
 		}
-		if len(line) < 4 || !strings.HasPrefix(line, "220") {
-			return fmt.Errorf("probe: greeting %q", strings.TrimSpace(line))
-		}
-		if line[3] == ' ' {
-			break
+		if strings.HasPrefix(line, first[:3]+" ") {
+			return code, nil
 		}
 	}
-	_, err = c.Write([]byte("QUIT\r\n"))
-	return err
+	return 0, fmt.Errorf("multi-line reply too long")
 }

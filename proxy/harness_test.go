@@ -35,6 +35,7 @@ const (
 type backend struct {
 	addr string
 	root string
+	srv  *demoftp.Server
 }
 
 func startBackend(t testing.TB, mod func(*demoftp.Config)) backend {
@@ -49,7 +50,7 @@ func startBackend(t testing.TB, mod func(*demoftp.Config)) backend {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Stop() })
-	return backend{addr: srv.Addr(), root: root}
+	return backend{addr: srv.Addr(), root: root, srv: srv}
 }
 
 // testProxy is a running proxy in front of some backends.

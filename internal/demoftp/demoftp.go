@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
 	"github.com/spf13/afero"
@@ -32,8 +33,10 @@ type Config struct {
 
 // Server is a running demo FTP server.
 type Server struct {
-	ftp *ftpserver.FtpServer
-	ln  net.Listener
+	ftp  *ftpserver.FtpServer
+	ln   net.Listener
+	drv  *driver
+	once sync.Once
 }
 
 // Start listens and serves in the background until Stop.
@@ -45,7 +48,7 @@ func Start(c Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demoftp: %w", err)
 	}
-	d := &driver{cfg: c, settings: &ftpserver.Settings{
+	d := &driver{cfg: c, clients: make(map[ftpserver.ClientContext]struct{}), settings: &ftpserver.Settings{
 		Listener:                ln,
 		PublicHost:              c.PublicHost,
 		ActiveTransferPortNon20: true,
@@ -63,27 +66,47 @@ func Start(c Config) (*Server, error) {
 		return nil, fmt.Errorf("demoftp: %w", err)
 	}
 	go srv.Serve()
-	return &Server{ftp: srv, ln: ln}, nil
+	return &Server{ftp: srv, ln: ln, drv: d}, nil
 }
 
 // Addr returns the control listener's address.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Stop closes the server and its sessions.
-func (s *Server) Stop() error { return s.ftp.Stop() }
+// Stop closes the listener and every session, like a server that dies. It is idempotent.
+func (s *Server) Stop() error {
+	s.once.Do(func() {
+		s.ln.Close()
+		s.drv.mu.Lock()
+		for cc := range s.drv.clients {
+			cc.Close()
+		}
+		s.drv.mu.Unlock()
+	})
+	return nil
+}
 
 type driver struct {
 	cfg      Config
 	settings *ftpserver.Settings
+
+	mu      sync.Mutex
+	clients map[ftpserver.ClientContext]struct{}
 }
 
 func (d *driver) GetSettings() (*ftpserver.Settings, error) { return d.settings, nil }
 
-func (d *driver) ClientConnected(ftpserver.ClientContext) (string, error) {
+func (d *driver) ClientConnected(cc ftpserver.ClientContext) (string, error) {
+	d.mu.Lock()
+	d.clients[cc] = struct{}{}
+	d.mu.Unlock()
 	return "ftpsproxy demo backend", nil
 }
 
-func (d *driver) ClientDisconnected(ftpserver.ClientContext) {}
+func (d *driver) ClientDisconnected(cc ftpserver.ClientContext) {
+	d.mu.Lock()
+	delete(d.clients, cc)
+	d.mu.Unlock()
+}
 
 var errLogin = errors.New("login incorrect")
 
