@@ -889,6 +889,9 @@ func (c *cfgChecker) checkTLS(f *File) {
 			c.addf(k, "%q is not a domain name or IP address", d)
 		}
 	}
+	if acme && a.Email == "" {
+		c.add("tls.acme.email", "required: the CA account needs a contact address")
+	}
 	if a.Email != "" && (!strings.Contains(a.Email, "@") || strings.ContainsAny(a.Email, " \t<>")) {
 		c.addf("tls.acme.email", "%q is not an email address", a.Email)
 	}

@@ -317,6 +317,7 @@ tls = "implicit"
 name = "ftps"
 [tls.acme]
 domains = ["ftp.example.com"]
+email = "ops@example.com"
 [[pool]]
 name = "only"
 [[pool.backend]]

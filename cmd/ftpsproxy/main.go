@@ -103,12 +103,17 @@ func newLogger(c Log, w io.Writer) *slog.Logger {
 // runtime is what one config builds: the proxy config plus the health checkers' lifetime.
 type runtime struct {
 	cfg         proxy.Config
+	tls         *tlsterm.Server
+	tlsKey      string // the [tls] settings tls was built from
+	acme        *tlsterm.ACME
 	stopHealth  context.CancelFunc
 	healthPools []*balancer.Pool
 }
 
-// build turns a validated config file into the proxy's config.
-func build(f *File, log *slog.Logger) (*runtime, error) {
+// build turns a validated config file into the proxy's config. prev, when set, is the
+// runtime being replaced by a reload: its TLS is kept when [tls] did not change.
+func build(f *File, log *slog.Logger, prev *runtime) (*runtime, error) {
+	rt := &runtime{}
 	pc := proxy.Config{
 		Data: proxy.DataConfig{
 			PublicAddress:  f.Data.PublicAddr(),
@@ -184,17 +189,33 @@ func build(f *File, log *slog.Logger) (*runtime, error) {
 		pc.Pools = append(pc.Pools, pool)
 	}
 	if needTLS {
-		srv, err := newTLSServer(f, log)
-		if err != nil {
-			return nil, err
+		key := fmt.Sprintf("%+v", f.TLS)
+		switch {
+		case prev != nil && prev.tls != nil && prev.tlsKey == key:
+			// Same settings: keep the config (and its ticket keys, so running sessions'
+			// data connections still resume) and re-read certificate files.
+			if err := prev.tls.Reload(); err != nil {
+				return nil, err
+			}
+			rt.tls, rt.acme = prev.tls, prev.acme
+		case prev != nil && prev.acme != nil:
+			return nil, fmt.Errorf("tls: changing [tls] while ACME is in use needs a restart")
+		default:
+			srv, acme, err := newTLSServer(f, log)
+			if err != nil {
+				return nil, err
+			}
+			rt.tls, rt.acme = srv, acme
 		}
-		pc.TLS = srv
+		rt.tlsKey = key
+		pc.TLS = rt.tls
 		pc.RequireDataReuse = f.TLS.DataSessionReuse == "required"
 	}
 	for _, r := range f.Routes {
 		pc.Routes = append(pc.Routes, proxy.Route{User: r.User, Host: r.Host, Pool: r.Pool})
 	}
-	return &runtime{cfg: pc, healthPools: pc.Pools}, nil
+	rt.cfg, rt.healthPools = pc, pc.Pools
+	return rt, nil
 }
 
 // startHealth runs the pools' health checks until the runtime is replaced or the process ends.
@@ -208,11 +229,16 @@ func (rt *runtime) startHealth(log *slog.Logger) {
 
 // serve runs the proxy until a signal ends it.
 func serve(path string, f *File, log *slog.Logger) int {
-	rt, err := build(f, log)
+	rt, err := build(f, log, nil)
 	if err != nil {
 		log.Error("config refused", "err", err)
 		return exitConfig
 	}
+	defer func() {
+		if rt.acme != nil {
+			rt.acme.Close()
+		}
+	}()
 	srv, err := proxy.New(rt.cfg, log, nil)
 	if err != nil {
 		log.Error("config refused", "err", err)
@@ -268,7 +294,7 @@ func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, l
 		log.Error("reload refused: config has problems; the old config stays in force", "err", err.Error())
 		return old, grace
 	}
-	rt, err := build(f, log)
+	rt, err := build(f, log, old)
 	if err == nil {
 		err = srv.Reload(rt.cfg)
 	}
@@ -283,17 +309,33 @@ func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, l
 }
 
 // newTLSServer builds the client-facing TLS from [tls]: certificate files or ACME.
-func newTLSServer(f *File, log *slog.Logger) (*tlsterm.Server, error) {
+func newTLSServer(f *File, log *slog.Logger) (*tlsterm.Server, *tlsterm.ACME, error) {
 	minV := uint16(tls.VersionTLS12)
 	if f.TLS.MinVersion == "1.3" {
 		minV = tls.VersionTLS13
 	}
+	var acme *tlsterm.ACME
+	opts := tlsterm.ServerOptions{CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile, MinVersion: minV}
 	if f.UsesACME() {
-		return nil, fmt.Errorf("tls.acme: ACME certificates are not available in this build yet")
+		a := f.TLS.ACME
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		src, err := tlsterm.NewACME(ctx, tlsterm.ACMEOptions{
+			Domains: a.Domains, Email: a.Email, CA: a.CA, CARoot: a.CARoot,
+			Storage: a.Storage, HTTPAddress: a.HTTPAddress,
+		}, log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tls.acme: %w", err)
+		}
+		opts.Source = src
+		acme = src
 	}
-	srv, err := tlsterm.NewServer(tlsterm.ServerOptions{CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile, MinVersion: minV})
+	srv, err := tlsterm.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+		if acme != nil {
+			acme.Close()
+		}
+		return nil, nil, fmt.Errorf("tls: %w", err)
 	}
-	return srv, nil
+	return srv, acme, nil
 }
