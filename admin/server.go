@@ -1,0 +1,170 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Timeouts of the admin HTTP server: scrapes and status pages are small, so anything slower
+// is a stuck or hostile client.
+const (
+	adminReadHeaderTimeout = 5 * time.Second
+	adminReadTimeout       = 10 * time.Second
+	adminWriteTimeout      = 30 * time.Second
+	adminIdleTimeout       = 60 * time.Second
+	adminMaxHeaderBytes    = 16 << 10
+)
+
+// Server is the admin HTTP server of [admin] address: the status page at /, Prometheus
+// metrics at /metrics and a load-balancer health check at /healthz. It has no authentication;
+// bind it to a trusted address.
+type Server struct {
+	// Version is shown on the status page; set it before Start.
+	Version string
+
+	addr string
+	src  Source
+	m    *Metrics
+	log  *slog.Logger
+	http *http.Server
+
+	mu sync.Mutex
+	ln net.Listener
+}
+
+// NewServer returns a server for addr (host:port) that is not yet listening. It makes m read
+// its scrape-time gauges from src. m and log may be nil.
+func NewServer(addr string, src Source, m *Metrics, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = NewMetrics()
+	}
+	m.SetSource(src)
+	s := &Server{addr: addr, src: src, m: m, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.handleStatus)
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: adminReadHeaderTimeout,
+		ReadTimeout:       adminReadTimeout,
+		WriteTimeout:      adminWriteTimeout,
+		IdleTimeout:       adminIdleTimeout,
+		MaxHeaderBytes:    adminMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Start binds the address and serves in the background. It returns the bind error, if any.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return errors.New("admin: already started")
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("admin: listen %s: %w", s.addr, err)
+	}
+	s.ln = ln
+	go s.serve(ln)
+	return nil
+}
+
+func (s *Server) serve(ln net.Listener) {
+	if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.log.Error("admin server stopped", "address", ln.Addr().String(), "err", err)
+	}
+}
+
+// Addr returns the bound address, or nil before Start.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Shutdown stops the server, letting requests in flight finish until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.http.Shutdown(ctx)
+}
+
+// handleMetrics serves the Prometheus text format: this proxy's Set, then the Go runtime and
+// process metrics the library writes.
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	var b bytes.Buffer
+	s.m.WritePrometheus(&b)
+	metrics.WriteProcessMetrics(&b)
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(b.Bytes())
+}
+
+// handleHealthz answers 200 "ok" while the proxy accepts sessions and every pool has a
+// healthy backend, else 503 with the first reason found.
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	ok, reason := health(s.src)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	fmt.Fprintln(w, reason)
+}
+
+// health reports whether src can serve new sessions, with a short reason when not.
+func health(src Source) (bool, string) {
+	if !src.Accepting() {
+		return false, "draining"
+	}
+	for _, p := range src.Pools() {
+		up := false
+		for _, b := range p.Backends {
+			if b.Healthy() {
+				up = true
+				break
+			}
+		}
+		if !up {
+			return false, "pool " + strconv.Quote(p.Name) + ": no healthy backend"
+		}
+	}
+	return true, "ok"
+}
+
+// handleStatus renders the status page. ?refresh=N (1–3600) adds a meta refresh.
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	v := s.statusView(time.Now())
+	if n, err := strconv.Atoi(r.URL.Query().Get("refresh")); err == nil && n >= 1 && n <= 3600 {
+		v.Refresh = n
+	}
+	var b bytes.Buffer
+	if err := statusTemplate.Execute(&b, v); err != nil {
+		s.log.Error("admin: status page", "err", err)
+		http.Error(w, "status page failed", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	w.Write(b.Bytes())
+}

@@ -1,0 +1,144 @@
+package admin
+
+import (
+	_ "embed"
+	"fmt"
+	"html/template"
+	"strconv"
+	"time"
+)
+
+// recent421Shown is how many of the remembered 421s the status page lists.
+const recent421Shown = 10
+
+//go:embed status.html
+var statusHTML string
+
+var statusTemplate = template.Must(template.New("status").Parse(statusHTML))
+
+// statusView is everything the status page shows, computed before rendering so the template
+// holds no logic beyond loops and conditions.
+type statusView struct {
+	Version   string
+	Now       string
+	Uptime    string
+	Refresh   int
+	Accepting bool
+	Healthy   bool
+	Health    string
+
+	Sessions  int
+	Listeners []ListenerInfo
+	Pools     []poolView
+
+	PortsInUse int
+	PortsSize  int
+	PortRange  string
+	PortsPct   int
+
+	Total421  uint64
+	Causes    []CauseCount
+	Recent421 []recentView
+}
+
+type poolView struct {
+	Name     string
+	Policy   string
+	Up       int
+	Backends []backendView
+	Active   int
+	Total    uint64
+}
+
+type backendView struct {
+	Address string
+	Up      bool
+	Full    bool
+	Active  int
+	Max     string // "–" when unlimited
+	LoadPct int    // active/max, 0 when unlimited
+	Total   uint64
+	Weight  int
+}
+
+type recentView struct {
+	Time  string
+	Ago   string
+	Cause string
+}
+
+func (s *Server) statusView(now time.Time) statusView {
+	ok, reason := health(s.src)
+	v := statusView{
+		Version:   s.Version,
+		Now:       now.Format("2006-01-02 15:04:05 MST"),
+		Uptime:    formatDuration(s.m.Uptime()),
+		Accepting: s.src.Accepting(),
+		Healthy:   ok,
+		Health:    reason,
+		Sessions:  s.src.Sessions(),
+		Listeners: s.src.Listeners(),
+		Causes:    s.m.Counts421(),
+	}
+	if v.Version == "" {
+		v.Version = "unknown"
+	}
+	for _, p := range s.src.Pools() {
+		pv := poolView{Name: p.Name, Policy: p.Policy.String()}
+		for _, b := range p.Backends {
+			bv := backendView{
+				Address: b.String(),
+				Up:      b.Healthy(),
+				Full:    b.Full(),
+				Active:  b.Active(),
+				Max:     "–",
+				Total:   b.Total(),
+				Weight:  b.Config.Weight,
+			}
+			if m := b.Config.MaxSessions; m > 0 {
+				bv.Max = strconv.Itoa(m)
+				bv.LoadPct = min(100, bv.Active*100/m)
+			}
+			if bv.Up {
+				pv.Up++
+			}
+			pv.Active += bv.Active
+			pv.Total += bv.Total
+			pv.Backends = append(pv.Backends, bv)
+		}
+		v.Pools = append(v.Pools, pv)
+	}
+	r := s.src.PortRange()
+	v.PortsInUse, v.PortsSize, v.PortRange = s.src.PortsInUse(), r.Len(), r.String()
+	if v.PortsSize > 0 {
+		v.PortsPct = min(100, v.PortsInUse*100/v.PortsSize)
+	}
+	for _, c := range v.Causes {
+		v.Total421 += c.Count
+	}
+	for _, e := range s.m.Recent421(recent421Shown) {
+		v.Recent421 = append(v.Recent421, recentView{
+			Time:  e.Time.Format("2006-01-02 15:04:05"),
+			Ago:   formatDuration(now.Sub(e.Time)) + " ago",
+			Cause: e.Cause,
+		})
+	}
+	return v
+}
+
+// formatDuration writes d as "3d 4h 5m", "4h 5m 6s", "5m 6s" or "6s".
+func formatDuration(d time.Duration) string {
+	d = max(d, 0).Truncate(time.Second)
+	days := d / (24 * time.Hour)
+	d -= days * 24 * time.Hour
+	h, m, sec := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
+	switch {
+	case days > 0:
+		return fmt.Sprintf("%dd %dh %dm", days, h, m)
+	case h > 0:
+		return fmt.Sprintf("%dh %dm %ds", h, m, sec)
+	case m > 0:
+		return fmt.Sprintf("%dm %ds", m, sec)
+	}
+	return fmt.Sprintf("%ds", sec)
+}
