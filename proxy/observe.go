@@ -22,6 +22,8 @@ type Observer interface {
 	// DataRefused reports a data connection refused: "foreign_peer" (passive connection from
 	// another address) or "bounce" (PORT/EPRT to another address or a privileged port).
 	DataRefused(reason string)
+	// RateLimited reports a login refused by the login rate limit.
+	RateLimited()
 	// PortsExhausted reports a PASV/EPSV refused because the port range was used up.
 	PortsExhausted()
 	// TLSHandshake reports a TLS handshake on side "client" or "backend".
@@ -60,5 +62,6 @@ func (nopObserver) Login(string)                  {}
 func (nopObserver) Closed421(Cause)               {}
 func (nopObserver) DataRefused(string)            {}
 func (nopObserver) PortsExhausted()               {}
+func (nopObserver) RateLimited()                  {}
 func (nopObserver) TLSHandshake(string, error)    {}
 func (nopObserver) Transfer(TransferRecord)       {}

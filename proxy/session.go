@@ -322,6 +322,7 @@ func (s *session) preLogin() error {
 			if !s.srv.logins.Load().allow(s.clientAddr.Addr().String(), s.user, time.Now()) {
 				s.log.Warn("login rate limit exceeded")
 				s.srv.obs.Login("rate_limited")
+				s.srv.obs.RateLimited()
 				return end421(CauseLoginRate, errors.New("login rate limit"))
 			}
 			err = s.login(cmd.Arg)

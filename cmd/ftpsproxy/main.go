@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ftpsproxy/ftpsproxy/admin"
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
@@ -239,7 +240,17 @@ func serve(path string, f *File, log *slog.Logger) int {
 			rt.acme.Close()
 		}
 	}()
-	srv, err := proxy.New(rt.cfg, log, nil)
+	metrics := admin.NewMetrics()
+	var xfer *admin.TransferLog
+	if f.Log.TransferLog != "" {
+		if xfer, err = admin.OpenTransferLog(f.Log.TransferLog); err != nil {
+			log.Error("cannot open the transfer log", "err", err)
+			return exitConfig
+		}
+		defer xfer.Close()
+		metrics.SetTransferLog(xfer)
+	}
+	srv, err := proxy.New(rt.cfg, log, metrics)
 	if err != nil {
 		log.Error("config refused", "err", err)
 		return exitConfig
@@ -247,6 +258,20 @@ func serve(path string, f *File, log *slog.Logger) int {
 	if err := srv.Listen(context.Background()); err != nil {
 		log.Error("cannot listen", "err", err)
 		return exitConfig
+	}
+	src := admin.ServerSource(srv)
+	var adm *admin.Server
+	if f.Admin.Address != "" {
+		adm = admin.NewServer(f.Admin.Address, src, metrics, log)
+		adm.Version = version
+		if err := adm.Start(); err != nil {
+			log.Error("cannot start the admin server", "err", err)
+			srv.Close()
+			return exitConfig
+		}
+		log.Info("admin listening", "address", adm.Addr().String())
+	} else {
+		metrics.SetSource(src)
 	}
 	rt.startHealth(log)
 	for _, a := range srv.Addrs() {
@@ -256,7 +281,7 @@ func serve(path string, f *File, log *slog.Logger) int {
 	go func() { served <- srv.Serve() }()
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
 	grace := f.Limits.ShutdownGrace.Duration
 	for {
@@ -268,14 +293,27 @@ func serve(path string, f *File, log *slog.Logger) int {
 			}
 			return exitOK
 		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
-				rt, grace = reload(path, srv, rt, grace, log)
+			if sig == syscall.SIGHUP || sig == syscall.SIGUSR1 {
+				if xfer != nil {
+					if err := xfer.Reopen(); err != nil {
+						log.Error("transfer log not reopened", "err", err)
+					}
+				}
+				if sig == syscall.SIGHUP {
+					rt, grace = reload(path, srv, rt, grace, log)
+				}
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String(), "grace", grace)
+			src.Draining.Store(true)
 			ctx, cancel := context.WithTimeout(context.Background(), grace)
 			err := srv.Shutdown(ctx)
 			cancel()
+			if adm != nil {
+				actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
+				adm.Shutdown(actx)
+				acancel()
+			}
 			rt.stopHealth()
 			if errors.Is(err, context.DeadlineExceeded) {
 				log.Warn("grace period over: remaining sessions closed")
