@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ftpsproxy/ftpsproxy/internal/peers"
+	"github.com/ftpsproxy/ftpsproxy/tlsterm"
+)
+
+// proxyCert writes a self-signed certificate for 127.0.0.1 and returns the file paths and a
+// client config trusting it.
+func proxyCert(t testing.TB) (certFile, keyFile string, cc *tls.Config) {
+	t.Helper()
+	cert, certPEM, err := tlsterm.SelfSigned("127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, certPEM, 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	return certFile, keyFile, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", ClientSessionCache: tls.NewLRUClientSessionCache(8)}
+}
+
+// tlsProxy runs a proxy with one listener per client TLS mode in front of backend s, whose
+// leg uses backendTLS. It returns the listeners' addresses by mode.
+type tlsProxy struct {
+	*proxyProc
+	addrs  map[string]string
+	caFile string
+	cc     *tls.Config
+}
+
+func startTLSProxy(t *testing.T, s *peers.Server, backendTLS string, modes []string, extra string) *tlsProxy {
+	t.Helper()
+	certFile, keyFile, cc := proxyCert(t)
+	var b strings.Builder
+	addrs := map[string]string{}
+	for _, m := range modes {
+		addrs[m] = freeAddr(t)
+		fmt.Fprintf(&b, "[[listener]]\naddress = %q\ntls = %q\npool = \"farm\"\n\n", addrs[m], m)
+	}
+	fmt.Fprintf(&b, `[tls]
+cert_file = %q
+key_file = %q
+%s
+[data]
+port_range = %q
+connect_timeout = "10s"
+
+[[pool]]
+name = "farm"
+policy = "round_robin"
+health_interval = "0s"
+
+[[pool.backend]]
+address = %q
+tls = %q
+tls_verify = true
+ca_file = %q
+tls_server_name = "localhost"
+
+[limits]
+max_sessions_per_ip = 500
+logins_per_minute = 0
+
+[log]
+level = "debug"
+`, certFile, keyFile, extra, freeRange(t, 40), s.Addr, backendTLS, s.CertFile)
+	p := startProxy(t, b.String())
+	return &tlsProxy{proxyProc: p, addrs: addrs, caFile: certFile, cc: cc}
+}
+
+func peerTLS(mode string) peers.TLSMode {
+	switch mode {
+	case "explicit":
+		return peers.TLSExplicit
+	case "implicit":
+		return peers.TLSImplicit
+	}
+	return peers.TLSNone
+}
+
+// TestTLSMatrix runs the client suites over protected control and data connections for the
+// legs explicit→none, required→none, implicit→none, explicit→explicit, none→explicit and
+// implicit→implicit, against every real server that has the backend mode. Backends that can
+// require data-session reuse (vsftpd require_ssl_reuse, ProFTPD mod_tls) do.
+func TestTLSMatrix(t *testing.T) {
+	legs := []struct {
+		backend string
+		clients []string // listener modes
+	}{
+		{"none", []string{"explicit", "required", "implicit"}},
+		{"explicit", []string{"explicit", "none"}},
+		{"implicit", []string{"implicit"}},
+	}
+	for _, srv := range servers {
+		for _, leg := range legs {
+			if leg.backend == "implicit" && srv.name == "pure-ftpd" {
+				continue // pure-ftpd has no implicit FTPS
+			}
+			t.Run(srv.name+"/backend-"+leg.backend, func(t *testing.T) {
+				s := srv.start(t, peers.Options{TLS: peerTLS(leg.backend), RequireReuse: leg.backend != "none", ForceTLS: leg.backend != "none"})
+				p := startTLSProxy(t, s, leg.backend, leg.clients, "")
+				for _, mode := range leg.clients {
+					clientTLS := mode
+					if mode == "required" {
+						clientTLS = "explicit"
+					}
+					tg := target{addr: p.addrs[mode], root: s.Root, hasMLSD: s.HasMLSD, tls: clientTLS, caFile: p.caFile, tlsConf: p.cc, fileSize: 1 << 20}
+					t.Run(mode+"/go/epsv", func(t *testing.T) { goSuite(t, tg, true) })
+					t.Run(mode+"/go/pasv", func(t *testing.T) { goSuite(t, tg, false) })
+					t.Run(mode+"/curl/epsv", func(t *testing.T) { curlSuite(t, tg, "epsv") })
+					if clientTLS == "none" {
+						t.Run(mode+"/curl/port", func(t *testing.T) { curlSuite(t, tg, "port") })
+					}
+					t.Run(mode+"/lftp/epsv", func(t *testing.T) { lftpSuite(t, tg, "epsv") })
+					t.Run(mode+"/lftp/port", func(t *testing.T) { lftpSuite(t, tg, "port") })
+					t.Run(mode+"/ftplib/pasv", func(t *testing.T) { ftplibSuite(t, tg, "pasv") })
+					t.Run(mode+"/ftplib/port", func(t *testing.T) { ftplibSuite(t, tg, "port") })
+				}
+				big := target{addr: p.addrs[leg.clients[0]], root: s.Root, tls: leg.clients[0], caFile: p.caFile, tlsConf: p.cc, fileSize: 100 << 20}
+				if big.tls == "required" {
+					big.tls = "explicit"
+				}
+				t.Run(leg.clients[0]+"/go/100MiB", func(t *testing.T) { goSuite(t, big, true) })
+			})
+		}
+	}
+}
