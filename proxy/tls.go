@@ -134,5 +134,7 @@ func (s *session) backendTLS(ctx context.Context, c net.Conn) (*tls.Conn, error)
 		tc.Close()
 		return nil, fmt.Errorf("backend TLS handshake with %s: %w", c.RemoteAddr(), err)
 	}
+	s.log.Debug("backend TLS established", "peer", c.RemoteAddr().String(), "tls_version", tls.VersionName(tc.ConnectionState().Version),
+		"resumed", tc.ConnectionState().DidResume)
 	return tc, nil
 }
