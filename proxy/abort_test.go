@@ -97,6 +97,7 @@ func TestPortsExhausted(t *testing.T) {
 	c.cmd("PASV", 425)
 	c.cmd("NOOP", 200)
 	a.cmd("QUIT", 221)
+	waitFor(t, 2*time.Second, func() bool { return p.srv.Allocator().InUse() == 1 })
 	c.cmd("PASV", 227)
 	if n := p.srv.Allocator().InUse(); n != 2 {
 		t.Fatalf("ports in use %d, want 2", n)

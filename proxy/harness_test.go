@@ -57,7 +57,7 @@ func startBackend(t testing.TB, mod func(*demoftp.Config)) backend {
 type testProxy struct {
 	srv  *proxy.Server
 	addr string
-	logs *bytes.Buffer
+	logs *lockedWriter
 }
 
 type proxyOpt func(*proxy.Config, *balancer.PoolConfig)
@@ -82,8 +82,8 @@ func startProxy(t testing.TB, backends []balancer.BackendConfig, opts ...proxyOp
 		t.Fatal(err)
 	}
 	cfg.Pools = append(cfg.Pools, pool)
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logs := &lockedWriter{w: &bytes.Buffer{}}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := proxy.New(cfg, log, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func startProxy(t testing.TB, backends []balancer.BackendConfig, opts ...proxyOp
 			t.Logf("proxy log:\n%s", logs.String())
 		}
 	})
-	return &testProxy{srv: srv, addr: srv.Addrs()[0].String(), logs: &logs}
+	return &testProxy{srv: srv, addr: srv.Addrs()[0].String(), logs: logs}
 }
 
 func plainBackend(addr string) balancer.BackendConfig {
@@ -150,6 +150,13 @@ func goClient(t testing.TB, addr string, opts ...ftp.DialOption) *ftp.ServerConn
 type lockedWriter struct {
 	mu sync.Mutex
 	w  *bytes.Buffer
+}
+
+// String returns what was written so far.
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {

@@ -213,9 +213,13 @@ func (s *session) serve() error {
 	if err := s.writeLine("220 " + banner); err != nil {
 		return err
 	}
+
 	// A shutdown interrupts a blocked pre-login read; readCommand then answers with the 421.
 	stop := context.AfterFunc(s.srv.drainCtx, func() { s.raw.SetReadDeadline(time.Now()) })
-	err := s.preLogin()
+	err := s.refuseStrayTLS()
+	if err == nil {
+		err = s.preLogin()
+	}
 	if !stop() && err == nil {
 		return end421(CauseShutdown, nil) // the drain raced the end of login
 	}

@@ -138,3 +138,23 @@ func (s *session) backendTLS(ctx context.Context, c net.Conn) (*tls.Conn, error)
 		"resumed", tc.ConnectionState().DidResume)
 	return tc, nil
 }
+
+// errStrayTLS ends a session whose client starts a TLS handshake on a port that is not
+// implicit TLS (an implicit-FTPS client pointed at an explicit port): no FTP reply can reach
+// such a client, and its ClientHello is not a command.
+var errStrayTLS = errors.New("TLS handshake on a plain FTP control connection")
+
+// refuseStrayTLS looks at the first byte a client sends, without consuming it.
+func (s *session) refuseStrayTLS() error {
+	if s.tlsOn {
+		return nil
+	}
+	s.raw.SetReadDeadline(s.deadline)
+	b, err := s.cr.Peek(1)
+	if err == nil && b[0] == 0x16 { // TLS handshake record
+		s.log.Warn("client sent a TLS handshake on a plain control connection; is it configured for implicit FTPS?")
+		return errStrayTLS
+	}
+	// Errors (timeout, drain, close) surface again, mapped, at the first readCommand.
+	return nil
+}

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"github.com/ftpsproxy/ftpsproxy/internal/demoftp"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
@@ -202,5 +204,81 @@ func TestDataSessionReuseRequired(t *testing.T) {
 	// The session goes on and its own ticket works.
 	if code, data := epsvData(t, b, "RETR f", ccB); code != 226 || string(data) != "payload" {
 		t.Fatalf("after refusals: %d %q", code, data)
+	}
+}
+
+// TestTLSBadInput: a ClientHello on a plain port, garbage instead of a handshake, a stalled
+// handshake, and a backend whose certificate fails verification.
+func TestTLSBadInput(t *testing.T) {
+	be := startBackend(t, nil)
+	opt, cc := withTLS(t, proxy.TLSExplicit, false)
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, opt, func(c *proxy.Config, _ *balancer.PoolConfig) {
+		c.Limits.TLSHandshake = 500 * time.Millisecond
+	})
+	t.Run("ClientHello on a plain port", func(t *testing.T) {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		tc := tls.Client(c, cc)
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := tc.Handshake(); err == nil {
+			t.Fatal("handshake succeeded on a plain port")
+		}
+	})
+	t.Run("garbage after AUTH", func(t *testing.T) {
+		rc := dialRaw(t, p.addr)
+		rc.cmd("AUTH TLS", 234)
+		rc.send("this is not a TLS record\r\n")
+		if !rc.closed() {
+			t.Fatal("session survived a failed handshake")
+		}
+	})
+	t.Run("stalled handshake", func(t *testing.T) {
+		rc := dialRaw(t, p.addr)
+		rc.cmd("AUTH TLS", 234)
+		start := time.Now()
+		rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadAll(rc.c); err != nil {
+			t.Fatalf("not closed: %v", err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("stalled handshake held for %v", d)
+		}
+	})
+	t.Run("plaintext after AUTH", func(t *testing.T) {
+		rc := dialRaw(t, p.addr)
+		rc.cmd("AUTH TLS", 234)
+		rc.send("USER demo\r\n")
+		if !rc.closed() {
+			t.Fatal("plaintext accepted after AUTH TLS")
+		}
+	})
+}
+
+// TestBackendCertificateRefused: a TLS backend whose certificate does not verify is not used;
+// the client gets the 421 and the failure is logged.
+func TestBackendCertificateRefused(t *testing.T) {
+	cert, _, err := tlsterm.SelfSigned("wrong.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := startBackend(t, func(c *demoftp.Config) {
+		c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
+	})
+	bt, err := tlsterm.BackendConfig(tlsterm.BackendOptions{Address: be.addr, Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := plainBackend(be.addr)
+	bc.TLS, bc.TLSConfig = balancer.TLSExplicit, bt
+	p := startProxy(t, []balancer.BackendConfig{bc})
+	rc := dialRaw(t, p.addr)
+	rc.cmd("USER "+demoUser, 331)
+	rc.send("PASS " + demoPass + "\r\n")
+	expectFinal(t, rc, "421 Service not available, closing control connection")
+	if !strings.Contains(p.logs.String(), "certificate") {
+		t.Fatal("the certificate failure is not in the logs")
 	}
 }
