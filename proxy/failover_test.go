@@ -75,7 +75,7 @@ func TestFailoverSkipsBadBackends(t *testing.T) {
 	p := startProxy(t, bcs, func(c *proxy.Config, pc *balancer.PoolConfig) {
 		c.Limits.BackendTimeout = 300 * time.Millisecond
 		pc.Policy = balancer.LeastConn // configured order: the bad ones first
-		pc.Health.Fall = 100          // keep them in the order for every session
+		pc.Health.Fall = 100           // keep them in the order for every session
 	})
 	for range 3 {
 		c := goClient(t, p.addr)

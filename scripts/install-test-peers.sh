@@ -16,7 +16,7 @@ TEST_PASS=ftptest-Pass1
 TEST_HOME=/home/ftptest
 PAM_SERVICE=ftpsproxy-vsftpd
 
-# Clients, tools, and every library the unpacked servers link against
+# Clients, tools (chromium renders the admin status page in a test), and every library the unpacked servers link against
 # (checked with ldd below, so a missing one fails this script, not a test).
 APT_PACKAGES=(
 	lftp curl openssl python3 iproute2 haproxy ca-certificates
@@ -24,6 +24,7 @@ APT_PACKAGES=(
 	libsodium23 libcrypt1 libhiredis0.14 libmemcached11 libmemcachedutil2
 	libpcre2-8-0 libpcre2-posix3 libidn2-0 libacl1 zlib1g libsqlite3-0
 	libncursesw6 libtinfo6 passwd mount util-linux
+	chromium
 )
 # Unpacked, never installed: name of the unpack directory = first package.
 declare -A PEER_DEBS=(
