@@ -25,7 +25,7 @@ func (s *session) login(pass string) error {
 	if host == "" {
 		host = s.sni
 	}
-	pool, why := s.cfg.route(&s.lst.cfg, s.user, host)
+	pool, why := s.cfg.route(s.lc, s.user, host)
 	if pool == nil {
 		return end421(CauseNoBackend, fmt.Errorf("no pool for %s", why))
 	}

@@ -37,7 +37,7 @@ func (l *ListenerConfig) trusted(peer netip.Addr) bool {
 // check use. A peer outside trusted_proxies, a missing, malformed or slow header: the
 // connection is closed without a reply.
 func (s *session) readProxyHeader() error {
-	if !s.lst.cfg.trusted(s.clientAddr.Addr()) {
+	if !s.lc.trusted(s.clientAddr.Addr()) {
 		return fmt.Errorf("%w: %s", errUntrustedProxy, s.clientAddr)
 	}
 	h, err := proxyproto.ReadHeaderTimeout(s.raw, s.cr, headerTimeout)

@@ -261,7 +261,7 @@ func (s *session) relayFeat(cmd Command) error {
 	if rep.Code != 211 {
 		return s.writeRaw([]byte(s.preLoginFeat()))
 	}
-	return s.writeRaw(RewriteFeat(rep.Raw, s.lst.cfg.TLS != "" && s.lst.cfg.TLS != TLSNone))
+	return s.writeRaw(RewriteFeat(rep.Raw, s.lc.TLS != "" && s.lc.TLS != TLSNone))
 }
 
 // featDropped are features that belong to a leg the proxy terminates: TLS is the proxy's

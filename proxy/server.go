@@ -143,7 +143,10 @@ type Server struct {
 	cfg   atomic.Pointer[Config]
 	alloc *nat.Allocator
 
+	lmu       sync.Mutex // guards listeners and serving
 	listeners []*listener
+	serving   bool
+	acceptWG  sync.WaitGroup
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -164,9 +167,22 @@ type Server struct {
 	Foreign atomic.Uint64
 }
 
+// listener is one bound client-facing address. Its settings live in the Config (looked up
+// by address at each connection), so a reload can change them.
 type listener struct {
-	cfg ListenerConfig
-	ln  net.Listener
+	address string
+	ln      net.Listener
+	last    *ListenerConfig // the settings it was bound with, for a session racing its removal
+}
+
+// listener returns the settings of the listener bound at address.
+func (c *Config) listener(address string) *ListenerConfig {
+	for i := range c.Listeners {
+		if c.Listeners[i].Address == address {
+			return &c.Listeners[i]
+		}
+	}
+	return nil
 }
 
 // New validates cfg and returns a Server that is not yet listening. log and obs may be nil.
@@ -219,18 +235,65 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// Reload swaps in a new config for sessions that start from now on. Listeners cannot change
-// here; sessions already running keep their backend.
+// Reload swaps in a new config for sessions that start from now on: listeners added are
+// bound (all or none), listeners removed stop accepting, and the settings of the others,
+// pools, routes and limits change at once. Sessions already running keep their backend and
+// their settings.
 func (s *Server) Reload(cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	var added []*listener
+	var lc net.ListenConfig
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		if s.bound(l.Address) != nil {
+			continue
+		}
+		ln, err := lc.Listen(context.Background(), "tcp", l.Address)
+		if err != nil {
+			for _, a := range added {
+				a.ln.Close()
+			}
+			return fmt.Errorf("listen %s: %w", l.Address, err)
+		}
+		added = append(added, &listener{address: l.Address, ln: ln, last: l})
+	}
 	old := s.cfg.Load()
-	cfg.Listeners = old.Listeners
 	if cfg.Limits.LoginsPerMinute != old.Limits.LoginsPerMinute || cfg.Limits.LoginBurst != old.Limits.LoginBurst {
 		s.logins.Store(newLoginLimiter(cfg.Limits.LoginsPerMinute, cfg.Limits.LoginBurst))
 	}
 	s.cfg.Store(&cfg)
+	kept := s.listeners[:0]
+	for _, l := range s.listeners {
+		if nl := cfg.listener(l.address); nl != nil {
+			l.last = nl
+			kept = append(kept, l)
+		} else {
+			s.log.Info("listener removed", "address", l.address)
+			l.ln.Close()
+		}
+	}
+	s.listeners = kept
+	for _, l := range added {
+		s.listeners = append(s.listeners, l)
+		s.log.Info("listener added", "address", l.ln.Addr().String())
+		if s.serving {
+			s.startAccept(l)
+		}
+	}
+	return nil
+}
+
+// bound returns the listener bound at address, if any. lmu must be held.
+func (s *Server) bound(address string) *listener {
+	for _, l := range s.listeners {
+		if l.address == address {
+			return l
+		}
+	}
 	return nil
 }
 
@@ -242,20 +305,29 @@ func (s *Server) Allocator() *nat.Allocator { return s.alloc }
 
 // Listen binds every listener. Call Serve afterwards.
 func (s *Server) Listen(ctx context.Context) error {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
 	var lc net.ListenConfig
-	for _, l := range s.cfg.Load().Listeners {
+	cfg := s.cfg.Load()
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
 		ln, err := lc.Listen(ctx, "tcp", l.Address)
 		if err != nil {
-			s.closeListeners()
+			for _, b := range s.listeners {
+				b.ln.Close()
+			}
+			s.listeners = nil
 			return fmt.Errorf("listen %s: %w", l.Address, err)
 		}
-		s.listeners = append(s.listeners, &listener{cfg: l, ln: ln})
+		s.listeners = append(s.listeners, &listener{address: l.Address, ln: ln, last: l})
 	}
 	return nil
 }
 
 // Addrs returns the bound listener addresses, in config order.
 func (s *Server) Addrs() []net.Addr {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
 	out := make([]net.Addr, len(s.listeners))
 	for i, l := range s.listeners {
 		out[i] = l.ln.Addr()
@@ -263,19 +335,26 @@ func (s *Server) Addrs() []net.Addr {
 	return out
 }
 
-// Serve accepts sessions until Shutdown. It returns nil after a shutdown.
+// Serve accepts sessions until Shutdown, on the listeners bound by Listen and those a Reload
+// adds. It returns nil after a shutdown.
 func (s *Server) Serve() error {
-	errc := make(chan error, len(s.listeners))
+	s.lmu.Lock()
+	s.serving = true
 	for _, l := range s.listeners {
-		go func() { errc <- s.acceptLoop(l) }()
+		s.startAccept(l)
 	}
-	var first error
-	for range s.listeners {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	s.lmu.Unlock()
+	<-s.drain
+	s.acceptWG.Wait()
+	return nil
+}
+
+func (s *Server) startAccept(l *listener) {
+	s.acceptWG.Add(1)
+	go func() {
+		defer s.acceptWG.Done()
+		s.acceptLoop(l)
+	}()
 }
 
 func (s *Server) acceptLoop(l *listener) error {
@@ -294,7 +373,7 @@ func (s *Server) acceptLoop(l *listener) error {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			s.log.Error("accept failed", "listener", l.cfg.Address, "err", err)
+			s.log.Error("accept failed", "listener", l.address, "err", err)
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
@@ -309,7 +388,7 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
-	name := l.cfg.name()
+	name := sess.lc.name()
 	s.obs.SessionStarted(name)
 	defer func() {
 		s.mu.Lock()
@@ -355,6 +434,8 @@ func (s *Server) Sessions() int {
 }
 
 func (s *Server) closeListeners() {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
 	for _, l := range s.listeners {
 		l.ln.Close()
 	}

@@ -24,7 +24,8 @@ import (
 type session struct {
 	srv  *Server
 	lst  *listener
-	cfg  *Config // snapshot taken at connect: a reload does not move a running session
+	cfg  *Config         // snapshot taken at connect: a reload does not move a running session
+	lc   *ListenerConfig // this listener's settings in cfg
 	id   string
 	log  *slog.Logger
 	ctx  context.Context
@@ -103,6 +104,10 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 		client: c,
 		cr:     bufio.NewReaderSize(c, MaxLine),
 	}
+	s.lc = s.cfg.listener(l.address)
+	if s.lc == nil {
+		s.lc = l.last // removed by a reload a moment ago
+	}
 	s.clientAddr = addrPortOf(c.RemoteAddr())
 	s.localAddr = addrPortOf(c.LocalAddr())
 	s.log = srv.log.With("session", id, "client", s.clientAddr.String())
@@ -126,7 +131,7 @@ func (s *session) Run(parent context.Context) {
 	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
 	defer stop()
 
-	s.log.Info("session start", "listener", s.lst.cfg.Address)
+	s.log.Info("session start", "listener", s.lc.Address)
 	err := s.serve()
 
 	line, cause := finalLine(err)
@@ -180,7 +185,7 @@ var errQuit = errors.New("client quit")
 
 // serve runs the phases of the session: greeting, login, relay.
 func (s *session) serve() error {
-	if s.lst.cfg.ProxyProtocol {
+	if s.lc.ProxyProtocol {
 		if err := s.readProxyHeader(); err != nil {
 			s.log.Warn("connection refused", "err", err)
 			return err
@@ -198,15 +203,15 @@ func (s *session) serve() error {
 	}
 
 	s.deadline = time.Now().Add(orDefault(lim.LoginTimeout, defaultLoginTimeout))
-	if s.lst.cfg.TLS != "" && s.lst.cfg.TLS != TLSNone {
+	if s.lc.TLS != "" && s.lc.TLS != TLSNone {
 		s.bind = s.cfg.TLS.NewBinding()
 	}
-	if s.lst.cfg.TLS == TLSImplicit {
+	if s.lc.TLS == TLSImplicit {
 		if err := s.upgradeClient(); err != nil {
 			return err
 		}
 	}
-	banner := s.lst.cfg.Banner
+	banner := s.lc.Banner
 	if banner == "" {
 		banner = "FTP proxy ready"
 	}
@@ -307,7 +312,7 @@ func (s *session) preLogin() error {
 		}
 		switch cmd.Verb {
 		case "USER":
-			if s.lst.cfg.TLS == TLSRequired && !s.tlsOn {
+			if s.lc.TLS == TLSRequired && !s.tlsOn {
 				err = s.writeLine(replyTLSRequired)
 				break
 			}
@@ -406,7 +411,7 @@ func (s *session) localCommand(cmd Command) (bool, error) {
 func (s *session) preLoginFeat() string {
 	var b strings.Builder
 	b.WriteString("211-Features:\r\n")
-	if s.lst.cfg.TLS != "" && s.lst.cfg.TLS != TLSNone {
+	if s.lc.TLS != "" && s.lc.TLS != TLSNone {
 		b.WriteString(" AUTH TLS\r\n PBSZ\r\n PROT\r\n")
 	}
 	b.WriteString(" EPRT\r\n EPSV\r\n HOST\r\n UTF8\r\n211 End\r\n")

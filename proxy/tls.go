@@ -43,7 +43,7 @@ var errPipelined = errors.New("bytes pipelined after AUTH TLS")
 // auth answers AUTH (RFC 4217 §4).
 func (s *session) auth(arg string) error {
 	switch {
-	case s.lst.cfg.TLS == "" || s.lst.cfg.TLS == TLSNone:
+	case s.lc.TLS == "" || s.lc.TLS == TLSNone:
 		return s.writeLine(replyAuthNone)
 	case s.tlsOn:
 		return s.writeLine(replyAuthTwice)
@@ -88,7 +88,7 @@ func (s *session) protCmd(arg string) string {
 	}
 	switch strings.ToUpper(strings.TrimSpace(arg)) {
 	case "C":
-		if s.lst.cfg.TLS == TLSRequired {
+		if s.lc.TLS == TLSRequired {
 			return replyProtRequired
 		}
 		s.prot = 'C'

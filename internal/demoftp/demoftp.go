@@ -34,9 +34,55 @@ type Config struct {
 // Server is a running demo FTP server.
 type Server struct {
 	ftp  *ftpserver.FtpServer
-	ln   net.Listener
-	drv  *driver
+	ln   *trackingListener
 	once sync.Once
+}
+
+// trackingListener remembers accepted connections so Stop can cut them the way a dying
+// server does (closing the sockets directly: ftpserverlib's own Close races with a session
+// that is still starting).
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, l: l}
+	l.mu.Lock()
+	l.conns[tc] = struct{}{}
+	l.mu.Unlock()
+	return tc, nil
+}
+
+// trackedConn forgets itself when closed, so a long-running demo does not accumulate.
+type trackedConn struct {
+	net.Conn
+	l *trackingListener
+}
+
+func (c *trackedConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
+}
+
+func (l *trackingListener) closeAll() {
+	l.Listener.Close()
+	l.mu.Lock()
+	conns := make([]net.Conn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
 }
 
 // Start listens and serves in the background until Stop.
@@ -44,11 +90,12 @@ func Start(c Config) (*Server, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	ln, err := net.Listen("tcp", c.Addr)
+	raw, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("demoftp: %w", err)
 	}
-	d := &driver{cfg: c, clients: make(map[ftpserver.ClientContext]struct{}), settings: &ftpserver.Settings{
+	ln := &trackingListener{Listener: raw, conns: make(map[net.Conn]struct{})}
+	d := &driver{cfg: c, settings: &ftpserver.Settings{
 		Listener:                ln,
 		PublicHost:              c.PublicHost,
 		ActiveTransferPortNon20: true,
@@ -66,7 +113,7 @@ func Start(c Config) (*Server, error) {
 		return nil, fmt.Errorf("demoftp: %w", err)
 	}
 	go srv.Serve()
-	return &Server{ftp: srv, ln: ln, drv: d}, nil
+	return &Server{ftp: srv, ln: ln}, nil
 }
 
 // Addr returns the control listener's address.
@@ -74,39 +121,22 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Stop closes the listener and every session, like a server that dies. It is idempotent.
 func (s *Server) Stop() error {
-	s.once.Do(func() {
-		s.ln.Close()
-		s.drv.mu.Lock()
-		for cc := range s.drv.clients {
-			cc.Close()
-		}
-		s.drv.mu.Unlock()
-	})
+	s.once.Do(s.ln.closeAll)
 	return nil
 }
 
 type driver struct {
 	cfg      Config
 	settings *ftpserver.Settings
-
-	mu      sync.Mutex
-	clients map[ftpserver.ClientContext]struct{}
 }
 
 func (d *driver) GetSettings() (*ftpserver.Settings, error) { return d.settings, nil }
 
-func (d *driver) ClientConnected(cc ftpserver.ClientContext) (string, error) {
-	d.mu.Lock()
-	d.clients[cc] = struct{}{}
-	d.mu.Unlock()
+func (d *driver) ClientConnected(ftpserver.ClientContext) (string, error) {
 	return "ftpsproxy demo backend", nil
 }
 
-func (d *driver) ClientDisconnected(cc ftpserver.ClientContext) {
-	d.mu.Lock()
-	delete(d.clients, cc)
-	d.mu.Unlock()
-}
+func (d *driver) ClientDisconnected(ftpserver.ClientContext) {}
 
 var errLogin = errors.New("login incorrect")
 
