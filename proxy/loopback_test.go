@@ -197,7 +197,5 @@ func TestForeignDataPeer(t *testing.T) {
 	if string(got) != "hello" {
 		t.Fatalf("got %q", got)
 	}
-	if p.srv.Foreign.Load() != 1 {
-		t.Fatalf("foreign count %d", p.srv.Foreign.Load())
-	}
+	waitFor(t, 2*time.Second, func() bool { return p.srv.Foreign.Load() == 1 })
 }
