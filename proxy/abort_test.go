@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/internal/peers"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
@@ -86,7 +87,8 @@ func TestAbortDuringTransfer(t *testing.T) {
 func TestPortsExhausted(t *testing.T) {
 	be := startBackend(t, nil)
 	p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, func(c *proxy.Config, _ *balancer.PoolConfig) {
-		c.Data.PortRange = nat.PortRange{First: 41500, Last: 41501}
+		r := peers.FreePortRange(t, 2)
+		c.Data.PortRange = nat.PortRange{First: uint16(r[0]), Last: uint16(r[1])}
 	})
 	a, b, c := dialRaw(t, p.addr), dialRaw(t, p.addr), dialRaw(t, p.addr)
 	for _, rc := range []*rawConn{a, b, c} {
