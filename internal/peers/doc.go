@@ -12,9 +12,11 @@
 // missing, the tests fail with a message naming that script: they never skip,
 // since a skipped interoperability test looks like a passing one.
 //
-// The package does not run the servers unprivileged, in network namespaces, or
-// on anything but loopback and the addresses the caller gives; it needs root
-// (the servers chroot and switch to the test user). pure-ftpd has no implicit
+// The package does not run the servers unprivileged, or on anything but
+// loopback and the addresses the caller gives; it needs root (the servers
+// chroot and switch to the test user). Options.NetNS runs a server inside a
+// network namespace the caller made with "ip netns add" (on an address of
+// that namespace); the server's root stays on the shared filesystem. pure-ftpd has no implicit
 // FTPS. vsftpd has no MLSD/MLST and always runs with TLS capped at 1.2.
 //
 // pure-ftpd logs only to syslog; the package gives it a /dev/log of its own

@@ -96,6 +96,13 @@ type Options struct {
 	// (every crypto/tls upload tried got "426 Failure reading network
 	// stream").
 	MaxTLS12 bool
+	// NetNS runs the server in the named network namespace (one that
+	// "ip netns add" made, under /run/netns): the command is prefixed with
+	// "ip netns exec NAME", and the greeting is awaited from inside it.
+	// Addr must then name the host explicitly (an address of that
+	// namespace); the port may still be left to FreePort. Empty: the
+	// caller's namespace, as before.
+	NetNS string
 }
 
 // Server is a running server. Its fields are read-only.
@@ -443,14 +450,18 @@ var errExited = errors.New("server exited before greeting")
 
 // awaitGreeting polls addr until it greets with 220 (inside TLS when implicit),
 // the process exits, or the deadline passes.
-func awaitGreeting(p *process, addr string, implicit bool) error {
+func awaitGreeting(p *process, addr string, implicit bool, netns string) error {
 	deadline := time.Now().Add(startTimeout)
 	var last error
 	for time.Now().Before(deadline) {
 		if p.exited() {
 			return fmt.Errorf("%w: %v", errExited, p.err)
 		}
-		last = probe(addr, implicit)
+		if netns != "" {
+			last = probeNetNS(netns, addr, implicit)
+		} else {
+			last = probe(addr, implicit)
+		}
 		if last == nil {
 			return nil
 		}
@@ -488,6 +499,7 @@ func probe(addr string, implicit bool) error {
 type startSpec struct {
 	name     string
 	implicit bool
+	netns    string // Options.NetNS
 	// build writes the configuration for the given control port and
 	// returns the command and the file that gets its stdout/stderr.
 	build func(port int) (*exec.Cmd, string)
@@ -501,11 +513,14 @@ func run(t testing.TB, s *Server, ip netip.Addr, port int, autoPort bool, spec s
 	for attempt := 1; ; attempt++ {
 		s.Addr = netip.AddrPortFrom(ip, uint16(port)).String()
 		cmd, outPath := spec.build(port)
+		if spec.netns != "" {
+			inNetNS(t, cmd, spec.netns)
+		}
 		p, err := launch(cmd, outPath)
 		if err != nil {
 			t.Fatalf("peers: starting %s: %v", spec.name, err)
 		}
-		err = awaitGreeting(p, s.Addr, spec.implicit)
+		err = awaitGreeting(p, s.Addr, spec.implicit, spec.netns)
 		if err == nil {
 			t.Cleanup(p.stop)
 			return

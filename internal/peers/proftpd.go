@@ -22,6 +22,7 @@ func StartProFTPD(t testing.TB, o Options) *Server {
 	acct := lookupAccount(t)
 	l := newLayout(t, acct)
 	ip, port, auto := listenAddr(t, o.Addr)
+	checkNetNS(t, o)
 	s := &Server{Name: "proftpd", Root: l.root, Dir: l.dir, PasvPorts: pasvPorts(t, o, 20), HasMLSD: true}
 	s.logFiles = []string{l.path("stderr.log"), l.path("system.log"), l.path("commands.log"),
 		l.path("transfer.log"), l.path("tls.log")}
@@ -100,6 +101,7 @@ func StartProFTPD(t testing.TB, o Options) *Server {
 	}
 
 	run(t, s, ip, port, auto, startSpec{
+		netns:    o.NetNS,
 		name:     s.Name,
 		implicit: o.TLS == TLSImplicit,
 		build: func(port int) (*exec.Cmd, string) {

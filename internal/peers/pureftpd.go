@@ -31,6 +31,7 @@ func StartPureFTPd(t testing.TB, o Options) *Server {
 	acct := lookupAccount(t)
 	l := newLayout(t, acct)
 	ip, port, auto := listenAddr(t, o.Addr)
+	checkNetNS(t, o)
 	s := &Server{Name: "pure-ftpd", Root: l.root, Dir: l.dir, PasvPorts: pasvPorts(t, o, 100), HasMLSD: true}
 	s.logFiles = []string{l.path("stderr.log"), l.path("syslog.log"), l.path("transfer.log")}
 
@@ -83,7 +84,8 @@ func StartPureFTPd(t testing.TB, o Options) *Server {
 	sink := newSyslogSink(t, l.path("syslog.log"))
 
 	run(t, s, ip, port, auto, startSpec{
-		name: s.Name,
+		netns: o.NetNS,
+		name:  s.Name,
 		build: func(port int) (*exec.Cmd, string) {
 			full := append([]string{"--bind", ip.String() + "," + strconv.Itoa(port)}, args...)
 			var cmd *exec.Cmd

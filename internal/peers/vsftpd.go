@@ -23,6 +23,7 @@ func StartVsftpd(t testing.TB, o Options) *Server {
 	acct := lookupAccount(t)
 	l := newLayout(t, acct)
 	ip, port, auto := listenAddr(t, o.Addr)
+	checkNetNS(t, o)
 	s := &Server{Name: "vsftpd", Root: l.root, Dir: l.dir, PasvPorts: pasvPorts(t, o, 20)}
 	s.logFiles = []string{l.path("stderr.log"), l.path("vsftpd.log")}
 
@@ -99,6 +100,7 @@ func StartVsftpd(t testing.TB, o Options) *Server {
 		set("ssl_enable", "NO")
 	}
 	run(t, s, ip, port, auto, startSpec{
+		netns:    o.NetNS,
 		name:     s.Name,
 		implicit: o.TLS == TLSImplicit,
 		build: func(port int) (*exec.Cmd, string) {
