@@ -125,6 +125,15 @@ type Server struct {
 	Dir string
 
 	logFiles []string
+	proc     *process
+}
+
+// Stop kills the server now, as a crash would (the whole process group: its sessions end
+// too). Starting a server again on the same Addr is the way to bring it back.
+func (s *Server) Stop() {
+	if s.proc != nil {
+		s.proc.stop()
+	}
 }
 
 // Log returns the server's logs, each file under a header, for failure
@@ -522,6 +531,7 @@ func run(t testing.TB, s *Server, ip netip.Addr, port int, autoPort bool, spec s
 		}
 		err = awaitGreeting(p, s.Addr, spec.implicit, spec.netns)
 		if err == nil {
+			s.proc = p
 			t.Cleanup(p.stop)
 			return
 		}
