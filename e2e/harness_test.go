@@ -223,3 +223,25 @@ logins_per_minute = 0
 level = "debug"
 %s`, freeAddr(t), freeRange(t, 40), backend, dataMode, extra)
 }
+
+// netDialer dials from source IP src (empty: any).
+func netDialer(src string) net.Dialer {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	return d
+}
+
+// noPassword checks that no log record of the proxy (run at debug level) carries the test
+// password, while it did log the sessions' commands.
+func noPassword(t *testing.T, p *proxyProc) {
+	t.Helper()
+	logs := p.logs.String()
+	if !strings.Contains(logs, `cmd="PASS ****"`) {
+		t.Fatal("no PASS command in the debug log: the check would prove nothing")
+	}
+	if strings.Contains(logs, peers.Password) {
+		t.Fatal("the password appears in the proxy's log")
+	}
+}

@@ -39,6 +39,7 @@ func TestPlainMatrix(t *testing.T) {
 				big := tg
 				big.fileSize = 100 << 20
 				t.Run("go/100MiB", func(t *testing.T) { goSuite(t, big, true) })
+				noPassword(t, p)
 			})
 		}
 	}

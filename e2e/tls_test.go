@@ -137,6 +137,7 @@ func TestTLSMatrix(t *testing.T) {
 					big.tls = "explicit"
 				}
 				t.Run(leg.clients[0]+"/go/100MiB", func(t *testing.T) { goSuite(t, big, true) })
+				noPassword(t, p.proxyProc)
 			})
 		}
 	}
