@@ -48,8 +48,12 @@ func (s *session) readProxyHeader() error {
 	if !ok || h.Command != proxyproto.PROXY {
 		return fmt.Errorf("%w: not a TCP PROXY header", errNoHeader)
 	}
+	client := addrPortOf(src)
+	if a := client.Addr(); !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || client.Port() == 0 {
+		return fmt.Errorf("%w: source %s is not a client address", errNoHeader, client)
+	}
 	s.proxyPeer = s.clientAddr
-	s.clientAddr = addrPortOf(src)
+	s.clientAddr = client
 	s.headerDst = addrPortOf(dst)
 	s.log = s.srv.log.With("session", s.id, "client", s.clientAddr.String(), "via", s.proxyPeer.String())
 	return nil
