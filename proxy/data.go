@@ -317,6 +317,9 @@ func (s *session) runTransfer(cmd Command, cconn, bconn net.Conn) error {
 				if !relayed {
 					<-done
 				}
+				if !gotFinal {
+					s.writeLine(replyAborted) // the transfer ends before its final reply
+				}
 				return &endError{cause: CauseBackend, line: firstLine(ev.rep.Raw)}
 			}
 			if gotFinal {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/internal/demoftp"
+	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/jlaffaye/ftp"
 )
 
@@ -198,4 +200,38 @@ func TestForeignDataPeer(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 	waitFor(t, 2*time.Second, func() bool { return p.srv.Foreign.Load() == 1 })
+}
+
+// TestFixPasvAddress: a backend behind NAT announces an address the proxy cannot reach; with
+// fix_pasv_address the proxy dials the backend's control IP with the announced port.
+func TestFixPasvAddress(t *testing.T) {
+	be := startBackend(t, func(c *demoftp.Config) { c.PublicHost = "10.255.255.1" })
+	os.WriteFile(filepath.Join(be.root, "f"), []byte("through NAT"), 0o644)
+	for _, fix := range []bool{true, false} {
+		bc := plainBackend(be.addr)
+		bc.FixPasvAddress = fix
+		p := startProxy(t, []balancer.BackendConfig{bc}, func(c *proxy.Config, _ *balancer.PoolConfig) {
+			c.Data.ConnectTimeout = 500 * time.Millisecond
+		})
+		c := goClient(t, p.addr)
+		r, err := c.Retr("f")
+		if !fix {
+			if err == nil {
+				r.Close()
+				t.Fatal("dialled the announced private address")
+			}
+			if !strings.HasPrefix(err.Error(), "425") {
+				t.Fatalf("want 425, got %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r)
+		r.Close()
+		if string(b) != "through NAT" {
+			t.Fatalf("got %q", b)
+		}
+	}
 }
