@@ -1,0 +1,22 @@
+// Package proxy is the FTP/FTPS proxy itself: it accepts client control connections on its
+// listeners, answers the pre-login commands (AUTH, PBSZ, PROT, FEAT, HOST, USER…) on its
+// own, picks and logs in to a backend at PASS, then relays every command re-serialised from
+// its parsed form and every reply framed whole, while owning both data legs (its own passive
+// ports and PORT/EPRT checks toward the client, passive or active toward the backend).
+//
+// It does not parse addresses (package nat), build TLS configurations (tlsterm), choose
+// backends (balancer) or count anything (an Observer does).
+//
+// Usage:
+//
+//	srv, err := proxy.New(cfg, logger, observer)
+//	if err := srv.Listen(ctx); err != nil { … }
+//	go srv.Serve()
+//	…
+//	srv.Reload(newCfg)          // SIGHUP
+//	srv.Shutdown(graceCtx)      // SIGTERM: drain, then close
+//
+// Each client connection is one session owned by one goroutine (session.Run); two reader
+// goroutines feed it parsed commands and framed replies over channels, so ABOR, a backend's
+// 421, the idle timer and a drain are seen while a transfer runs.
+package proxy
