@@ -55,7 +55,8 @@ func (s *session) readProxyHeader() error {
 	s.proxyPeer = s.clientAddr
 	s.clientAddr = client
 	s.headerDst = addrPortOf(dst)
-	s.log = s.srv.log.With("session", s.id, "client", s.clientAddr.String(), "via", s.proxyPeer.String())
+	s.base = s.srv.log.With("session", s.id, "client", s.clientAddr.String(), "via", s.proxyPeer.String())
+	s.log = s.base
 	return nil
 }
 

@@ -183,8 +183,11 @@ func (s *session) sendBackend(line string) error {
 }
 
 // awaitReply waits for the next backend reply. Client commands that arrive meanwhile are
-// queued, in order, for after the command in flight.
+// queued, in order, for after the command in flight; a client that goes away ends the wait.
+// A backend silent for the idle timeout is treated as lost.
 func (s *session) awaitReply() (Reply, error) {
+	timer := time.NewTimer(orDefault(s.cfg.Limits.IdleTimeout, defaultIdleTimeout))
+	defer timer.Stop()
 	for {
 		cmdc := s.cmdc
 		if len(s.queue) >= maxQueued {
@@ -197,7 +200,12 @@ func (s *session) awaitReply() (Reply, error) {
 			}
 			return ev.rep, nil
 		case ev := <-cmdc:
+			if ev.connEnded() {
+				return Reply{}, ev.err
+			}
 			s.queue = append(s.queue, ev)
+		case <-timer.C:
+			return Reply{}, s.backendLost(errors.New("no reply from the backend within the idle timeout"))
 		case <-s.ctx.Done():
 			return Reply{}, end421(CauseShutdown, s.ctx.Err())
 		}

@@ -27,7 +27,8 @@ type session struct {
 	cfg  *Config         // snapshot taken at connect: a reload does not move a running session
 	lc   *ListenerConfig // this listener's settings in cfg
 	id   string
-	log  *slog.Logger
+	log  *slog.Logger // base plus user and backend once known
+	base *slog.Logger // session and client
 	ctx  context.Context
 	done context.CancelFunc
 
@@ -110,7 +111,8 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 	}
 	s.clientAddr = addrPortOf(c.RemoteAddr())
 	s.localAddr = addrPortOf(c.LocalAddr())
-	s.log = srv.log.With("session", id, "client", s.clientAddr.String())
+	s.base = srv.log.With("session", id, "client", s.clientAddr.String())
+	s.log = s.base
 	return s
 }
 
@@ -321,7 +323,7 @@ func (s *session) preLogin() error {
 				break
 			}
 			s.user = cmd.Arg
-			s.log = s.log.With("user", s.user)
+			s.log = s.base.With("user", s.user)
 			err = s.writeLine(replyUserOK)
 		case "PASS":
 			if s.user == "" {
