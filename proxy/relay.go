@@ -142,7 +142,7 @@ func (s *session) handle(ev clientEvent) error {
 	}
 	cmd := ev.cmd
 	s.stats.commands++
-	s.log.Debug("command", "cmd", cmd.LogString())
+	s.logCommand(cmd)
 	if handled, err := s.localCommand(cmd); handled || err != nil {
 		return err
 	}

@@ -272,7 +272,7 @@ func (s *session) readCommand() (Command, bool, error) {
 		return Command{}, false, s.writeLine(lineErrorReply(err))
 	}
 	s.stats.commands++
-	s.log.Debug("command", "cmd", cmd.LogString())
+	s.logCommand(cmd)
 	return cmd, true, nil
 }
 
@@ -436,4 +436,12 @@ func validHost(h string) bool {
 		}
 	}
 	return true
+}
+
+// logCommand logs a client command at debug level, PASS redacted. The check first keeps the
+// per-command cost nil when debug is off.
+func (s *session) logCommand(cmd Command) {
+	if s.log.Enabled(s.ctx, slog.LevelDebug) {
+		s.log.Debug("command", "cmd", cmd.LogString())
+	}
 }
