@@ -103,7 +103,7 @@ func (s *session) active(verb, arg string) error {
 	if err != nil {
 		return s.writeLine(replyPortBad)
 	}
-	if ap.Addr().Unmap() != s.clientAddr.Addr() || ap.Port() < 1024 {
+	if ap.Addr().Unmap() != s.clientAddr.Addr() || ap.Port() < 1024 || s.ownPort(ap) {
 		s.log.Warn("data connection target refused", "verb", verb, "target", ap.String())
 		s.srv.obs.DataRefused("bounce")
 		return s.writeLine(replyPortRefused)
@@ -111,6 +111,23 @@ func (s *session) active(verb, arg string) error {
 	s.clearData()
 	s.port = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	return s.writeLine(replyPortOK)
+}
+
+// ownPort reports a PORT/EPRT target that is one of the proxy's own sockets: a client on the
+// proxy's host could otherwise make it dial its own listeners or passive ports.
+func (s *session) ownPort(ap netip.AddrPort) bool {
+	if ap.Addr().Unmap() != s.localAddr.Addr() {
+		return false
+	}
+	if s.srv.alloc.Range().Contains(ap.Port()) {
+		return true
+	}
+	for _, a := range s.srv.Addrs() {
+		if addrPortOf(a).Port() == ap.Port() {
+			return true
+		}
+	}
+	return false
 }
 
 func upload(verb string) bool { return verb == "STOR" || verb == "STOU" || verb == "APPE" }
@@ -192,7 +209,7 @@ func (s *session) transfer(cmd Command) error {
 	if !rep.Preliminary() {
 		closeAll()
 		if rep.Code == 421 {
-			return &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+			return backend421(rep.Raw)
 		}
 		return s.writeRaw(rep.Raw)
 	}
@@ -254,7 +271,7 @@ func (s *session) finishWithoutData(sent150 bool) error {
 			return err
 		}
 		if rep.Code == 421 {
-			return &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+			return backend421(rep.Raw)
 		}
 		if rep.Preliminary() && sent150 {
 			continue
@@ -320,7 +337,7 @@ func (s *session) runTransfer(cmd Command, cconn, bconn net.Conn) error {
 				if !gotFinal {
 					s.writeLine(replyAborted) // the transfer ends before its final reply
 				}
-				return &endError{cause: CauseBackend, line: firstLine(ev.rep.Raw)}
+				return backend421(ev.rep.Raw)
 			}
 			if gotFinal {
 				abortReply = true
@@ -458,7 +475,7 @@ func (s *session) openBackendData(timeout time.Duration) (net.Conn, *pendingAcce
 		port, err = nat.Parse229(rep.Text())
 		target = netip.AddrPortFrom(s.bAddr.Addr(), port)
 	case rep.Code == 421:
-		return nil, nil, &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+		return nil, nil, backend421(rep.Raw)
 	default:
 		err = fmt.Errorf("backend refused %s: %q", verb, firstLine(rep.Raw))
 	}
@@ -492,7 +509,7 @@ func (s *session) backendActive(timeout time.Duration) (*pendingAccept, error) {
 	rep, err := s.roundTrip(line)
 	if err == nil && rep.Code != 200 {
 		if rep.Code == 421 {
-			err = &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+			err = backend421(rep.Raw)
 		} else {
 			err = fmt.Errorf("backend refused %s: %q", line, firstLine(rep.Raw))
 		}

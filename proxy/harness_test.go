@@ -21,6 +21,7 @@ import (
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/internal/demoftp"
+	"github.com/ftpsproxy/ftpsproxy/internal/peers"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/jlaffaye/ftp"
@@ -68,7 +69,7 @@ func startProxy(t testing.TB, backends []balancer.BackendConfig, opts ...proxyOp
 	cfg := proxy.Config{
 		Listeners: []proxy.ListenerConfig{{Address: "127.0.0.1:0", TLS: proxy.TLSNone, Pool: "default", Banner: "FTP proxy ready"}},
 		Data: proxy.DataConfig{
-			PortRange:      nat.PortRange{First: 40000, Last: 40999},
+			PortRange:      freePorts(t, 100),
 			AllowActive:    true,
 			ConnectTimeout: 5 * time.Second,
 		},
@@ -254,3 +255,10 @@ func newTextReader(r io.Reader) *textproto.Reader { return textproto.NewReader(b
 func readAll(p string) ([]byte, error) { return os.ReadFile(p) }
 
 func newTextReaderFrom(r *bufio.Reader) *textproto.Reader { return textproto.NewReader(r) }
+
+// freePorts is a passive range outside the kernel's ephemeral ports, so it never holds a
+// test client's own (ephemeral) PORT target: the proxy refuses PORT into its own range.
+func freePorts(t testing.TB, n int) nat.PortRange {
+	r := peers.FreePortRange(t, n)
+	return nat.PortRange{First: uint16(r[0]), Last: uint16(r[1])}
+}

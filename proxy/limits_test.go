@@ -197,7 +197,7 @@ func Test421Golden(t *testing.T) {
 		rc := dialRaw(t, p.addr)
 		rc.login()
 		rc.send("PWD\r\n")
-		expectFinal(t, rc, "421-Backend") // first line only, never a multi-line 421
+		expectFinal(t, rc, "421 Backend") // one line, never a multi-line 421
 	})
 	t.Run("backend lost", func(t *testing.T) {
 		addr := scriptedBackend(t, "garbage without a code\r\n")

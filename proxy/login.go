@@ -59,7 +59,7 @@ func (s *session) login(pass string) error {
 		conn.Close()
 		b.Release()
 		if rep.Code == 421 {
-			return &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+			return backend421(rep.Raw)
 		}
 		s.log.Info("login failed", "backend", b.String(), "backend_code", rep.Code)
 		s.srv.obs.Login("failed")

@@ -48,6 +48,9 @@ func (s *session) readProxyHeader() error {
 	if !ok || h.Command != proxyproto.PROXY {
 		return fmt.Errorf("%w: not a TCP PROXY header", errNoHeader)
 	}
+	if _, err := h.TLVs(); err != nil { // go-proxyproto's Read leaves the TLV list unchecked
+		return fmt.Errorf("%w: %v", errNoHeader, err)
+	}
 	client := addrPortOf(src)
 	if a := client.Addr(); !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || client.Port() == 0 {
 		return fmt.Errorf("%w: source %s is not a client address", errNoHeader, client)

@@ -120,7 +120,7 @@ func (s *session) unsolicited(ev replyEvent) error {
 		return s.backendLost(ev.err)
 	}
 	if ev.rep.Code == 421 {
-		return &endError{cause: CauseBackend, line: firstLine(ev.rep.Raw)}
+		return backend421(ev.rep.Raw)
 	}
 	s.log.Warn("unsolicited reply from backend dropped", "code", ev.rep.Code)
 	return nil
@@ -244,7 +244,7 @@ func (s *session) relayCommandCode(cmd Command) (int, error) {
 			return 0, err
 		}
 		if rep.Code == 421 {
-			return 0, &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+			return 0, backend421(rep.Raw)
 		}
 		if err := s.writeRaw(rep.Raw); err != nil {
 			return 0, err
@@ -264,7 +264,7 @@ func (s *session) relayFeat(cmd Command) error {
 		return err
 	}
 	if rep.Code == 421 {
-		return &endError{cause: CauseBackend, line: firstLine(rep.Raw)}
+		return backend421(rep.Raw)
 	}
 	if rep.Code != 211 {
 		return s.writeRaw([]byte(s.preLoginFeat()))

@@ -62,6 +62,16 @@ func (e *endError) Error() string {
 
 func (e *endError) Unwrap() error { return e.err }
 
+// backend421 ends the session with a backend's own 421, as one line: the first line of its
+// reply with "421-" turned into "421 " (a 421 is never sent as a multi-line reply).
+func backend421(raw []byte) error {
+	line := firstLine(raw)
+	if len(line) > 3 && line[3] == '-' {
+		line = line[:3] + " " + line[4:]
+	}
+	return &endError{cause: CauseBackend, line: line}
+}
+
 // end421 returns the error that makes Run send the 421 of cause and close both legs.
 func end421(c Cause, err error) error { return &endError{cause: c, err: err} }
 

@@ -31,7 +31,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ftpsproxy demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:2121", "address of the proxy")
-	ports := fs.String("ports", "50000-50099", "the proxy's passive port range")
+	ports := fs.String("ports", "30000-30099", "the proxy's passive port range (below the ephemeral ports, which local active-mode clients use)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
