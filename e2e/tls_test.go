@@ -179,3 +179,70 @@ func TestTLS13Uploads(t *testing.T) {
 		})
 	}
 }
+
+// stockFtplib is Python's ftplib.FTP_TLS as shipped: its data connections do not resume the
+// control connection's TLS session.
+const stockFtplib = `
+import ftplib, hashlib, io, ssl, sys
+host, port, cafile, local = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.check_hostname = False
+f = ftplib.FTP_TLS(context=ctx)
+f.connect(host, port, timeout=30)
+f.auth()
+f.login(sys.argv[5], sys.argv[6])
+f.prot_p()
+data = open(local, "rb").read()
+try:
+    f.storbinary("STOR stock.bin", io.BytesIO(data))
+    buf = io.BytesIO()
+    f.retrbinary("RETR stock.bin", buf.write)
+    print("ok", hashlib.sha256(buf.getvalue()).hexdigest())
+except ftplib.error_perm as e:
+    print("refused", str(e)[:3])
+    print("noop", f.voidcmd("NOOP")[:3])
+except (ssl.SSLError, OSError):
+    # The proxy closed the refused data connection; its final reply is still to be read.
+    try:
+        f.getresp()
+        print("refused none")
+    except ftplib.error_perm as e:
+        print("refused", str(e)[:3])
+    print("noop", f.voidcmd("NOOP")[:3])
+`
+
+// TestDataSessionReuse: with data_session_reuse = "required", curl and lftp (which resume the
+// control session on data connections) transfer, and stock ftplib (which does not) gets 522
+// while its session goes on; with "optional", stock ftplib transfers.
+func TestDataSessionReuse(t *testing.T) {
+	s := peers.StartVsftpd(t, peers.Options{})
+	for _, reuse := range []string{"required", "optional"} {
+		t.Run(reuse, func(t *testing.T) {
+			p := startTLSProxy(t, s, "none", []string{"explicit"}, fmt.Sprintf("data_session_reuse = %q", reuse))
+			tg := target{addr: p.addrs["explicit"], root: s.Root, tls: "explicit", caFile: p.caFile, tlsConf: p.cc, fileSize: 1 << 20}
+			if reuse == "required" {
+				t.Run("curl", func(t *testing.T) { curlSuite(t, tg, "epsv") })
+				t.Run("lftp", func(t *testing.T) { lftpSuite(t, tg, "epsv") })
+			}
+			src, data := randomData(t, t.TempDir(), "src", 256<<10)
+			host, port, _ := strings.Cut(tg.addr, ":")
+			out, err := peers.Python(ctx(t), stockFtplib, host, port, p.caFile, src, peers.User, peers.Password)
+			if err != nil {
+				t.Fatalf("ftplib: %v\n%s", err, out)
+			}
+			switch reuse {
+			case "required":
+				if !strings.Contains(out, "refused 522") || !strings.Contains(out, "noop 200") {
+					t.Fatalf("stock ftplib with reuse required: %q", out)
+				}
+				if _, err := os.Stat(filepath.Join(s.Root, "stock.bin")); !os.IsNotExist(err) {
+					t.Fatal("a refused upload reached the backend")
+				}
+			case "optional":
+				if strings.TrimSpace(out) != "ok "+sum(data) {
+					t.Fatalf("stock ftplib with reuse optional: %q", out)
+				}
+			}
+		})
+	}
+}
