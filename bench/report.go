@@ -1,0 +1,431 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Results is everything a run measured; it is also the -json output.
+type Results struct {
+	Start     time.Time                    `json:"start"`
+	DurationS float64                      `json:"measure_duration_s"`
+	Env       map[string]string            `json:"environment"`
+	Options   Options                      `json:"options"`
+	Data      map[string]string            `json:"data_file"`
+	Paths     map[string]map[string]string `json:"paths"`
+	Configs   map[string]string            `json:"configs"`
+	Metrics   []*Metric                    `json:"metrics"`
+	Memory    map[string]any               `json:"memory_details"`
+	Targets   []Target                     `json:"targets"`
+	Verified  int64                        `json:"verified_transfers"`
+	Notes     []string                     `json:"notes,omitempty"`
+
+	metrics map[string]*Metric
+}
+
+// Metric is one measured quantity on every path: raw samples (one per round) and their
+// summary. NA gives the reason a path has no value.
+type Metric struct {
+	Key     string               `json:"key"`
+	Title   string               `json:"title"`
+	Unit    string               `json:"unit"`
+	Higher  bool                 `json:"higher_is_better"`
+	Samples map[string][]float64 `json:"samples"`
+	Median  map[string]float64   `json:"median"`
+	Min     map[string]float64   `json:"min"`
+	Max     map[string]float64   `json:"max"`
+	Ratios  map[string]float64   `json:"ratios,omitempty"` // "ftpsproxy/direct" etc., of medians
+	NA      map[string]string    `json:"na,omitempty"`
+	Sum     bool                 `json:"sum,omitempty"`       // a count: the summary is the total
+	Once    bool                 `json:"once,omitempty"`      // measured once, no spread
+	Est     map[string]string    `json:"estimated,omitempty"` // values extrapolated, and how
+	NoRatio bool                 `json:"-"`
+}
+
+// est marks path's value as extrapolated.
+func (m *Metric) est(path, how string) {
+	if m.Est == nil {
+		m.Est = map[string]string{}
+	}
+	m.Est[path] = how
+}
+
+// Target is one of the issue's goals, checked against this run (informational).
+type Target struct {
+	Name   string  `json:"name"`
+	Metric string  `json:"metric"`
+	Value  float64 `json:"value"`
+	Limit  string  `json:"limit"`
+	Result string  `json:"result"` // PASS, MISS or n/a
+	Why    string  `json:"why,omitempty"`
+}
+
+func newResults(opt Options) *Results {
+	r := &Results{
+		Start:   time.Now(),
+		Options: opt,
+		Configs: map[string]string{},
+		Memory:  map[string]any{},
+		metrics: map[string]*Metric{},
+		Env: map[string]string{
+			"go":            runtime.Version(),
+			"kernel":        readTrim("/proc/sys/kernel/osrelease"),
+			"cpus":          fmt.Sprint(runtime.NumCPU()),
+			"cpu_model":     cpuModel(),
+			"mem_total":     memTotal(),
+			"loadavg_start": readTrim("/proc/loadavg"),
+			"vsftpd":        readTrim(peersPrefix + "/vsftpd/.installed"),
+			"proftpd":       readTrim(peersPrefix + "/proftpd/.installed"),
+			"ftpsproxy_git": gitDescribe(),
+		},
+	}
+	return r
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
+
+func memTotal() string {
+	b, _ := os.ReadFile("/proc/meminfo")
+	l, _, _ := strings.Cut(string(b), "\n")
+	return strings.Join(strings.Fields(strings.TrimPrefix(l, "MemTotal:")), " ")
+}
+
+func gitDescribe() string {
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// metric returns the metric with key, creating it in report order.
+func (r *Results) metric(key, title, unit string, higher bool) *Metric {
+	if m, ok := r.metrics[key]; ok {
+		return m
+	}
+	m := &Metric{Key: key, Title: title, Unit: unit, Higher: higher, Samples: map[string][]float64{},
+		Median: map[string]float64{}, Min: map[string]float64{}, Max: map[string]float64{}, NA: map[string]string{}}
+	r.metrics[key] = m
+	r.Metrics = append(r.Metrics, m)
+	return m
+}
+
+func (m *Metric) add(path string, v float64) { m.Samples[path] = append(m.Samples[path], v) }
+
+func (r *Results) note(s string) { r.Notes = append(r.Notes, s) }
+
+func (r *Results) memBase(path string, rss int64) {
+	r.Memory["base_rss_bytes_"+path] = rss
+}
+
+func (r *Results) memPSS(path string, sessions int, pss int64) {
+	r.Memory[fmt.Sprintf("pss_bytes_%s_%d", path, sessions)] = pss
+}
+
+// finish computes medians, ranges, ratios and the targets.
+func (r *Results) finish() {
+	for _, m := range r.Metrics {
+		for p, s := range m.Samples {
+			if len(s) == 0 {
+				continue
+			}
+			if m.Sum {
+				var t float64
+				for _, v := range s {
+					t += v
+				}
+				m.Median[p], m.Min[p], m.Max[p] = t, t, t
+				continue
+			}
+			m.Median[p], m.Min[p], m.Max[p] = median(s), slices.Min(s), slices.Max(s)
+		}
+		m.Ratios = map[string]float64{}
+		fp, ok := m.value(pFtpsproxy)
+		if !ok || m.NoRatio {
+			continue
+		}
+		for _, other := range []string{pDirect, pModProxy, pRelay} {
+			if o, ok := m.value(other); ok && o > 0 && fp >= 0 && !m.Sum {
+				m.Ratios[pFtpsproxy+"/"+other] = fp / o
+			}
+		}
+	}
+	r.Targets = r.targets()
+}
+
+func (m *Metric) value(path string) (float64, bool) {
+	if _, na := m.NA[path]; na {
+		return 0, false
+	}
+	v, ok := m.Median[path]
+	return v, ok
+}
+
+func median(s []float64) float64 {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	n := len(c)
+	if n%2 == 1 {
+		return c[n/2]
+	}
+	return (c[n/2-1] + c[n/2]) / 2
+}
+
+// targets checks the issue's goals (SPEC: issue 7). Ratios are of medians from this run.
+func (r *Results) targets() []Target {
+	var ts []Target
+	ratio := func(name, key, other string, limit float64) {
+		t := Target{Name: name, Metric: key, Limit: fmt.Sprintf("≥ %.2f×", limit)}
+		m := r.metrics[key]
+		switch {
+		case m == nil:
+			t.Result, t.Why = "n/a", "not measured in this run"
+		default:
+			v, ok := m.Ratios[pFtpsproxy+"/"+other]
+			if !ok {
+				t.Result, t.Why = "n/a", naWhy(m, other)
+				break
+			}
+			t.Value = v
+			t.Result = passMiss(v >= limit)
+		}
+		ts = append(ts, t)
+	}
+	abs := func(name, key string, limit float64, unit string, want func(float64) bool) {
+		t := Target{Name: name, Metric: key, Limit: fmt.Sprintf("%g %s", limit, unit)}
+		m := r.metrics[key]
+		if m == nil {
+			t.Result, t.Why = "n/a", "not measured in this run"
+		} else if v, ok := m.value(pFtpsproxy); !ok {
+			t.Result, t.Why = "n/a", naWhy(m, pFtpsproxy)
+		} else {
+			t.Value = v
+			t.Result = passMiss(want(v))
+		}
+		ts = append(ts, t)
+	}
+	ratio("plain RETR throughput vs bare relay", "plain_retr_mibps", pRelay, 0.95)
+	ratio("plain STOR throughput vs bare relay", "plain_stor_mibps", pRelay, 0.95)
+	ratio("plain RETR throughput vs mod_proxy", "plain_retr_mibps", pModProxy, 2.5)
+	ratio("plain STOR throughput vs mod_proxy", "plain_stor_mibps", pModProxy, 2.5)
+	ratio("FTPS RETR throughput vs Go TLS relay", "ftps_retr_mibps", pRelay, 0.9)
+	ratio("FTPS STOR throughput vs Go TLS relay", "ftps_stor_mibps", pRelay, 0.9)
+	ratio("session rate vs direct", "sessions_per_s", pDirect, 0.8)
+	ratio("session rate vs mod_proxy", "sessions_per_s", pModProxy, 3)
+	abs("sessions dropped by ftpsproxy", "session_failures", 0, "(= 0)", func(v float64) bool { return v == 0 })
+	t := Target{Name: "RSS with 10,000 idle sessions", Metric: "idle_rss_mib_10000", Limit: "≤ 300 MiB"}
+	if m := r.metrics["idle_rss_mib_10000"]; m == nil {
+		t.Result, t.Why = "n/a", "10,000 idle sessions not measured in this run (-quick holds fewer)"
+	} else if v, ok := m.value(pFtpsproxy); ok {
+		t.Value, t.Result = v, passMiss(v <= 300)
+		if how, ok := m.Est[pFtpsproxy]; ok {
+			t.Why = how
+		}
+	} else {
+		t.Result, t.Why = "n/a", naWhy(m, pFtpsproxy)
+	}
+	ts = append(ts, t)
+	abs("NOOP added latency, median", "noop_added_median_us", 100, "µs", func(v float64) bool { return v <= 100 })
+	return ts
+}
+
+func naWhy(m *Metric, path string) string {
+	if w, ok := m.NA[path]; ok {
+		return path + ": " + w
+	}
+	if _, ok := m.NA[pFtpsproxy]; ok {
+		return pFtpsproxy + ": " + m.NA[pFtpsproxy]
+	}
+	return "no value"
+}
+
+func passMiss(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "MISS"
+}
+
+// printConfigs writes the configurations in use before anything is measured.
+func (b *bench) printConfigs(out io.Writer) {
+	fmt.Fprintf(out, "==> ftpsproxy config (%s)\n%s\n", b.w.etc("ftpsproxy.toml"), b.res.Configs["ftpsproxy"])
+	fmt.Fprintf(out, "==> ProFTPD mod_proxy config (%s)\n%s\n", b.w.etc("proftpd.conf"), b.res.Configs["mod_proxy"])
+}
+
+// print writes the table, the paths, the reasons for n/a cells and the targets.
+func (r *Results) print(out io.Writer) {
+	var notes []string
+	noteIdx := map[string]int{}
+	ref := func(reason string) string {
+		i, ok := noteIdx[reason]
+		if !ok {
+			notes = append(notes, reason)
+			i = len(notes)
+			noteIdx[reason] = i
+		}
+		return fmt.Sprintf("n/a[%d]", i)
+	}
+	header := []string{"metric"}
+	header = append(header, pathOrder...)
+	header = append(header, "fp/direct", "fp/mod_proxy", "fp/relay")
+	rows := [][]string{header}
+	for _, m := range r.Metrics {
+		dir := "↓"
+		if m.Higher {
+			dir = "↑"
+		}
+		row := []string{fmt.Sprintf("%s, %s %s", m.Title, m.Unit, dir)}
+		if m.Sum {
+			row[0] = fmt.Sprintf("%s, %s", m.Title, m.Unit)
+		}
+		for _, p := range pathOrder {
+			row = append(row, m.cell(p, ref))
+		}
+		for _, o := range []string{pDirect, pModProxy, pRelay} {
+			if v, ok := m.Ratios[pFtpsproxy+"/"+o]; ok {
+				row = append(row, fmt.Sprintf("%.2f", v))
+			} else {
+				row = append(row, "-")
+			}
+		}
+		rows = append(rows, row)
+	}
+	fmt.Fprintf(out, "\n==> ftpsproxy benchmark (%s mode, %d rounds interleaved; median ±half-range over rounds; ↑ higher is better, ↓ lower)\n",
+		map[bool]string{true: "quick", false: "full"}[r.Options.Quick], r.Options.Reps)
+	fmt.Fprintf(out, "    %s, %s CPUs, %s, Linux %s, %s; load average at start %s, at end %s\n",
+		r.Env["cpu_model"], r.Env["cpus"], r.Env["mem_total"], r.Env["kernel"], r.Env["go"], r.Env["loadavg_start"], r.Env["loadavg_end"])
+	fmt.Fprintf(out, "    file %s MiB; %d sessions per path per round at %d concurrent; %d NOOPs per path per round; idle levels %v (mod_proxy capped at %d); login %s\n\n",
+		trimFloat(float64(r.Options.FileSize)/(1<<20)), r.Options.Sessions, r.Options.Concurrency, r.Options.Noops, r.Options.IdleLevels, r.Options.ModProxyCap, r.Options.Login)
+	printTable(out, rows)
+	fmt.Fprintf(out, "\npaths:\n")
+	for _, mode := range []string{"plain", "ftps"} {
+		for _, p := range pathOrder {
+			if l, ok := r.Paths[mode][p]; ok {
+				fmt.Fprintf(out, "  %-5s %-9s %s\n", mode, p, l)
+			}
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(out, "\nn/a and est:\n")
+		for i, n := range notes {
+			fmt.Fprintf(out, "  [%d] %s\n", i+1, n)
+		}
+	}
+	fmt.Fprintf(out, "\ntargets (informational; ratios of medians from this run):\n")
+	for _, t := range r.Targets {
+		v := "-"
+		switch {
+		case t.Result == "n/a":
+			v = "n/a"
+		case strings.HasPrefix(t.Limit, "≥") && strings.HasSuffix(t.Limit, "×"):
+			v = fmt.Sprintf("%.2f×", t.Value)
+		default:
+			v = trimFloat(t.Value)
+		}
+		line := fmt.Sprintf("  %-4s %-40s %10s  target %s", t.Result, t.Name, v, t.Limit)
+		if t.Why != "" {
+			line += "  (" + t.Why + ")"
+		}
+		fmt.Fprintln(out, line)
+	}
+	fmt.Fprintf(out, "\n%d transfers verified by SHA-256; measuring took %s\n", r.Verified, time.Duration(r.DurationS*float64(time.Second)).Round(time.Second))
+	for _, n := range r.Notes {
+		fmt.Fprintf(out, "note: %s\n", n)
+	}
+}
+
+// cell formats a path's summary: "median ±x%" (or ± in the unit for values near zero).
+func (m *Metric) cell(p string, ref func(string) string) string {
+	if w, ok := m.NA[p]; ok {
+		return ref(w)
+	}
+	v, ok := m.Median[p]
+	if !ok {
+		return "-"
+	}
+	s := trimFloat(v)
+	if m.Sum {
+		return fmt.Sprintf("%.0f", v)
+	}
+	if how, ok := m.Est[p]; ok {
+		return s + " est" + strings.TrimPrefix(ref(how), "n/a")
+	}
+	if m.Sum || m.Once || len(m.Samples[p]) < 2 {
+		return s
+	}
+	half := (m.Max[p] - m.Min[p]) / 2
+	if math.Abs(v) < 1e-9 || math.Abs(half/v) > 1 {
+		return s + " ±" + trimFloat(half)
+	}
+	return fmt.Sprintf("%s ±%.0f%%", s, 100*half/math.Abs(v))
+}
+
+func trimFloat(v float64) string {
+	a := math.Abs(v)
+	switch {
+	case a >= 1000:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case a >= 1:
+		return fmt.Sprintf("%.2f", v)
+	case a == 0:
+		return "0"
+	}
+	return fmt.Sprintf("%.3f", v)
+}
+
+func printTable(out io.Writer, rows [][]string) {
+	widths := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], len([]rune(c)))
+		}
+	}
+	for ri, r := range rows {
+		var b strings.Builder
+		for i, c := range r {
+			pad := strings.Repeat(" ", widths[i]-len([]rune(c)))
+			if i == 0 {
+				b.WriteString(c + pad)
+			} else {
+				b.WriteString("  " + pad + c)
+			}
+		}
+		fmt.Fprintln(out, strings.TrimRight(b.String(), " "))
+		if ri == 0 {
+			total := len(widths)*2 - 2
+			for _, w := range widths {
+				total += w
+			}
+			fmt.Fprintln(out, strings.Repeat("-", total))
+		}
+	}
+}
+
+// writeJSON writes the results as indented JSON.
+func (r *Results) writeJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
