@@ -191,7 +191,7 @@ func (s *session) dialBackend(b *balancer.Backend) (net.Conn, error) {
 		}
 		conn = tc
 	}
-	s.br = bufio.NewReaderSize(conn, 4096)
+	s.br = bufio.NewReaderSize(conn, readBufSize)
 	if err := readGreeting(s.br); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("greeting from %s: %w", b.Config.Address, err)
@@ -214,7 +214,7 @@ func (s *session) dialBackend(b *balancer.Backend) (net.Conn, error) {
 			return nil, err
 		}
 		conn = tc
-		s.br = bufio.NewReaderSize(conn, 4096)
+		s.br = bufio.NewReaderSize(conn, readBufSize)
 	}
 	conn.SetDeadline(dl)
 	return conn, nil

@@ -103,7 +103,7 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 		id:     id,
 		raw:    c,
 		client: c,
-		cr:     bufio.NewReaderSize(c, MaxLine),
+		cr:     bufio.NewReaderSize(c, readBufSize),
 	}
 	s.lc = s.cfg.listener(l.address)
 	if s.lc == nil {

@@ -29,7 +29,7 @@ func (s *session) upgradeClient() error {
 	}
 	st := tc.ConnectionState()
 	s.client = tc
-	s.cr = bufio.NewReaderSize(tc, MaxLine)
+	s.cr = bufio.NewReaderSize(tc, readBufSize)
 	s.tlsOn = true
 	s.sni = strings.ToLower(st.ServerName)
 	s.log.Debug("client TLS established", "tls_version", tls.VersionName(st.Version), "sni", s.sni)
