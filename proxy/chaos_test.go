@@ -158,7 +158,7 @@ func chaosRaiseNofile(t testing.TB, n uint64) {
 	}
 	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
 	if lim.Cur < n {
-		t.Skipf("RLIMIT_NOFILE is %d, need %d", lim.Cur, n)
+		t.Fatalf("RLIMIT_NOFILE is %d and cannot be raised to %d", lim.Cur, n)
 	}
 }
 

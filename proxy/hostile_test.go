@@ -1180,7 +1180,7 @@ func hPortTargetCases() []hcase {
 			if trapAddr != "" {
 				ln, err := net.Listen("tcp", trapAddr)
 				if err != nil {
-					x.t.Skipf("cannot listen on %s: %v", trapAddr, err)
+					x.t.Fatalf("cannot listen on %s: %v", trapAddr, err)
 				}
 				defer ln.Close()
 				trap = ln.(*net.TCPListener)
