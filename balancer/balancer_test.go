@@ -159,7 +159,8 @@ func TestRiseFall(t *testing.T) {
 
 func TestAcquireRespectsMax(t *testing.T) {
 	b, _ := NewBackend(BackendConfig{Address: "10.0.0.1:21", MaxSessions: 2})
-	if !b.Acquire() || !b.Acquire() || b.Acquire() {
+	first, second, third := b.Acquire(), b.Acquire(), b.Acquire()
+	if !first || !second || third {
 		t.Fatal("max_sessions not enforced")
 	}
 	b.Release()

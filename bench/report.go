@@ -130,14 +130,6 @@ func (m *Metric) add(path string, v float64) { m.Samples[path] = append(m.Sample
 
 func (r *Results) note(s string) { r.Notes = append(r.Notes, s) }
 
-func (r *Results) memBase(path string, rss int64) {
-	r.Memory["base_rss_bytes_"+path] = rss
-}
-
-func (r *Results) memPSS(path string, sessions int, pss int64) {
-	r.Memory[fmt.Sprintf("pss_bytes_%s_%d", path, sessions)] = pss
-}
-
 // finish computes medians, ranges, ratios and the targets.
 func (r *Results) finish() {
 	for _, m := range r.Metrics {

@@ -72,13 +72,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// config holds the values substituted into a config template.
-type config struct {
-	Listen    string // listener address
-	PortRange string // the proxy's passive range
-	Extra     string // more TOML appended verbatim
-}
-
 // startProxy writes cfg to a file and runs the binary with it until the test ends. It waits
 // until the first listener accepts connections.
 func startProxy(t testing.TB, toml string) *proxyProc {

@@ -87,13 +87,6 @@ func median(d []time.Duration) time.Duration {
 	return d[len(d)/2]
 }
 
-// size returns the number of keys held.
-func (k *keyedLimiter) size() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return len(k.buckets)
-}
-
 // maxLimiterKeys caps each limiter's map.
 const maxLimiterKeys = 100000
 
