@@ -429,7 +429,6 @@ func (s *session) openClientData(timeout time.Duration) (net.Conn, error) {
 
 // pendingAccept is an active-mode backend data connection being waited for.
 type pendingAccept struct {
-	ln     *net.TCPListener
 	result chan acceptResult
 	cancel context.CancelFunc
 }
@@ -519,7 +518,7 @@ func (s *session) backendActive(timeout time.Duration) (*pendingAccept, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	p := &pendingAccept{ln: ln, result: make(chan acceptResult, 1), cancel: cancel}
+	p := &pendingAccept{result: make(chan acceptResult, 1), cancel: cancel}
 	go acceptBackend(ctx, ln, s.bAddr.Addr(), p.result)
 	return p, nil
 }
