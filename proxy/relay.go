@@ -18,12 +18,9 @@ const maxQueued = 16
 func (s *session) relay() error {
 	s.cmdc = make(chan clientEvent)
 	s.repc = make(chan replyEvent)
-	s.readers = make(chan struct{})
-	clientDone := make(chan struct{})
-	backendDone := make(chan struct{})
-	go s.readClient(clientDone)
-	go s.readBackend(backendDone)
-	go func() { <-clientDone; <-backendDone; close(s.readers) }()
+	s.readers.Add(2)
+	go s.readClient()
+	go s.readBackend()
 
 	for {
 		ev, err := s.nextCommand()
@@ -37,8 +34,8 @@ func (s *session) relay() error {
 }
 
 // readClient feeds parsed client lines to the owner until the connection ends.
-func (s *session) readClient(done chan<- struct{}) {
-	defer close(done)
+func (s *session) readClient() {
+	defer s.readers.Done()
 	for {
 		line, err := ReadLine(s.cr, MaxLine)
 		var ev clientEvent
@@ -62,8 +59,8 @@ func (s *session) readClient(done chan<- struct{}) {
 }
 
 // readBackend feeds framed backend replies to the owner until the connection ends.
-func (s *session) readBackend(done chan<- struct{}) {
-	defer close(done)
+func (s *session) readBackend() {
+	defer s.readers.Done()
 	for {
 		rep, err := ReadReply(s.br)
 		if err == nil && rep.Code >= 600 {

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
@@ -67,7 +68,7 @@ type session struct {
 	cmdc    chan clientEvent
 	repc    chan replyEvent
 	queue   []clientEvent
-	readers chan struct{} // closed when both readers have exited
+	readers sync.WaitGroup // the two reader goroutines of the logged-in phase
 
 	// Client data leg.
 	pasv    *nat.Lease
@@ -171,9 +172,7 @@ func (s *session) teardown() {
 		s.bconn.Close()
 	}
 	s.done() // unblocks the readers' sends
-	if s.readers != nil {
-		<-s.readers
-	}
+	s.readers.Wait()
 	if s.pasv != nil {
 		s.pasv.Release()
 		s.pasv = nil
