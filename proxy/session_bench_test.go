@@ -42,3 +42,22 @@ func BenchmarkSession(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNoop is one NOOP round trip on a logged-in session: through the proxy, and
+// directly to the same in-process backend for reference.
+func BenchmarkNoop(b *testing.B) {
+	be := startBackend(b, nil)
+	p := startProxy(b, []balancer.BackendConfig{plainBackend(be.addr)})
+	for _, c := range []struct{ name, addr string }{{"direct", be.addr}, {"proxy", p.addr}} {
+		b.Run(c.name, func(b *testing.B) {
+			rc := dialRaw(b, c.addr)
+			rc.login()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				rc.send("NOOP\r\n")
+				rc.expect(200)
+			}
+		})
+	}
+}
