@@ -337,6 +337,9 @@ func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, l
 		err = srv.Reload(rt.cfg)
 	}
 	if err != nil {
+		if rt != nil && rt.acme != nil && rt.acme != old.acme {
+			rt.acme.Close() // built for the refused config only
+		}
 		log.Error("reload refused; the old config stays in force", "err", err)
 		return old, grace
 	}
