@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/internal/peers"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/jlaffaye/ftp"
@@ -252,31 +253,6 @@ func chaosRetr(t *testing.T, rc *rawConn, name string) []byte {
 	return b
 }
 
-// chaosFreeRange finds n consecutive free TCP ports on 127.0.0.1, starting the search at from.
-func chaosFreeRange(t *testing.T, from, n int) nat.PortRange {
-	t.Helper()
-	for first := from; first+n < 65000; first += n {
-		ok := true
-		var lns []net.Listener
-		for p := first; p < first+n && ok; p++ {
-			ln, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				break
-			}
-			lns = append(lns, ln)
-		}
-		for _, ln := range lns {
-			ln.Close()
-		}
-		if ok {
-			return nat.PortRange{First: uint16(first), Last: uint16(first + n - 1)}
-		}
-	}
-	t.Fatal("no free port range")
-	return nat.PortRange{}
-}
-
 // TestChaosBackendKilled kills the backend a session is on while a RETR or a STOR runs: the
 // client gets 426, then the 421 line, then the close, promptly; later sessions go to the
 // other backend of the pool; nothing leaks.
@@ -431,7 +407,8 @@ func TestChaosPortsExhausted(t *testing.T) {
 	t.Run("run", func(t *testing.T) {
 		be := startBackend(t, nil)
 		os.WriteFile(filepath.Join(be.root, "f"), []byte("ok"), 0o644)
-		pr := chaosFreeRange(t, 46000, 10)
+		r := peers.FreePortRange(t, 10) // below the ephemeral ports: no stray connection takes one
+		pr := nat.PortRange{First: uint16(r[0]), Last: uint16(r[1])}
 		p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, func(c *proxy.Config, _ *balancer.PoolConfig) {
 			c.Data.PortRange = pr
 		})
@@ -707,7 +684,7 @@ func TestChaosSoak(t *testing.T) {
 		a, b := startBackend(t, nil), startBackend(t, nil)
 		p := startProxy(t, []balancer.BackendConfig{plainBackend(a.addr), plainBackend(b.addr)}, func(c *proxy.Config, pc *balancer.PoolConfig) {
 			pc.Policy = "least_conn"
-			c.Data.PortRange = nat.PortRange{First: 47000, Last: 47999}
+			c.Data.PortRange = freePorts(t) // shared, below the ephemeral ports
 		})
 		c := goClient(t, p.addr)
 		c.Quit()

@@ -69,7 +69,7 @@ func startProxy(t testing.TB, backends []balancer.BackendConfig, opts ...proxyOp
 	cfg := proxy.Config{
 		Listeners: []proxy.ListenerConfig{{Address: "127.0.0.1:0", TLS: proxy.TLSNone, Pool: "default", Banner: "FTP proxy ready"}},
 		Data: proxy.DataConfig{
-			PortRange:      freePorts(t, 100),
+			PortRange:      freePorts(t),
 			AllowActive:    true,
 			ConnectTimeout: 5 * time.Second,
 		},
@@ -257,8 +257,18 @@ func readAll(p string) ([]byte, error) { return os.ReadFile(p) }
 func newTextReaderFrom(r *bufio.Reader) *textproto.Reader { return textproto.NewReader(r) }
 
 // freePorts is a passive range outside the kernel's ephemeral ports, so it never holds a
-// test client's own (ephemeral) PORT target: the proxy refuses PORT into its own range.
-func freePorts(t testing.TB, n int) nat.PortRange {
-	r := peers.FreePortRange(t, n)
-	return nat.PortRange{First: uint16(r[0]), Last: uint16(r[1])}
+// test client's own (ephemeral) PORT target: the proxy refuses PORT into its own range. The
+// in-process proxies of this package share one range (each allocator skips ports another
+// holds), so the tests never run out of ranges to claim.
+func freePorts(t testing.TB) nat.PortRange {
+	sharedRangeOnce.Do(func() {
+		r := peers.FreePortRange(t, 1000)
+		sharedRange = nat.PortRange{First: uint16(r[0]), Last: uint16(r[1])}
+	})
+	return sharedRange
 }
+
+var (
+	sharedRangeOnce sync.Once
+	sharedRange     nat.PortRange
+)
