@@ -555,47 +555,40 @@ type relayResult struct {
 
 type closeWriter interface{ CloseWrite() error }
 
-type halfResult struct {
-	n       int64
-	err     error
-	primary bool
-}
-
 // relayData copies the transfer's bytes unchanged in both directions with half-close (the
 // reverse direction normally carries nothing but the peer's FIN). Between two *net.TCPConn
 // io.Copy splices. The result is sent as soon as the primary direction is done and its
 // destination half-closed, so the final reply can follow; the reverse direction then gets
-// lingerTimeout to finish before both connections are closed.
+// lingerTimeout to finish before both connections are closed. The primary direction runs on
+// this goroutine, the reverse one on a second.
 func relayData(cconn, bconn net.Conn, up bool, out chan<- relayResult) {
 	src, dst := bconn, cconn
 	if up {
 		src, dst = cconn, bconn
 	}
-	ch := make(chan halfResult, 2)
-	go copyHalf(dst, src, true, ch)
-	go copyHalf(src, dst, false, ch)
-	for range 2 {
-		h := <-ch
-		if !h.primary {
-			continue
-		}
-		if h.err != nil {
-			cconn.Close()
-			bconn.Close()
-		} else {
-			dst.SetReadDeadline(time.Now().Add(lingerTimeout))
-		}
-		out <- relayResult{primary: h.n, err: h.err}
+	reverse := make(chan struct{})
+	go func() {
+		copyHalf(src, dst)
+		close(reverse)
+	}()
+	n, err := copyHalf(dst, src)
+	if err != nil {
+		cconn.Close()
+		bconn.Close()
+	} else {
+		dst.SetReadDeadline(time.Now().Add(lingerTimeout))
 	}
+	out <- relayResult{primary: n, err: err}
+	<-reverse
 	cconn.Close()
 	bconn.Close()
 }
 
 // copyHalf copies src to dst, then half-closes dst so its reader sees EOF.
-func copyHalf(dst, src net.Conn, primary bool, out chan<- halfResult) {
+func copyHalf(dst, src net.Conn) (int64, error) {
 	n, err := io.Copy(dst, src)
 	if cw, ok := dst.(closeWriter); ok {
 		cw.CloseWrite()
 	}
-	out <- halfResult{n: n, err: err, primary: primary}
+	return n, err
 }

@@ -91,8 +91,7 @@ func (s *session) nextCommand() (clientEvent, error) {
 		s.queue = s.queue[1:]
 		return ev, nil
 	}
-	idle := time.NewTimer(orDefault(s.cfg.Limits.IdleTimeout, defaultIdleTimeout))
-	defer idle.Stop()
+	idle := s.idleTimer()
 	for {
 		select {
 		case ev := <-s.cmdc:
@@ -109,6 +108,19 @@ func (s *session) nextCommand() (clientEvent, error) {
 			return clientEvent{}, end421(CauseShutdown, s.ctx.Err())
 		}
 	}
+}
+
+// idleTimer returns the session's timer set to the idle timeout. One timer serves every wait
+// of the owner (there is one at a time), so a command costs no timer allocation; since Go
+// 1.23 Reset also discards an expiry nobody received.
+func (s *session) idleTimer() *time.Timer {
+	d := orDefault(s.cfg.Limits.IdleTimeout, defaultIdleTimeout)
+	if s.idle == nil {
+		s.idle = time.NewTimer(d)
+	} else {
+		s.idle.Reset(d)
+	}
+	return s.idle
 }
 
 // unsolicited handles a backend reply that no command is waiting for.
@@ -183,8 +195,7 @@ func (s *session) sendBackend(line string) error {
 // queued, in order, for after the command in flight; a client that goes away ends the wait.
 // A backend silent for the idle timeout is treated as lost.
 func (s *session) awaitReply() (Reply, error) {
-	timer := time.NewTimer(orDefault(s.cfg.Limits.IdleTimeout, defaultIdleTimeout))
-	defer timer.Stop()
+	timer := s.idleTimer()
 	for {
 		cmdc := s.cmdc
 		if len(s.queue) >= maxQueued {

@@ -68,6 +68,7 @@ type session struct {
 	cmdc    chan clientEvent
 	repc    chan replyEvent
 	queue   []clientEvent
+	idle    *time.Timer    // the owner's wait for a command or a reply, reset per wait
 	readers sync.WaitGroup // the two reader goroutines of the logged-in phase
 
 	// Client data leg.
@@ -173,6 +174,9 @@ func (s *session) teardown() {
 	}
 	s.done() // unblocks the readers' sends
 	s.readers.Wait()
+	if s.idle != nil {
+		s.idle.Stop()
+	}
 	if s.pasv != nil {
 		s.pasv.Release()
 		s.pasv = nil
