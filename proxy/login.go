@@ -37,7 +37,7 @@ func (s *session) login(pass string) error {
 		}
 		return end421(CauseNoBackend, err)
 	}
-	s.log.Info("backend chosen", "pool", pool.Name, "policy", pool.Policy.String(), "by", why, "backend", b.String())
+	s.log.Debug("backend chosen", "pool", pool.Name, "policy", pool.Policy.String(), "by", why, "backend", b.String())
 
 	rep, err := s.backendExchange(conn, "USER "+s.user)
 	if err == nil && rep.Code == 331 {
@@ -77,7 +77,7 @@ func (s *session) login(pass string) error {
 	s.bAddr = addrPortOf(conn.RemoteAddr())
 	s.bLocal = addrPortOf(conn.LocalAddr())
 	s.log = s.log.With("backend", b.String())
-	s.log.Info("login ok")
+	s.log.Info("login ok", "pool", pool.Name, "policy", pool.Policy.String(), "by", why)
 	s.srv.obs.Login("ok")
 	s.srv.obs.BackendSession(pool.Name, b.String())
 	if err := s.writeRaw(rep.Raw); err != nil {
