@@ -87,3 +87,34 @@ func TestQuick(t *testing.T) {
 		t.Error("no targets evaluated")
 	}
 }
+
+// TestPairedRatio checks that ratios pair samples by round, so a slow round cancels out, and
+// fall back to the ratio of medians when the rounds do not line up.
+func TestPairedRatio(t *testing.T) {
+	m := &Metric{Samples: map[string][]float64{}, Median: map[string]float64{}, NA: map[string]string{}}
+	set := func(p string, s ...float64) {
+		m.Samples[p] = s
+		m.Median[p] = median(s)
+	}
+	// Round 2 is slow for everyone; ftpsproxy is 0.9× the relay in every round.
+	set(pFtpsproxy, 900, 450, 1800)
+	set(pRelay, 1000, 500, 2000)
+	if got, ok := m.pairedRatio(pFtpsproxy, pRelay); !ok || got < 0.8999 || got > 0.9001 {
+		t.Errorf("paired ratio = %v, %v; want 0.9", got, ok)
+	}
+	// A drifting machine makes the ratio of medians lie; the paired one does not.
+	set(pFtpsproxy, 950, 2000, 1000)
+	set(pRelay, 1000, 2100, 980)
+	if got, _ := m.pairedRatio(pFtpsproxy, pRelay); got < 0.952 || got > 0.953 {
+		t.Errorf("paired ratio = %v; want the middle round's 2000/2100", got)
+	}
+	set(pDirect, 1000, 1000)
+	if got, ok := m.pairedRatio(pFtpsproxy, pDirect); !ok || got != 1 {
+		t.Errorf("unpaired ratio = %v, %v; want the ratio of medians 1000/1000", got, ok)
+	}
+	m.NA[pModProxy] = "not run"
+	set(pModProxy, 1)
+	if _, ok := m.pairedRatio(pFtpsproxy, pModProxy); ok {
+		t.Error("ratio against an n/a path")
+	}
+}
