@@ -491,7 +491,7 @@ func readHash(conn net.Conn, buf []byte) (int64, [32]byte, error) {
 
 // readAll reads conn to EOF into b.recv and returns the number of bytes read (counting, not
 // keeping, any beyond the buffer). The client does nothing else while the clock runs: on two
-// cores, hashing while receiving (about 0.6 s of CPU per GiB here) would take the core the
+// cores, hashing while receiving (about 0.9 s of CPU per GiB here) would take the core the
 // paths compete for, and every path's throughput would be the client's hashing speed. The
 // buffer is the expected size plus one byte, so a longer stream shows as a wrong count, and
 // its pages are touched once before the first transfer so no page fault lands in the clock.
