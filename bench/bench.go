@@ -176,6 +176,7 @@ func Run(opt Options, log Logger, out io.Writer) (res *Results, err error) {
 	b.res.DurationS = time.Since(start).Seconds()
 	b.res.finish()
 	b.res.Env["loadavg_end"] = readTrim("/proc/loadavg")
+	b.res.Env["cpu_steal"] = stealShare(b.res.cpuStart)
 	b.res.print(out)
 	return b.res, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -28,7 +29,8 @@ type Results struct {
 	Verified  int64                        `json:"verified_transfers"`
 	Notes     []string                     `json:"notes,omitempty"`
 
-	metrics map[string]*Metric
+	metrics  map[string]*Metric
+	cpuStart cpuTimes // /proc/stat at the start, for the share of CPU time stolen during the run
 }
 
 // Metric is one measured quantity on every path: raw samples (one per round) and their
@@ -88,7 +90,41 @@ func newResults(opt Options) *Results {
 			"ftpsproxy_git": gitDescribe(),
 		},
 	}
+	r.cpuStart = readCPUTimes()
 	return r
+}
+
+// cpuTimes is the first line of /proc/stat: all CPUs' time in ticks, in total and stolen by
+// the hypervisor (time a vCPU wanted to run and its host ran something else).
+type cpuTimes struct{ total, steal uint64 }
+
+func readCPUTimes() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var t cpuTimes
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		if i < 8 { // user nice system idle iowait irq softirq steal; guest is inside user
+			t.total += n
+		}
+		if i == 7 {
+			t.steal = n
+		}
+	}
+	return t
+}
+
+// stealShare is the share of CPU time stolen by the hypervisor since start, as text.
+func stealShare(start cpuTimes) string {
+	end := readCPUTimes()
+	if end.total <= start.total {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(end.steal-start.steal)/float64(end.total-start.total))
 }
 
 func cpuModel() string {
@@ -334,8 +370,8 @@ func (r *Results) print(out io.Writer) {
 	}
 	fmt.Fprintf(out, "\n==> ftpsproxy benchmark (%s mode, %d rounds interleaved; median ±half-range over rounds; ↑ higher is better, ↓ lower)\n",
 		map[bool]string{true: "quick", false: "full"}[r.Options.Quick], r.Options.Reps)
-	fmt.Fprintf(out, "    %s, %s CPUs, %s, Linux %s, %s; load average at start %s, at end %s\n",
-		r.Env["cpu_model"], r.Env["cpus"], r.Env["mem_total"], r.Env["kernel"], r.Env["go"], r.Env["loadavg_start"], r.Env["loadavg_end"])
+	fmt.Fprintf(out, "    %s, %s CPUs, %s, Linux %s, %s; load average at start %s, at end %s; CPU time stolen by the hypervisor during the run: %s\n",
+		r.Env["cpu_model"], r.Env["cpus"], r.Env["mem_total"], r.Env["kernel"], r.Env["go"], r.Env["loadavg_start"], r.Env["loadavg_end"], r.Env["cpu_steal"])
 	fmt.Fprintf(out, "    file %s MiB; %d sessions per path per round at %d concurrent; %d NOOPs per path per round; idle levels %v (mod_proxy capped at %d); login %s\n\n",
 		trimFloat(float64(r.Options.FileSize)/(1<<20)), r.Options.Sessions, r.Options.Concurrency, r.Options.Noops, r.Options.IdleLevels, r.Options.ModProxyCap, r.Options.Login)
 	printTable(out, rows)
