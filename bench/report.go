@@ -67,7 +67,7 @@ type Target struct {
 	Value  float64 `json:"value"`
 	Limit  string  `json:"limit"`
 	Result string  `json:"result"`          // PASS, MISS or n/a
-	Bound  float64 `json:"bound,omitempty"` // the same ratio for the path no proxy can beat`
+	Bound  float64 `json:"bound,omitempty"` // the same ratio for the path no proxy can beat
 	Why    string  `json:"why,omitempty"`
 }
 
@@ -105,6 +105,9 @@ func readCPUTimes() cpuTimes {
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTimes{}
+	}
 	var t cpuTimes
 	for i, v := range f[1:] {
 		n, _ := strconv.ParseUint(v, 10, 64)
@@ -190,8 +193,8 @@ func (r *Results) finish() {
 			continue
 		}
 		for _, other := range []string{pDirect, pModProxy, pRelay} {
-			if o, ok := m.value(other); ok && o > 0 && fp >= 0 && !m.Sum {
-				m.Ratios[pFtpsproxy+"/"+other], _ = m.pairedRatio(pFtpsproxy, other)
+			if v, ok := m.pairedRatio(pFtpsproxy, other); ok && fp >= 0 && !m.Sum {
+				m.Ratios[pFtpsproxy+"/"+other] = v
 			}
 		}
 	}
