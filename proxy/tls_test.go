@@ -2,10 +2,15 @@ package proxy_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"github.com/ftpsproxy/ftpsproxy/internal/demoftp"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/internal/demoftp"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 	"github.com/jlaffaye/ftp"
@@ -281,4 +287,77 @@ func TestBackendCertificateRefused(t *testing.T) {
 	if !strings.Contains(p.logs.String(), "certificate") {
 		t.Fatal("the certificate failure is not in the logs")
 	}
+}
+
+// TestBackendCertificateExpired: a backend certificate that is trusted (ca_file) and names the
+// backend, but has expired, is refused like any other failed verification: 421 to the client
+// and "expired" in the log. The same setup with a current certificate logs in, so the refusal
+// is the expiry and nothing else.
+func TestBackendCertificateExpired(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		notAfter time.Time
+		wantOK   bool
+	}{
+		{"current", time.Now().Add(time.Hour), true},
+		{"expired", time.Now().Add(-time.Hour), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cert, pemBytes := certValidUntil(t, tc.notAfter, "127.0.0.1")
+			caFile := filepath.Join(t.TempDir(), "ca.pem")
+			if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			be := startBackend(t, func(c *demoftp.Config) {
+				c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
+			})
+			bt, err := tlsterm.BackendConfig(tlsterm.BackendOptions{Address: be.addr, Verify: true, CAFile: caFile})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bc := plainBackend(be.addr)
+			bc.TLS, bc.TLSConfig = balancer.TLSExplicit, bt
+			p := startProxy(t, []balancer.BackendConfig{bc})
+			rc := dialRaw(t, p.addr)
+			rc.cmd("USER "+demoUser, 331)
+			rc.send("PASS " + demoPass + "\r\n")
+			if tc.wantOK {
+				rc.expect(230)
+				return
+			}
+			expectFinal(t, rc, "421 Service not available, closing control connection")
+			if !strings.Contains(p.logs.String(), "expired") {
+				t.Fatalf("the expiry is not in the logs:\n%s", p.logs.String())
+			}
+		})
+	}
+}
+
+// certValidUntil makes a self-signed ECDSA certificate for hosts that was valid from a day
+// before notAfter until notAfter, and returns it with its PEM (to be trusted as a root).
+func certValidUntil(t *testing.T, notAfter time.Time, hosts ...string) (*tls.Certificate, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(notAfter.UnixNano()),
+		Subject:               pkix.Name{CommonName: "backend"},
+		NotBefore:             notAfter.Add(-24 * time.Hour),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	for _, h := range hosts {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(h))
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
