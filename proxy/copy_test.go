@@ -57,7 +57,7 @@ func TestCopyHalfPaths(t *testing.T) {
 		}
 		got := make(chan []byte)
 		go func() { b, _ := io.ReadAll(dstR); got <- b }()
-		n, err := copyHalf(dstW, src)
+		n, err := copyHalf(dstW, src, bigBufs)
 		if err != nil || n != int64(len(payload)) {
 			t.Fatalf("tls=%v: copied %d, %v", withTLS, n, err)
 		}

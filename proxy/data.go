@@ -569,10 +569,10 @@ func relayData(cconn, bconn net.Conn, up bool, out chan<- relayResult) {
 	}
 	reverse := make(chan struct{})
 	go func() {
-		copyHalf(src, dst)
+		copyHalf(src, dst, smallBufs)
 		close(reverse)
 	}()
-	n, err := copyHalf(dst, src)
+	n, err := copyHalf(dst, src, bigBufs)
 	if err != nil {
 		cconn.Close()
 		bconn.Close()
@@ -587,18 +587,20 @@ func relayData(cconn, bconn net.Conn, up bool, out chan<- relayResult) {
 
 // copyHalf copies src to dst, then half-closes dst so its reader sees EOF. Between two
 // *net.TCPConn io.Copy splices in the kernel. With TLS on a side the bytes pass through user
-// space: io.Copy would allocate 32 KiB per transfer and direction, so a pooled, larger buffer
-// is used instead (fewer reads on the plain side; crypto/tls cuts records of its own).
-func copyHalf(dst, src net.Conn) (int64, error) {
+// space: io.Copy would allocate 32 KiB per transfer and direction, so a buffer from pool is
+// used instead: a large one for the transfer's direction (fewer reads on the plain side;
+// crypto/tls cuts records of its own), a small one for the reverse direction, which normally
+// carries nothing but the FIN.
+func copyHalf(dst, src net.Conn, pool *sync.Pool) (int64, error) {
 	var n int64
 	var err error
 	if spliceable(dst, src) {
 		n, err = io.Copy(dst, src)
 	} else {
-		bp := copyBufs.Get().(*[]byte)
+		bp := pool.Get().(*[]byte)
 		// The wrappers hide ReadFrom/WriteTo, which would bring back io.Copy's own buffer.
 		n, err = io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
-		copyBufs.Put(bp)
+		pool.Put(bp)
 	}
 	if cw, ok := dst.(closeWriter); ok {
 		cw.CloseWrite()
@@ -612,8 +614,15 @@ func spliceable(dst, src net.Conn) bool {
 	return d && s
 }
 
-// copyBufs holds the data relay's buffers for connections with TLS on a side.
-var copyBufs = sync.Pool{New: func() any {
-	b := make([]byte, 128<<10)
-	return &b
-}}
+// bigBufs and smallBufs hold the data relay's buffers for connections with TLS on a side.
+var (
+	bigBufs   = bufPool(128 << 10)
+	smallBufs = bufPool(4 << 10)
+)
+
+func bufPool(size int) *sync.Pool {
+	return &sync.Pool{New: func() any {
+		b := make([]byte, size)
+		return &b
+	}}
+}
