@@ -270,10 +270,23 @@ func TestBackendCertificateRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p, rc := loginToTLSBackend(t, cert, tlsterm.BackendOptions{Verify: true})
+	expectFinal(t, rc, "421 Service not available, closing control connection")
+	if !strings.Contains(p.logs.String(), "certificate") {
+		t.Fatal("the certificate failure is not in the logs")
+	}
+}
+
+// loginToTLSBackend starts an explicit-TLS backend presenting cert and a proxy that reaches it
+// with opts (Address filled in), then sends USER and PASS through the proxy; the caller reads
+// the outcome of the PASS.
+func loginToTLSBackend(t *testing.T, cert *tls.Certificate, opts tlsterm.BackendOptions) (*testProxy, *rawConn) {
+	t.Helper()
 	be := startBackend(t, func(c *demoftp.Config) {
 		c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
 	})
-	bt, err := tlsterm.BackendConfig(tlsterm.BackendOptions{Address: be.addr, Verify: true})
+	opts.Address = be.addr
+	bt, err := tlsterm.BackendConfig(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,10 +296,7 @@ func TestBackendCertificateRefused(t *testing.T) {
 	rc := dialRaw(t, p.addr)
 	rc.cmd("USER "+demoUser, 331)
 	rc.send("PASS " + demoPass + "\r\n")
-	expectFinal(t, rc, "421 Service not available, closing control connection")
-	if !strings.Contains(p.logs.String(), "certificate") {
-		t.Fatal("the certificate failure is not in the logs")
-	}
+	return p, rc
 }
 
 // TestBackendCertificateExpired: a backend certificate that is trusted (ca_file) and names the
@@ -308,19 +318,7 @@ func TestBackendCertificateExpired(t *testing.T) {
 			if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			be := startBackend(t, func(c *demoftp.Config) {
-				c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
-			})
-			bt, err := tlsterm.BackendConfig(tlsterm.BackendOptions{Address: be.addr, Verify: true, CAFile: caFile})
-			if err != nil {
-				t.Fatal(err)
-			}
-			bc := plainBackend(be.addr)
-			bc.TLS, bc.TLSConfig = balancer.TLSExplicit, bt
-			p := startProxy(t, []balancer.BackendConfig{bc})
-			rc := dialRaw(t, p.addr)
-			rc.cmd("USER "+demoUser, 331)
-			rc.send("PASS " + demoPass + "\r\n")
+			p, rc := loginToTLSBackend(t, cert, tlsterm.BackendOptions{Verify: true, CAFile: caFile})
 			if tc.wantOK {
 				rc.expect(230)
 				return
