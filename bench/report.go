@@ -193,7 +193,7 @@ func (r *Results) finish() {
 			continue
 		}
 		for _, other := range []string{pDirect, pModProxy, pRelay} {
-			if v, ok := m.pairedRatio(pFtpsproxy, other); ok && fp >= 0 && !m.Sum {
+			if v, ok := m.pairedRatio(pFtpsproxy, other); ok && fp >= 0 {
 				m.Ratios[pFtpsproxy+"/"+other] = v
 			}
 		}
@@ -216,11 +216,11 @@ func (m *Metric) value(path string) (float64, bool) {
 func (m *Metric) pairedRatio(a, b string) (float64, bool) {
 	va, oka := m.value(a)
 	vb, okb := m.value(b)
-	if !oka || !okb || vb <= 0 {
-		return 0, false
+	if !oka || !okb || vb <= 0 || m.Sum {
+		return 0, false // a count (Sum) has no ratio
 	}
 	sa, sb := m.Samples[a], m.Samples[b]
-	if len(sa) != len(sb) || len(sa) == 0 || m.Sum {
+	if len(sa) != len(sb) || len(sa) == 0 {
 		return va / vb, true
 	}
 	r := make([]float64, 0, len(sa))
