@@ -4,8 +4,10 @@
 // user_hash), per-backend accounting (active sessions against max_sessions) and health state.
 // A policy returns an ordering of the available backends, so failover is walking that list.
 //
-// It does not dial backends for sessions, speak FTP beyond a health probe, or know about
-// clients beyond the address and user name a policy may hash.
+// It does not dial backends or speak FTP: the active health check (Pool.Check) runs a probe
+// function its caller provides (the proxy's own dial path), and keeps the rise/fall
+// arithmetic. Nor does it know about clients beyond the address and user name a policy may
+// hash.
 //
 // Usage:
 //

@@ -1,22 +1,16 @@
 package balancer
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
-	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"strconv"
-	"strings"
+	"sync"
 	"time"
 )
 
 // HealthConfig sets the active health check of a pool.
 type HealthConfig struct {
 	Interval time.Duration // 0: no active checks
-	Timeout  time.Duration // per probe; default 3s
+	Timeout  time.Duration // per probe; default 3s, and never more than Interval
 	Rise     int           // consecutive successes to become healthy; default 2
 	Fall     int           // consecutive failures to become unhealthy; default 3
 }
@@ -32,6 +26,17 @@ func (h HealthConfig) withDefaults() HealthConfig {
 		h.Fall = 3
 	}
 	return h
+}
+
+// ProbeTimeout is the deadline of one probe: Timeout, capped at Interval. A probe that could
+// outlast the interval would stretch every round, so a hung backend (one that accepts TCP and
+// never greets) is down within Fall × Interval of hanging, plus one interval at most for the
+// round under way, whatever Timeout says.
+func (h HealthConfig) ProbeTimeout() time.Duration {
+	if h.Interval > 0 && h.Interval < h.Timeout {
+		return h.Interval
+	}
+	return h.Timeout
 }
 
 // healthState is rise/fall arithmetic: consecutive results in the direction opposite to the
@@ -57,11 +62,16 @@ func (s healthState) next(ok bool, rise, fall int) healthState {
 	return s
 }
 
-// Report records one observation of b (a probe, or a real session's connect and greeting:
-// passive ejection) and returns true when it changed b's health.
+// Report records one observation of b (an active probe) and returns true when it changed b's
+// health.
 func (p *Pool) Report(b *Backend, ok bool) bool {
 	b.hmu.Lock()
 	defer b.hmu.Unlock()
+	return p.observe(b, ok)
+}
+
+// observe applies one result to b's rise/fall state. b.hmu must be held.
+func (p *Pool) observe(b *Backend, ok bool) bool {
 	n := b.health.next(ok, p.Health.Rise, p.Health.Fall)
 	b.health = n
 	if n.healthy != b.healthy.Load() {
@@ -71,8 +81,11 @@ func (p *Pool) Report(b *Backend, ok bool) bool {
 	return false
 }
 
-// Check runs the pool's active health checks until ctx ends: every Interval, one probe per
-// backend, never two in flight for the same backend. Changes are logged once per change.
+// Check runs the pool's active health checks until ctx ends: every Interval one round, which
+// probes every backend at once (never two probes in flight for the same backend), each under
+// ProbeTimeout. probe must honour its context's deadline. Changes of health are logged once
+// per change; failed probes of a backend still up are logged too, so the cause is on record
+// before it goes down.
 func (p *Pool) Check(ctx context.Context, probe func(ctx context.Context, b *Backend) error, log *slog.Logger) {
 	if p.Health.Interval <= 0 {
 		return
@@ -80,21 +93,11 @@ func (p *Pool) Check(ctx context.Context, probe func(ctx context.Context, b *Bac
 	t := time.NewTicker(p.Health.Interval)
 	defer t.Stop()
 	for {
+		var wg sync.WaitGroup
 		for _, b := range p.Backends {
-			pctx, cancel := context.WithTimeout(ctx, p.Health.Timeout)
-			err := probe(pctx, b)
-			cancel()
-			if ctx.Err() != nil {
-				return
-			}
-			if p.Report(b, err == nil) {
-				if err != nil {
-					log.Warn("backend down", "pool", p.Name, "backend", b.String(), "err", err)
-				} else {
-					log.Info("backend up", "pool", p.Name, "backend", b.String())
-				}
-			}
+			wg.Go(func() { p.checkOne(ctx, b, probe, log) })
 		}
+		wg.Wait()
 		select {
 		case <-ctx.Done():
 			return
@@ -103,72 +106,21 @@ func (p *Pool) Check(ctx context.Context, probe func(ctx context.Context, b *Bac
 	}
 }
 
-// ProbeFTP is the active health probe: connect, read a whole 220 greeting, and for TLS
-// backends also complete the handshake (implicit: before the greeting; explicit: AUTH TLS →
-// 234, then the handshake), then QUIT. ctx bounds the whole probe.
-func ProbeFTP(ctx context.Context, b *Backend) error {
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", b.Config.Address)
-	if err != nil {
-		return fmt.Errorf("probe: %w", err)
+// checkOne runs one probe of b and records its result.
+func (p *Pool) checkOne(ctx context.Context, b *Backend, probe func(context.Context, *Backend) error, log *slog.Logger) {
+	pctx, cancel := context.WithTimeout(ctx, p.Health.ProbeTimeout())
+	err := probe(pctx, b)
+	cancel()
+	if ctx.Err() != nil {
+		return
 	}
-	defer raw.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		raw.SetDeadline(dl)
+	changed := p.Report(b, err == nil)
+	switch {
+	case changed && err != nil:
+		log.Warn("backend down", "pool", p.Name, "backend", b.String(), "err", err)
+	case changed:
+		log.Info("backend up", "pool", p.Name, "backend", b.String())
+	case err != nil && b.Healthy():
+		log.Warn("health check failed", "pool", p.Name, "backend", b.String(), "err", err)
 	}
-	var c net.Conn = raw
-	if b.Config.TLS == TLSImplicit {
-		tc := tls.Client(raw, b.Config.TLSConfig)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return fmt.Errorf("probe: TLS handshake: %w", err)
-		}
-		c = tc
-	}
-	r := bufio.NewReaderSize(c, 1024)
-	if code, err := probeReply(r); err != nil || code != 220 {
-		return fmt.Errorf("probe: greeting %d: %v", code, err)
-	}
-	if b.Config.TLS == TLSExplicit {
-		if _, err := io.WriteString(c, "AUTH TLS\r\n"); err != nil {
-			return fmt.Errorf("probe: %w", err)
-		}
-		if code, err := probeReply(r); err != nil || code != 234 {
-			return fmt.Errorf("probe: AUTH TLS answered %d: %v", code, err)
-		}
-		tc := tls.Client(raw, b.Config.TLSConfig)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return fmt.Errorf("probe: TLS handshake: %w", err)
-		}
-		c = tc
-	}
-	_, err = io.WriteString(c, "QUIT\r\n")
-	return err
-}
-
-// probeReply reads one reply, single- or multi-line, and returns its code.
-func probeReply(r *bufio.Reader) (int, error) {
-	first, err := r.ReadString('\n')
-	if err != nil {
-		return 0, err
-	}
-	if len(first) < 4 {
-		return 0, fmt.Errorf("short reply %q", first)
-	}
-	code, err := strconv.Atoi(first[:3])
-	if err != nil {
-		return 0, fmt.Errorf("bad reply %q", strings.TrimSpace(first))
-	}
-	if first[3] != '-' {
-		return code, nil
-	}
-	for range 1000 {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return 0, err
-		}
-		if strings.HasPrefix(line, first[:3]+" ") {
-			return code, nil
-		}
-	}
-	return 0, fmt.Errorf("multi-line reply too long")
 }

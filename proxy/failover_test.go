@@ -74,8 +74,9 @@ func TestFailoverSkipsBadBackends(t *testing.T) {
 	bcs = append(bcs, plainBackend(good.addr))
 	p := startProxy(t, bcs, func(c *proxy.Config, pc *balancer.PoolConfig) {
 		c.Limits.BackendTimeout = 300 * time.Millisecond
-		pc.Policy = balancer.LeastConn // configured order: the bad ones first
-		pc.Health.Fall = 100           // keep them in the order for every session
+		c.Limits.GreetingTimeout = 300 * time.Millisecond // the silent one is skipped at once
+		pc.Policy = balancer.LeastConn                    // configured order: the bad ones first
+		pc.Health.Fall = 100                              // keep them in the order for every session
 	})
 	for range 3 {
 		c := goClient(t, p.addr)
@@ -114,7 +115,7 @@ func TestHealthChecks(t *testing.T) {
 	pool := p.srv.Config().Pools[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go pool.Check(ctx, balancer.ProbeFTP, slog.New(slog.DiscardHandler))
+	go pool.Check(ctx, p.srv.ProbeBackend, slog.New(slog.DiscardHandler))
 
 	serverOf := func() string {
 		c := goClient(t, p.addr)

@@ -1666,6 +1666,7 @@ func hostileEnv(hook recHook, listen string, opts ...proxyOpt) func(t *testing.T
 		be := startRecBackend(t, listen, hook)
 		opts = append([]proxyOpt{func(c *proxy.Config, _ *balancer.PoolConfig) {
 			c.Limits.BackendTimeout = time.Second
+			c.Limits.GreetingTimeout = time.Second
 			c.Data.ConnectTimeout = 2 * time.Second
 		}}, opts...)
 		p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, opts...)
@@ -2220,6 +2221,7 @@ func TestHostileCorpus(t *testing.T) {
 	short := func(c *proxy.Config, _ *balancer.PoolConfig) {
 		c.Limits.TLSHandshake = 500 * time.Millisecond
 		c.Limits.BackendTimeout = 2 * time.Second
+		c.Limits.GreetingTimeout = 2 * time.Second
 		c.Data.ConnectTimeout = 2 * time.Second
 		// The default shared range of the harness (below the ephemeral ports) is kept.
 	}

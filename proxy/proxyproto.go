@@ -72,14 +72,10 @@ type bufferedConn struct {
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// sendProxyHeader writes the PROXY header the backend asked for on its control connection:
-// the real client address and the address it connected to; v2 also carries the HOST/SNI name
-// (authority) and, when the client used TLS, its version.
-func (s *session) sendProxyHeader(c net.Conn, version string) error {
-	var v byte = 1
-	if version == "v2" {
-		v = 2
-	}
+// proxyHeader builds the PROXY header (version v) a backend asked for on its control
+// connection: the real client address and the address it connected to; v2 also carries the
+// HOST/SNI name (authority) and, when the client used TLS, its version.
+func (s *session) proxyHeader(v byte) (*proxyproto.Header, error) {
 	dst := s.localAddr
 	if s.headerDst.IsValid() {
 		dst = s.headerDst
@@ -104,11 +100,8 @@ func (s *session) sendProxyHeader(c net.Conn, version string) error {
 			}
 		}
 		if err := h.SetTLVs(tlvs); err != nil {
-			return fmt.Errorf("PROXY v2 TLVs: %w", err)
+			return nil, fmt.Errorf("PROXY v2 TLVs: %w", err)
 		}
 	}
-	if _, err := h.WriteTo(c); err != nil {
-		return fmt.Errorf("write PROXY header: %w", err)
-	}
-	return nil
+	return h, nil
 }

@@ -61,9 +61,12 @@ type Limits struct {
 	LoginBurst       int
 	IdleTimeout      time.Duration
 	LoginTimeout     time.Duration
-	BackendTimeout   time.Duration // connect plus greeting, per backend tried
-	TLSHandshake     time.Duration // each TLS handshake, either side
-	ShutdownGrace    time.Duration
+	BackendTimeout   time.Duration // connect, per backend tried (default 10s)
+	// GreetingTimeout bounds a backend's PROXY header, TLS, greeting and AUTH TLS once
+	// connected (default 30s, what real clients wait for a 220).
+	GreetingTimeout time.Duration
+	TLSHandshake    time.Duration // each TLS handshake, either side
+	ShutdownGrace   time.Duration
 }
 
 // Route sends sessions whose USER (and/or HOST) matches to a pool. Globs use path.Match.

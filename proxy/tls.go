@@ -125,18 +125,7 @@ var errNotResumed = errors.New("client data TLS did not resume the control sessi
 
 // backendTLS starts the client-side handshake toward a backend on c (control or data).
 func (s *session) backendTLS(ctx context.Context, c net.Conn) (*tls.Conn, error) {
-	tc := tls.Client(c, s.bTLS)
-	ctx, cancel := context.WithTimeout(ctx, s.handshakeTimeout())
-	defer cancel()
-	err := tc.HandshakeContext(ctx)
-	s.srv.obs.TLSHandshake("backend", err)
-	if err != nil {
-		tc.Close()
-		return nil, fmt.Errorf("backend TLS handshake with %s: %w", c.RemoteAddr(), err)
-	}
-	s.log.Debug("backend TLS established", "peer", c.RemoteAddr().String(), "tls_version", tls.VersionName(tc.ConnectionState().Version),
-		"resumed", tc.ConnectionState().DidResume)
-	return tc, nil
+	return s.backendDialer().handshake(ctx, c)
 }
 
 // errStrayTLS ends a session whose client starts a TLS handshake on a port that is not

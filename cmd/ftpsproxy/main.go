@@ -219,12 +219,13 @@ func build(f *File, log *slog.Logger, prev *runtime) (*runtime, error) {
 	return rt, nil
 }
 
-// startHealth runs the pools' health checks until the runtime is replaced or the process ends.
-func (rt *runtime) startHealth(log *slog.Logger) {
+// startHealth runs the pools' health checks until the runtime is replaced or the process
+// ends. The probe is the proxy's own way to reach a backend (srv.ProbeBackend).
+func (rt *runtime) startHealth(srv *proxy.Server, log *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stopHealth = cancel
 	for _, p := range rt.healthPools {
-		go p.Check(ctx, balancer.ProbeFTP, log)
+		go p.Check(ctx, srv.ProbeBackend, log)
 	}
 }
 
@@ -273,7 +274,7 @@ func serve(path string, f *File, log *slog.Logger) int {
 	} else {
 		metrics.SetSource(src)
 	}
-	rt.startHealth(log)
+	rt.startHealth(srv, log)
 	for _, a := range srv.Addrs() {
 		log.Info("listening", "address", a.String(), "version", version)
 	}
@@ -344,7 +345,7 @@ func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, l
 		return old, grace
 	}
 	old.stopHealth()
-	rt.startHealth(log)
+	rt.startHealth(srv, log)
 	log.Info("config reloaded", "pools", len(rt.cfg.Pools), "routes", len(rt.cfg.Routes))
 	return rt, f.Limits.ShutdownGrace.Duration
 }

@@ -29,6 +29,9 @@ type Config struct {
 	PublicHost string
 	TLSConfig  *tls.Config // optional: offers AUTH TLS
 	Logger     *slog.Logger
+	// Wrap, when set, puts a listener in front of the server's own (a PROXY protocol
+	// listener, a scripted greeting prefix) for tests of what reaches a backend.
+	Wrap func(net.Listener) net.Listener
 }
 
 // Server is a running demo FTP server.
@@ -94,7 +97,11 @@ func Start(c Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demoftp: %w", err)
 	}
-	ln := &trackingListener{Listener: raw, conns: make(map[net.Conn]struct{})}
+	var inner net.Listener = raw
+	if c.Wrap != nil {
+		inner = c.Wrap(raw)
+	}
+	ln := &trackingListener{Listener: inner, conns: make(map[net.Conn]struct{})}
 	d := &driver{cfg: c, settings: &ftpserver.Settings{
 		Listener:                ln,
 		PublicHost:              c.PublicHost,

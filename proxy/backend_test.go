@@ -1,0 +1,194 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/internal/demoftp"
+	"github.com/ftpsproxy/ftpsproxy/proxy"
+	"github.com/ftpsproxy/ftpsproxy/tlsterm"
+)
+
+// headerLog records the PROXY headers a backend received.
+type headerLog struct {
+	mu      sync.Mutex
+	local   int      // LOCAL (v2) / UNKNOWN (v1): the proxy's own connections
+	sources []string // PROXY: the client source each carried
+}
+
+func (h *headerLog) validate(hd *proxyproto.Header) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if hd.Command.IsLocal() {
+		h.local++
+	} else {
+		h.sources = append(h.sources, hd.SourceAddr.String())
+	}
+	return nil
+}
+
+func (h *headerLog) counts() (int, []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.local, append([]string(nil), h.sources...)
+}
+
+// requireProxyHeader puts a go-proxyproto listener with policy REQUIRE in front of a backend:
+// a connection without a valid header is dropped before the FTP server sees it.
+func requireProxyHeader(log *headerLog) func(net.Listener) net.Listener {
+	return func(ln net.Listener) net.Listener {
+		return &proxyproto.Listener{
+			Listener:          ln,
+			ConnPolicy:        func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) { return proxyproto.REQUIRE, nil },
+			ValidateHeader:    log.validate,
+			ReadHeaderTimeout: 2 * time.Second,
+		}
+	}
+}
+
+// greetFirst makes every accepted connection start with prefix, before the server's own 220.
+type greetFirst struct {
+	net.Listener
+	prefix string
+}
+
+func (l greetFirst) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		io.WriteString(c, l.prefix)
+	}
+	return c, err
+}
+
+// countAccepts counts the connections a backend accepts.
+type countAccepts struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countAccepts) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// runChecks runs the pool's active health checks with the proxy's probe until the test ends.
+func runChecks(t *testing.T, p *testProxy, log *slog.Logger) *balancer.Pool {
+	t.Helper()
+	pool := p.srv.Config().Pools[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pool.Check(ctx, p.srv.ProbeBackend, log)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return pool
+}
+
+// roundTrip uploads random bytes through the proxy, downloads them again and checks both the
+// backend's copy and the download by sha256.
+func roundTrip(t *testing.T, p *testProxy, be backend) {
+	t.Helper()
+	data := make([]byte, 256<<10)
+	rand.Read(data)
+	c := goClient(t, p.addr)
+	if err := c.Stor("through.bin", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Retr("through.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sha(got) != sha(data) || fileSHA(t, be.root+"/through.bin") != sha(data) {
+		t.Fatal("transfer through the proxy changed the data")
+	}
+}
+
+// TestProbeReachesBackendLikeASession: backends that need what a session sends (a PROXY v1 or
+// v2 header under policy REQUIRE, a 120 before the 220, explicit TLS) stay up under health
+// checks that mark a backend down at its first failed probe, and a session reaches them and
+// transfers. The probe sends a LOCAL header, a session the client's address.
+func TestProbeReachesBackendLikeASession(t *testing.T) {
+	cert, _, err := tlsterm.SelfSigned("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		proxyPP  string // the backend's proxy_protocol
+		greeting string // sent before the server's 220
+		tls      bool
+	}{
+		{name: "proxy v2 required", proxyPP: "v2"},
+		{name: "proxy v1 required", proxyPP: "v1"},
+		{name: "120 then 220", greeting: "120 Service ready in 1 minute\r\n"},
+		{name: "proxy v2 and explicit TLS", proxyPP: "v2", tls: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var headers headerLog
+			var accepted atomic.Int64
+			be := startBackend(t, func(c *demoftp.Config) {
+				c.Wrap = func(ln net.Listener) net.Listener {
+					ln = countAccepts{Listener: ln, n: &accepted}
+					if tt.greeting != "" {
+						ln = greetFirst{Listener: ln, prefix: tt.greeting}
+					}
+					if tt.proxyPP != "" {
+						ln = requireProxyHeader(&headers)(ln)
+					}
+					return ln
+				}
+				if tt.tls {
+					c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
+				}
+			})
+			bc := plainBackend(be.addr)
+			bc.ProxyProtocol = tt.proxyPP
+			if tt.tls {
+				bt, err := tlsterm.BackendConfig(tlsterm.BackendOptions{Address: be.addr, Verify: false})
+				if err != nil {
+					t.Fatal(err)
+				}
+				bc.TLS, bc.TLSConfig = balancer.TLSExplicit, bt
+			}
+			p := startProxy(t, []balancer.BackendConfig{bc}, func(_ *proxy.Config, pc *balancer.PoolConfig) {
+				pc.Health = balancer.HealthConfig{Interval: 50 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1}
+			})
+			checks := &lockedWriter{w: &bytes.Buffer{}}
+			pool := runChecks(t, p, slog.New(slog.NewTextHandler(checks, nil)))
+			waitFor(t, 5*time.Second, func() bool { return accepted.Load() >= 5 }) // probes only so far
+			roundTrip(t, p, be)
+			if !pool.Backends[0].Healthy() || strings.Contains(checks.String(), "backend down") || strings.Contains(checks.String(), "health check failed") {
+				t.Fatalf("backend marked down by the health check:\n%s", checks.String())
+			}
+			if tt.proxyPP != "" {
+				local, sources := headers.counts()
+				if local < 5 || len(sources) == 0 {
+					t.Fatalf("%d LOCAL headers (probes), sessions' sources %v", local, sources)
+				}
+			}
+		})
+	}
+}
