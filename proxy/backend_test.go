@@ -8,6 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,5 +193,153 @@ func TestProbeReachesBackendLikeASession(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// connScriptBackend accepts connections and hands each to script in its own goroutine; the
+// connections are closed when the test ends.
+func connScriptBackend(t *testing.T, script func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() { script(c) })
+		}
+	})
+	return ln.Addr().String()
+}
+
+// stream writes first, then chunk again and again until the peer goes away.
+func stream(first string, chunk []byte) func(net.Conn) {
+	return func(c net.Conn) {
+		defer c.Close()
+		if _, err := io.WriteString(c, first); err != nil {
+			return
+		}
+		for {
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// rssBytes is the process's resident set size from /proc/self/status.
+func rssBytes(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// TestProbeBoundedAgainstFloodingBackend: a backend that greets and then streams 1 MiB chunks
+// with no line end (or an endless multi-line greeting) fails every probe at the reply bounds,
+// is logged and marked down, and the process's RSS and heap stay within a few MiB of where
+// they started over seconds of probing (unbounded, 1.5 GiB/s would arrive here).
+func TestProbeBoundedAgainstFloodingBackend(t *testing.T) {
+	mib := bytes.Repeat([]byte("x"), 1<<20)
+	line := append(bytes.Repeat([]byte("x"), 4<<10), '\r', '\n')
+	tests := []struct {
+		name   string
+		script func(net.Conn)
+		cause  string // in the logged error
+	}{
+		{"220 then no line end", stream("220", mib), "line over"},
+		{"endless multi-line 220", stream("220-welcome\r\n", line), "multi-line reply over"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := connScriptBackend(t, tt.script)
+			p := startProxy(t, []balancer.BackendConfig{plainBackend(addr)}, func(_ *proxy.Config, pc *balancer.PoolConfig) {
+				pc.Health = balancer.HealthConfig{Interval: 100 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2}
+			})
+			runtime.GC()
+			baseRSS := rssBytes(t)
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			baseHeap := ms.HeapInuse
+			checks := &lockedWriter{w: &bytes.Buffer{}}
+			pool := runChecks(t, p, slog.New(slog.NewTextHandler(checks, nil)))
+			var peakRSS int64
+			var peakHeap uint64
+			deadline := time.Now().Add(2 * time.Second) // 20 probes
+			for time.Now().Before(deadline) {
+				peakRSS = max(peakRSS, rssBytes(t))
+				runtime.ReadMemStats(&ms)
+				peakHeap = max(peakHeap, ms.HeapInuse)
+				time.Sleep(20 * time.Millisecond)
+			}
+			t.Logf("RSS %d → peak %d KiB, heap in use %d → peak %d KiB", baseRSS>>10, peakRSS>>10, baseHeap>>10, peakHeap>>10)
+			if pool.Backends[0].Healthy() {
+				t.Fatal("a flooding backend is still up")
+			}
+			logs := checks.String()
+			if !strings.Contains(logs, `msg="backend down"`) || !strings.Contains(logs, tt.cause) {
+				t.Fatalf("the cause is not logged (want %q):\n%s", tt.cause, logs)
+			}
+			if d := peakRSS - baseRSS; d > 48<<20 {
+				t.Fatalf("RSS grew by %d MiB while probing", d>>20)
+			}
+			if d := int64(peakHeap) - int64(baseHeap); d > 16<<20 {
+				t.Fatalf("heap grew by %d MiB while probing", d>>20)
+			}
+		})
+	}
+}
+
+// TestHungBackendDownWithinFallIntervals: with health_interval 1s and the default fall (3)
+// and timeout (3s), a backend that accepts TCP and never greets is down within fall ×
+// interval + 1 s: each probe's deadline is the interval, not the 3 s timeout.
+func TestHungBackendDownWithinFallIntervals(t *testing.T) {
+	addr := connScriptBackend(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(addr)}, func(_ *proxy.Config, pc *balancer.PoolConfig) {
+		pc.Health = balancer.HealthConfig{Interval: time.Second}
+	})
+	pool := p.srv.Config().Pools[0]
+	if pool.Health.Fall != 3 || pool.Health.Timeout != 3*time.Second {
+		t.Fatalf("defaults changed: fall %d, timeout %v", pool.Health.Fall, pool.Health.Timeout)
+	}
+	start := time.Now()
+	runChecks(t, p, slog.New(slog.DiscardHandler))
+	waitFor(t, 10*time.Second, func() bool { return !pool.Backends[0].Healthy() })
+	took := time.Since(start)
+	t.Logf("hung backend down after %v", took)
+	if limit := 3*time.Second + time.Second; took > limit {
+		t.Fatalf("down after %v, want within fall × interval + 1 s = %v", took, limit)
 	}
 }
