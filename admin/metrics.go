@@ -279,6 +279,14 @@ func (m *Metrics) BackendSession(pool, backend string) {
 	m.set.GetOrCreateCounter(series("ftpsproxy_backend_sessions_total", "pool", pool, "backend", backend)).Inc()
 }
 
+// PoolPanic implements proxy.Observer.
+func (m *Metrics) PoolPanic(pool string) {
+	if m == nil {
+		return
+	}
+	m.set.GetOrCreateCounter(series("ftpsproxy_pool_panic_total", "pool", pool)).Inc()
+}
+
 // Login implements proxy.Observer.
 func (m *Metrics) Login(outcome string) {
 	if m == nil {

@@ -299,12 +299,25 @@ func TestMetricsLabelEscaping(t *testing.T) {
 	}
 }
 
+// TestMetricsPoolPanic: sessions that found no healthy backend are counted per pool.
+func TestMetricsPoolPanic(t *testing.T) {
+	m := NewMetrics()
+	m.PoolPanic("web")
+	m.PoolPanic("web")
+	m.PoolPanic("ftp")
+	got := ours(scrape(t, m))
+	if got[key("ftpsproxy_pool_panic_total", "pool", "web")] != 2 || got[key("ftpsproxy_pool_panic_total", "pool", "ftp")] != 1 {
+		t.Fatalf("panic counts: %v", got)
+	}
+}
+
 func TestMetricsNil(t *testing.T) {
 	var m *Metrics
 	var obs proxy.Observer = m
 	obs.SessionStarted("x")
 	obs.SessionEnded("x", "y")
 	obs.BackendSession("p", "b")
+	obs.PoolPanic("p")
 	obs.Login("ok")
 	obs.Closed421(proxy.CauseTimeout)
 	obs.DataRefused("bounce")

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // TLS modes of the proxy's leg toward a backend.
@@ -47,6 +48,9 @@ type Backend struct {
 	healthy atomic.Bool
 	hmu     sync.Mutex
 	health  healthState // guarded by hmu
+	// lastSessionFailure is when a session's failure to reach the backend was last counted
+	// (ReportSession); guarded by hmu.
+	lastSessionFailure time.Time
 }
 
 // NewBackend validates c and returns a healthy backend with no sessions.

@@ -81,6 +81,29 @@ func (p *Pool) observe(b *Backend, ok bool) bool {
 	return false
 }
 
+// ReportSession records the outcome of a real session's connect and greeting to b, attempted
+// from start (passive health), and returns true when it changed b's health. It counts like an
+// active probe, under the same rise and fall, with two differences:
+//   - failures of attempts that overlapped in time count once: ten sessions stalled by the
+//     same slow greeting are one failure, not ten, so only Fall failures in a row (each begun
+//     after the previous one was counted) take a backend out;
+//   - in a pool without active checks it changes nothing, since no check would bring the
+//     backend back.
+func (p *Pool) ReportSession(b *Backend, start time.Time, ok bool) bool {
+	if p.Health.Interval <= 0 {
+		return false
+	}
+	b.hmu.Lock()
+	defer b.hmu.Unlock()
+	if !ok {
+		if !start.After(b.lastSessionFailure) {
+			return false
+		}
+		b.lastSessionFailure = time.Now()
+	}
+	return p.observe(b, ok)
+}
+
 // Check runs the pool's active health checks until ctx ends: every Interval one round, which
 // probes every backend at once (never two probes in flight for the same backend), each under
 // ProbeTimeout. probe must honour its context's deadline. Changes of health are logged once

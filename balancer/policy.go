@@ -20,7 +20,8 @@ type Client struct {
 // Policy orders backends for one session: the proxy tries them in that order. Implementations
 // are safe for concurrent use.
 type Policy interface {
-	// Order returns the available backends of bs, best first. It may reorder a copy only.
+	// Order returns bs, best first, as a new slice (bs itself is left as it is). Which
+	// backends are candidates is the pool's decision (Pool.Order, Pool.Candidates).
 	Order(bs []*Backend, c Client) []*Backend
 	// String returns the policy's config name.
 	String() string
@@ -55,10 +56,11 @@ func NewPolicy(name string) (Policy, error) {
 	return nil, fmt.Errorf("unknown policy %q", name)
 }
 
-func available(bs []*Backend) []*Backend {
+// filter returns the backends of bs that keep holds for, as a new slice.
+func filter(bs []*Backend, keep func(*Backend) bool) []*Backend {
 	out := make([]*Backend, 0, len(bs))
 	for _, b := range bs {
-		if b.Available() {
+		if keep(b) {
 			out = append(out, b)
 		}
 	}
@@ -76,7 +78,7 @@ type roundRobin struct {
 func (p *roundRobin) String() string { return RoundRobin }
 
 func (p *roundRobin) Order(bs []*Backend, _ Client) []*Backend {
-	av := available(bs)
+	av := slices.Clone(bs)
 	if len(av) < 2 {
 		return av
 	}
@@ -104,7 +106,7 @@ type leastConn struct{}
 func (leastConn) String() string { return LeastConn }
 
 func (leastConn) Order(bs []*Backend, _ Client) []*Backend {
-	av := available(bs)
+	av := slices.Clone(bs)
 	load := func(b *Backend) float64 { return float64(b.Active()) / float64(b.Config.Weight) }
 	slices.SortStableFunc(av, func(a, b *Backend) int { return cmp.Compare(load(a), load(b)) })
 	return av
@@ -116,7 +118,7 @@ type random struct{}
 func (random) String() string { return Random }
 
 func (random) Order(bs []*Backend, _ Client) []*Backend {
-	av := available(bs)
+	av := slices.Clone(bs)
 	keys := make(map[*Backend]float64, len(av))
 	for _, b := range av {
 		keys[b] = math.Pow(rand.Float64(), 1/float64(b.Config.Weight))
@@ -136,7 +138,7 @@ type hashPolicy struct {
 func (p hashPolicy) String() string { return p.name }
 
 func (p hashPolicy) Order(bs []*Backend, c Client) []*Backend {
-	av := available(bs)
+	av := slices.Clone(bs)
 	key := p.key(c)
 	scores := make(map[*Backend]float64, len(av))
 	for _, b := range av {

@@ -3,6 +3,7 @@ package balancer
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // ErrNoBackend is returned when a pool has no available backend for a session.
@@ -14,7 +15,15 @@ type PoolConfig struct {
 	Policy   string
 	Backends []BackendConfig
 	Health   HealthConfig
+	// Panic (pool.panic) decides what a session does when no backend of the pool is
+	// healthy: true (nil means true) tries them all anyway, in policy order, since health
+	// can be wrong (a frozen server, a network blip) and a try costs little next to a
+	// refusal; false refuses at once (421).
+	Panic *bool
 }
+
+// panicMode is Panic with its default (on).
+func (c PoolConfig) panicMode() bool { return c.Panic == nil || *c.Panic }
 
 // Pool is a named set of backends with its selection policy.
 type Pool struct {
@@ -22,6 +31,7 @@ type Pool struct {
 	Policy   Policy
 	Backends []*Backend
 	Health   HealthConfig
+	Panic    bool // see PoolConfig.Panic
 }
 
 // NewPool builds a pool from its config. Backends start healthy; a health checker started
@@ -37,7 +47,7 @@ func NewPool(c PoolConfig) (*Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", c.Name, err)
 	}
-	p := &Pool{Name: c.Name, Policy: pol, Health: c.Health.withDefaults()}
+	p := &Pool{Name: c.Name, Policy: pol, Health: c.Health.withDefaults(), Panic: c.panicMode()}
 	for _, bc := range c.Backends {
 		b, err := NewBackend(bc)
 		if err != nil {
@@ -49,7 +59,20 @@ func NewPool(c PoolConfig) (*Pool, error) {
 }
 
 // Order returns the pool's available backends in the order its policy prefers for c.
-func (p *Pool) Order(c Client) []*Backend { return p.Policy.Order(p.Backends, c) }
+func (p *Pool) Order(c Client) []*Backend {
+	return p.Policy.Order(filter(p.Backends, (*Backend).Available), c)
+}
+
+// Candidates returns the backends a session for c should try, best first: Order, or, when no
+// backend is healthy and the pool's panic mode is on, every backend that is not full, in
+// policy order (panicking is then true).
+func (p *Pool) Candidates(c Client) (order []*Backend, panicking bool) {
+	if !p.Panic || slices.ContainsFunc(p.Backends, (*Backend).Healthy) {
+		return p.Order(c), false
+	}
+	notFull := func(b *Backend) bool { return !b.Full() }
+	return p.Policy.Order(filter(p.Backends, notFull), c), true
+}
 
 // AllFull reports whether every healthy backend is at its max_sessions (and at least one is
 // healthy): the proxy then answers "too many connections" rather than "not available".

@@ -215,15 +215,20 @@ func (s *session) backendDialer() *backendDialer {
 	return &backendDialer{limits: s.cfg.Limits, header: s.proxyHeader, tls: s.bTLS, obs: s.srv.obs, log: s.log}
 }
 
-// connectBackend walks the pool's ordering until a backend accepts the connection and greets
-// with 220. Failures are reported to the pool (passive health) and the next one is tried.
+// connectBackend walks the pool's candidates until a backend accepts the connection and greets
+// with 220. Outcomes are reported to the pool (passive health) and on a failure the next one
+// is tried. With no healthy backend, a pool in panic mode offers them all (logged, counted).
 func (s *session) connectBackend(pool *balancer.Pool) (net.Conn, *balancer.Backend, error) {
-	order := pool.Order(balancer.Client{Addr: s.clientAddr.Addr(), User: s.user})
+	order, panicking := pool.Candidates(balancer.Client{Addr: s.clientAddr.Addr(), User: s.user})
 	if len(order) == 0 {
 		if pool.AllFull() {
 			return nil, nil, errBackendFull
 		}
 		return nil, nil, fmt.Errorf("pool %s: %w", pool.Name, balancer.ErrNoBackend)
+	}
+	if panicking {
+		s.log.Warn("no healthy backend: trying every backend of the pool (panic mode)", "pool", pool.Name, "backends", len(order))
+		s.srv.obs.PoolPanic(pool.Name)
 	}
 	full := 0
 	var errs []error
@@ -232,18 +237,23 @@ func (s *session) connectBackend(pool *balancer.Pool) (net.Conn, *balancer.Backe
 			full++
 			continue
 		}
+		start := time.Now()
 		conn, err := s.dialBackend(b)
-		if err != nil {
-			b.Release()
-			if pool.Report(b, false) {
-				s.log.Warn("backend down", "pool", pool.Name, "backend", b.String(), "err", err)
+		if err == nil {
+			if pool.ReportSession(b, start, true) {
+				s.log.Info("backend up", "pool", pool.Name, "backend", b.String(), "by", "session")
 			}
-			s.log.Warn("backend failed, trying next", "backend", b.String(), "err", err)
-			errs = append(errs, err)
-			continue
+			return conn, b, nil
 		}
-		pool.Report(b, true)
-		return conn, b, nil
+		b.Release()
+		if s.ctx.Err() != nil {
+			return nil, nil, err // the session is ending: not the backend's fault
+		}
+		if pool.ReportSession(b, start, false) {
+			s.log.Warn("backend down", "pool", pool.Name, "backend", b.String(), "by", "session", "err", err)
+		}
+		s.log.Warn("backend failed, trying next", "backend", b.String(), "err", err)
+		errs = append(errs, err)
 	}
 	if full == len(order) {
 		return nil, nil, errBackendFull

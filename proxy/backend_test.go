@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -342,4 +344,107 @@ func TestHungBackendDownWithinFallIntervals(t *testing.T) {
 	if limit := 3*time.Second + time.Second; took > limit {
 		t.Fatalf("down after %v, want within fall × interval + 1 s = %v", took, limit)
 	}
+}
+
+// loginRefused sends USER and PASS through the proxy and expects the no-backend 421.
+func loginRefused(t *testing.T, addr string) {
+	t.Helper()
+	rc := dialRaw(t, addr)
+	rc.cmd("USER "+demoUser, 331)
+	rc.send("PASS " + demoPass + "\r\n")
+	expectFinal(t, rc, "421 Service not available, closing control connection")
+}
+
+// TestPassiveEjectionNeedsFallFailures: sessions that fail to reach a backend together (ten
+// stalled by the same silent greeting) count as one failure; only fall failures in a row take
+// the backend out, as with active checks.
+func TestPassiveEjectionNeedsFallFailures(t *testing.T) {
+	addr := connScriptBackend(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(addr)}, func(c *proxy.Config, pc *balancer.PoolConfig) {
+		c.Limits.GreetingTimeout = 300 * time.Millisecond
+		// Checks on (passive reports count only then) but never due during the test.
+		pc.Health = balancer.HealthConfig{Interval: time.Hour, Fall: 3}
+	})
+	b := p.srv.Config().Pools[0].Backends[0]
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() { loginRefused(t, p.addr) })
+	}
+	wg.Wait()
+	if !b.Healthy() {
+		t.Fatal("ten overlapping greeting timeouts took the backend out")
+	}
+	loginRefused(t, p.addr)
+	if !b.Healthy() {
+		t.Fatal("down after two failures in a row, fall is 3")
+	}
+	loginRefused(t, p.addr)
+	if b.Healthy() {
+		t.Fatal("still up after three failures in a row")
+	}
+	if !regexp.MustCompile(`msg="backend down" .*pool=default backend=` + regexp.QuoteMeta(addr) + ` by=session err=.*greeting`).MatchString(p.logs.String()) {
+		t.Fatalf("ejection not logged:\n%s", p.logs.String())
+	}
+}
+
+// TestPanicMode: with no healthy backend a session still tries the pool's backends (and
+// reaches a backend the checks wrongly think down), logged and counted; with panic off it
+// gets the 421 at once; a pool whose backends are really gone gets the 421 within the
+// connect deadline either way.
+func TestPanicMode(t *testing.T) {
+	off := false
+	for _, panicOn := range []bool{true, false} {
+		t.Run(fmt.Sprintf("panic=%v", panicOn), func(t *testing.T) {
+			be := startBackend(t, nil)
+			p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, func(c *proxy.Config, pc *balancer.PoolConfig) {
+				if !panicOn {
+					pc.Panic = &off
+				}
+			})
+			pool := p.srv.Config().Pools[0]
+			for pool.Backends[0].Healthy() {
+				pool.Report(pool.Backends[0], false)
+			}
+			if !panicOn {
+				loginRefused(t, p.addr)
+				return
+			}
+			roundTrip(t, p, be)
+			if !strings.Contains(p.logs.String(), "panic mode") {
+				t.Fatal("panic mode not logged")
+			}
+		})
+	}
+	t.Run("backends gone", func(t *testing.T) {
+		gone := []string{closedPort(t), closedPort(t)}
+		p := startProxy(t, []balancer.BackendConfig{plainBackend(gone[0]), plainBackend(gone[1])}, func(c *proxy.Config, pc *balancer.PoolConfig) {
+			c.Limits.BackendTimeout = 2 * time.Second
+		})
+		pool := p.srv.Config().Pools[0]
+		for _, b := range pool.Backends {
+			for b.Healthy() {
+				pool.Report(b, false)
+			}
+		}
+		start := time.Now()
+		loginRefused(t, p.addr)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("the 421 took %v, more than backend_timeout", d)
+		}
+		if n := strings.Count(p.logs.String(), "backend failed, trying next"); n != 2 {
+			t.Fatalf("%d backends tried in panic mode, want both", n)
+		}
+	})
+}
+
+// closedPort is a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

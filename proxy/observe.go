@@ -14,6 +14,9 @@ type Observer interface {
 	SessionEnded(listener, backend string)
 	// BackendSession reports a session placed on a backend (after login succeeded).
 	BackendSession(pool, backend string)
+	// PoolPanic reports a session that found no healthy backend in pool and tries them all
+	// anyway (the pool's panic mode).
+	PoolPanic(pool string)
 	// Login reports a PASS outcome: "ok", "failed" (530), "error" (backend trouble) or
 	// "rate_limited".
 	Login(outcome string)
@@ -58,6 +61,7 @@ type nopObserver struct{}
 func (nopObserver) SessionStarted(string)         {}
 func (nopObserver) SessionEnded(string, string)   {}
 func (nopObserver) BackendSession(string, string) {}
+func (nopObserver) PoolPanic(string)              {}
 func (nopObserver) Login(string)                  {}
 func (nopObserver) Closed421(Cause)               {}
 func (nopObserver) DataRefused(string)            {}
