@@ -35,7 +35,7 @@ func share(p *Pool, n int) map[string]int {
 }
 
 func TestPolicyWeights(t *testing.T) {
-	for _, name := range []string{RoundRobin, Random, IPHash, UserHash} {
+	for _, name := range []string{RoundRobin, LeastConn, Random, IPHash, UserHash} {
 		t.Run(name, func(t *testing.T) {
 			p := pool(t, name, 1, 2, 3)
 			const n = 6000
@@ -44,7 +44,7 @@ func TestPolicyWeights(t *testing.T) {
 				addr := fmt.Sprintf("10.0.0.%d:21", i+1)
 				want := float64(n) * float64(w) / 6
 				tol := 0.1 * want
-				if name == RoundRobin {
+				if name == RoundRobin || name == LeastConn { // least_conn: all idle, all tied
 					tol = 1 // smooth WRR is exact over whole cycles
 				}
 				if math.Abs(float64(got[addr])-want) > tol {
@@ -76,10 +76,43 @@ func TestLeastConn(t *testing.T) {
 	b[1].Acquire()
 	b[2].Acquire()
 	b[2].Acquire()
-	// loads: 2/1, 1/1, 2/2=1 → b1 and b2 tie at 1, configured order keeps b1 first.
-	order := p.Order(Client{})
-	if order[0] != b[1] || order[1] != b[2] || order[2] != b[0] {
-		t.Fatalf("order %v", order)
+	// loads: 2/1, 1/1, 2/2=1 → b1 and b2 tie at 1 and take turns by weight (b2 twice as
+	// often); b0, the most loaded, is always last.
+	firsts := map[*Backend]int{}
+	for range 30 {
+		order := p.Order(Client{})
+		if len(order) != 3 || order[2] != b[0] || order[0] == order[1] {
+			t.Fatalf("order %v", order)
+		}
+		firsts[order[0]]++
+	}
+	if firsts[b[1]] != 10 || firsts[b[2]] != 20 {
+		t.Fatalf("tied backends first %d and %d times of 30, want 10 and 20", firsts[b[1]], firsts[b[2]])
+	}
+}
+
+// TestLeastConnTiesTakeTurns: with every backend idle, sessions that come and go spread
+// evenly (by weight), not onto the first configured backend.
+func TestLeastConnTiesTakeTurns(t *testing.T) {
+	for _, weights := range [][]int{{1, 1, 1}, {1, 2, 1}} {
+		p := pool(t, LeastConn, weights...)
+		sum := 0
+		for _, w := range weights {
+			sum += w
+		}
+		n := 12 * sum
+		got := map[*Backend]int{}
+		for range n {
+			first := p.Order(Client{})[0]
+			first.Acquire() // a session runs ...
+			got[first]++
+			first.Release() // ... and ends before the next one starts
+		}
+		for i, b := range p.Backends {
+			if want := 12 * weights[i]; got[b] != want {
+				t.Fatalf("weights %v: backend %d placed %d of %d, want %d", weights, i, got[b], n, want)
+			}
+		}
 	}
 }
 

@@ -45,7 +45,7 @@ func NewPolicy(name string) (Policy, error) {
 	case RoundRobin:
 		return &roundRobin{}, nil
 	case LeastConn:
-		return leastConn{}, nil
+		return &leastConn{}, nil
 	case Random:
 		return random{}, nil
 	case IPHash:
@@ -100,15 +100,30 @@ func (p *roundRobin) Order(bs []*Backend, _ Client) []*Backend {
 	return append(av[best:], av[:best]...)
 }
 
-// leastConn orders by active sessions per unit of weight; ties keep the configured order.
-type leastConn struct{}
+// leastConn orders by active sessions per unit of weight. Backends tied for the least load
+// take turns by smooth weighted round robin, so with all idle (the common case on a quiet
+// farm) sessions spread by weight instead of piling on the first configured backend.
+type leastConn struct {
+	ties roundRobin
+}
 
-func (leastConn) String() string { return LeastConn }
+func (*leastConn) String() string { return LeastConn }
 
-func (leastConn) Order(bs []*Backend, _ Client) []*Backend {
+func (p *leastConn) Order(bs []*Backend, _ Client) []*Backend {
 	av := slices.Clone(bs)
 	load := func(b *Backend) float64 { return float64(b.Active()) / float64(b.Config.Weight) }
-	slices.SortStableFunc(av, func(a, b *Backend) int { return cmp.Compare(load(a), load(b)) })
+	loads := make(map[*Backend]float64, len(av))
+	for _, b := range av {
+		loads[b] = load(b) // read once: sessions come and go while sorting
+	}
+	slices.SortStableFunc(av, func(a, b *Backend) int { return cmp.Compare(loads[a], loads[b]) })
+	tied := 1
+	for tied < len(av) && loads[av[tied]] == loads[av[0]] {
+		tied++
+	}
+	if tied > 1 {
+		copy(av, p.ties.Order(av[:tied], Client{}))
+	}
 	return av
 }
 
