@@ -1,10 +1,15 @@
 package balancer
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/netip"
+	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func pool(t *testing.T, policy string, weights ...int) *Pool {
@@ -199,5 +204,100 @@ func TestAcquireRespectsMax(t *testing.T) {
 	b.Release()
 	if !b.Acquire() {
 		t.Fatal("slot not returned")
+	}
+}
+
+// TestCheckRounds: a probe that hangs is cut at the interval (not the longer timeout) and
+// does not hold up the other backends' probes; fall failures take it down.
+func TestCheckRounds(t *testing.T) {
+	p, err := NewPool(PoolConfig{Name: "p", Backends: []BackendConfig{{Address: "10.0.0.1:21"}, {Address: "10.0.0.2:21"}},
+		Health: HealthConfig{Interval: 50 * time.Millisecond, Timeout: time.Hour, Fall: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hung, fine := p.Backends[0], p.Backends[1]
+	var fineProbes atomic.Int64
+	probe := func(ctx context.Context, b *Backend) error {
+		if b == fine {
+			fineProbes.Add(1)
+			return nil
+		}
+		<-ctx.Done() // hangs until the probe's deadline
+		return ctx.Err()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	start := time.Now()
+	go func() { defer close(done); p.Check(ctx, probe, slog.New(slog.DiscardHandler)) }()
+	for hung.Healthy() {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the hung backend never went down")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	took := time.Since(start)
+	cancel()
+	<-done
+	if took > time.Second { // 3 rounds of 50 ms; a 1-hour timeout would never get here
+		t.Fatalf("down after %v", took)
+	}
+	if n := fineProbes.Load(); n < 3 || !fine.Healthy() {
+		t.Fatalf("the other backend was probed %d times, healthy %v", n, fine.Healthy())
+	}
+}
+
+// TestReportSession: sessions' failures that overlapped count once; fall failures in a row
+// take the backend down; a pool without active checks ignores sessions' outcomes.
+func TestReportSession(t *testing.T) {
+	p, _ := NewPool(PoolConfig{Name: "p", Backends: []BackendConfig{{Address: "10.0.0.1:21"}},
+		Health: HealthConfig{Interval: time.Second, Fall: 3}})
+	b := p.Backends[0]
+	together := time.Now()
+	for range 10 {
+		p.ReportSession(b, together, false) // ten sessions stalled by one slow greeting
+	}
+	p.ReportSession(b, time.Now(), false)
+	if !b.Healthy() {
+		t.Fatal("down after two counted failures, fall is 3")
+	}
+	if !p.ReportSession(b, time.Now(), false) || b.Healthy() {
+		t.Fatal("not down after three failures in a row")
+	}
+	off, _ := NewPool(PoolConfig{Name: "off", Backends: []BackendConfig{{Address: "10.0.0.1:21"}}})
+	for range 10 {
+		off.ReportSession(off.Backends[0], time.Now(), false)
+	}
+	if !off.Backends[0].Healthy() {
+		t.Fatal("a pool without checks ejected a backend it could never bring back")
+	}
+}
+
+// TestCandidatesPanic: with no healthy backend, panic mode offers every backend that is not
+// full, in policy order; with panic off, none.
+func TestCandidatesPanic(t *testing.T) {
+	no := false
+	for _, panicOn := range []*bool{nil, &no} {
+		p, _ := NewPool(PoolConfig{Name: "p", Policy: RoundRobin, Panic: panicOn, Backends: []BackendConfig{
+			{Address: "10.0.0.1:21"}, {Address: "10.0.0.2:21", MaxSessions: 1}, {Address: "10.0.0.3:21"},
+		}})
+		if order, panicking := p.Candidates(Client{}); len(order) != 3 || panicking {
+			t.Fatalf("all healthy: %v, panicking %v", order, panicking)
+		}
+		for _, b := range p.Backends {
+			for b.Healthy() {
+				p.Report(b, false)
+			}
+		}
+		p.Backends[1].Acquire()
+		order, panicking := p.Candidates(Client{})
+		if panicOn != nil {
+			if len(order) != 0 || panicking {
+				t.Fatalf("panic off: %v, panicking %v", order, panicking)
+			}
+			continue
+		}
+		if !panicking || len(order) != 2 || slices.Contains(order, p.Backends[1]) {
+			t.Fatalf("panic: %v, panicking %v", order, panicking)
+		}
 	}
 }
