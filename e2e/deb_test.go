@@ -113,11 +113,11 @@ func checkInstalled(t *testing.T) {
 		t.Fatalf("conffiles: %q", cf)
 	}
 	for path, want := range map[string]string{
-		debBinary:           "755 root root",
-		debUnit:             "644 root root",
-		debConfig:           "640 root ftpsproxy",
-		debKey:              "640 root ftpsproxy",
-		debCert:             "644 root ftpsproxy",
+		debBinary:            "755 root root",
+		debUnit:              "644 root root",
+		debConfig:            "640 root ftpsproxy",
+		debKey:               "640 root ftpsproxy",
+		debCert:              "644 root ftpsproxy",
 		"/var/lib/ftpsproxy": "750 ftpsproxy ftpsproxy",
 		"/var/log/ftpsproxy": "750 ftpsproxy ftpsproxy",
 	} {
