@@ -279,6 +279,7 @@ func serve(path string, f *File, log *slog.Logger) int {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
+	notifyReady(log)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
@@ -300,11 +301,14 @@ func serve(path string, f *File, log *slog.Logger) int {
 					}
 				}
 				if sig == syscall.SIGHUP {
+					notifyReloading(log)
 					rt, grace = reload(path, srv, rt, grace, log)
+					notifyReady(log)
 				}
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String(), "grace", grace)
+			notifyStopping(log)
 			src.Draining.Store(true)
 			ctx, cancel := context.WithTimeout(context.Background(), grace)
 			err := srv.Shutdown(ctx)
