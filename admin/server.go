@@ -116,9 +116,10 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	var b bytes.Buffer
 	s.m.WritePrometheus(&b)
 	metrics.WriteProcessMetrics(&b)
+	metrics.WriteFDMetrics(&b)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(b.Bytes())
+	fillHelp(w, b.Bytes())
 }
 
 // handleHealthz answers 200 while the proxy accepts sessions and at least one pool can serve

@@ -241,6 +241,7 @@ func serve(path string, f *File, log *slog.Logger) int {
 		}
 	}()
 	metrics := admin.NewMetrics()
+	metrics.SetBuildInfo(version)
 	var xfer *admin.TransferLog
 	if f.Log.TransferLog != "" {
 		if xfer, err = admin.OpenTransferLog(f.Log.TransferLog); err != nil {
@@ -302,7 +303,9 @@ func serve(path string, f *File, log *slog.Logger) int {
 				}
 				if sig == syscall.SIGHUP {
 					notifyReloading(log)
+					prev := rt
 					rt, grace = reload(path, srv, rt, grace, log)
+					metrics.Reloaded(rt != prev)
 					notifyReady(log)
 				}
 				continue
