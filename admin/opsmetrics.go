@@ -248,6 +248,11 @@ func localReason(text string) string {
 		return TLSReasonNoCipher
 	case strings.Contains(text, "first record does not look like a TLS handshake"):
 		return TLSReasonNotTLS
+	case strings.Contains(text, "local error: tls: bad record MAC"):
+		// A TLS 1.3 client (OpenSSL, GnuTLS) that rejects our certificate sends its alert
+		// unencrypted, before it switches to the handshake keys; crypto/tls then fails to
+		// decrypt it. Which alert it was is lost, so this is the general reason.
+		return TLSReasonBadCertificate
 	}
 	return TLSReasonOther
 }

@@ -126,6 +126,11 @@ func TestTLSFailureReason(t *testing.T) {
 			}
 		})
 	}
+	// What crypto/tls reports when a TLS 1.3 OpenSSL client rejects the certificate (its alert
+	// comes unencrypted); e2e TestDashboardMetricsExist makes curl do it for real.
+	if got := TLSFailureReason(errors.New("local error: tls: bad record MAC")); got != TLSReasonBadCertificate {
+		t.Errorf("bad record MAC: %q, want bad_certificate", got)
+	}
 	if got := TLSFailureReason(errors.New("tls: something new")); got != TLSReasonOther {
 		t.Errorf("unknown error: %q, want other", got)
 	}

@@ -25,7 +25,7 @@ APT_PACKAGES=(
 	libpcre2-8-0 libpcre2-posix3 libidn2-0 libacl1 zlib1g libsqlite3-0
 	libncursesw6 libtinfo6 passwd mount util-linux
 	chromium
-	# Packaging and operations tests (e2e/deb_test.go, admin/promtool_test.go): dpkg -i of the
+	# Packaging and operations tests (e2e/deb_test.go, e2e/dist_test.go): dpkg -i of the
 	# .deb (adduser), setpriv (util-linux), systemd-analyze verify, logrotate -d, promtool.
 	adduser systemd logrotate prometheus
 )
