@@ -134,28 +134,8 @@ func serveAsServiceUser(t *testing.T) {
 	port := freePrivilegedPort(t)
 	dir := worldReadableDir(t)
 	cfg := filepath.Join(dir, "ftpsproxy.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
-[[listener]]
-address = "127.0.0.1:%d"
-tls = "explicit"
-
-[tls]
-cert_file = %q
-key_file = %q
-
-[data]
-port_range = %q
-
-[[pool]]
-name = "farm"
-health_interval = "0s"
-
-[[pool.backend]]
-address = %q
-
-[log]
-transfer_log = "/var/log/ftpsproxy/xferlog"
-`, port, debCert, debKey, freeRange(t, 20), backend.Addr)), 0o644)
+	os.WriteFile(cfg, []byte(explicitTLSConfig(t, fmt.Sprintf("127.0.0.1:%d", port), debCert, debKey, backend.Addr,
+		"[log]\ntransfer_log = \"/var/log/ftpsproxy/xferlog\"\n")), 0o644)
 
 	p := &proxyProc{t: t, cfg: cfg, logs: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command("setpriv", "--reuid=ftpsproxy", "--regid=ftpsproxy", "--init-groups",
@@ -220,6 +200,31 @@ transfer_log = "/var/log/ftpsproxy/xferlog"
 	if xl, err := os.ReadFile(xfer); err != nil || strings.Count(string(xl), "deb-up.bin") != 1 {
 		t.Fatalf("transfer log reopened after SIGUSR1: %v %q", err, xl)
 	}
+}
+
+// explicitTLSConfig is a proxy config with one explicit-FTPS listener on listen, the given
+// certificate, and pool "farm" of one backend without health checks; extra is appended.
+func explicitTLSConfig(t *testing.T, listen, certFile, keyFile, backend, extra string) string {
+	return fmt.Sprintf(`
+[[listener]]
+address = %q
+tls = "explicit"
+
+[tls]
+cert_file = %q
+key_file = %q
+
+[data]
+port_range = %q
+
+[[pool]]
+name = "farm"
+health_interval = "0s"
+
+[[pool.backend]]
+address = %q
+
+`, listen, certFile, keyFile, freeRange(t, 20), backend) + extra
 }
 
 // waitListening waits until p accepts on p.addr, failing if it exits first.

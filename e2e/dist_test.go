@@ -48,28 +48,8 @@ func TestDashboardMetricsExist(t *testing.T) {
 	backend := peers.StartVsftpd(t, peers.Options{})
 	certFile, keyFile, _ := proxyCert(t)
 	adminAddr := freeAddr(t)
-	p := startProxy(t, fmt.Sprintf(`
-[[listener]]
-address = %q
-tls = "explicit"
-
-[tls]
-cert_file = %q
-key_file = %q
-
-[data]
-port_range = %q
-
-[[pool]]
-name = "farm"
-health_interval = "0s"
-
-[[pool.backend]]
-address = %q
-
-[admin]
-address = %q
-`, freeAddr(t), certFile, keyFile, freeRange(t, 10), backend.Addr, adminAddr))
+	p := startProxy(t, explicitTLSConfig(t, freeAddr(t), certFile, keyFile, backend.Addr,
+		fmt.Sprintf("[admin]\naddress = %q\n", adminAddr)))
 	up, data := randomData(t, t.TempDir(), "dash.bin", 64<<10)
 	if out, err := peers.Curl(context.Background(), "--ssl-reqd", "--cacert", certFile, "--user",
 		peers.User+":"+peers.Password, "-T", up, "ftp://"+p.addr+"/dash.bin"); err != nil {
