@@ -90,8 +90,17 @@ func (m *Metrics) SetBuildInfo(version string) {
 	m.set.NewGauge(m.buildInfo, func() float64 { return 1 })
 }
 
-// buildCommit returns the VCS revision stamped into the binary, or "unknown".
+// stampedCommit is set by release builds (dist/build-deb.sh) with
+// -ldflags "-X github.com/ftpsproxy/ftpsproxy/admin.stampedCommit=…", for builds where Go
+// cannot stamp VCS information itself (a git worktree, -buildvcs=false).
+var stampedCommit string
+
+// buildCommit returns the VCS revision of the binary (stampedCommit, else Go's vcs.revision
+// build setting), or "unknown".
 func buildCommit() string {
+	if stampedCommit != "" {
+		return stampedCommit
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"

@@ -21,7 +21,7 @@ commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 # nfpm.yaml takes the binary from dist/build/ (ignored by git).
 mkdir -p dist/build
 CGO_ENABLED=0 go build -trimpath -buildvcs=false \
-	-ldflags "-s -w -X main.version=$version -X main.commit=$commit" \
+	-ldflags "-s -w -X main.version=$version -X main.commit=$commit -X github.com/ftpsproxy/ftpsproxy/admin.stampedCommit=$commit" \
 	-o dist/build/ftpsproxy ./cmd/ftpsproxy
 
 export DEB_VERSION=$version DEB_ARCH=$(go env GOARCH)

@@ -134,8 +134,9 @@ func serveAsServiceUser(t *testing.T) {
 	port := freePrivilegedPort(t)
 	dir := worldReadableDir(t)
 	cfg := filepath.Join(dir, "ftpsproxy.toml")
+	adminAddr := freeAddr(t)
 	os.WriteFile(cfg, []byte(explicitTLSConfig(t, fmt.Sprintf("127.0.0.1:%d", port), debCert, debKey, backend.Addr,
-		"[log]\ntransfer_log = \"/var/log/ftpsproxy/xferlog\"\n")), 0o644)
+		fmt.Sprintf("[log]\ntransfer_log = \"/var/log/ftpsproxy/xferlog\"\n[admin]\naddress = %q\n", adminAddr))), 0o644)
 
 	p := &proxyProc{t: t, cfg: cfg, logs: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command("setpriv", "--reuid=ftpsproxy", "--regid=ftpsproxy", "--init-groups",
@@ -175,6 +176,13 @@ func serveAsServiceUser(t *testing.T) {
 	if fileSum(t, filepath.Join(backend.Root, "deb-up.bin")) != sum(data) || fileSum(t, got) != sum(data) {
 		t.Fatal("sha256 mismatch through the packaged proxy")
 	}
+	// The packaged build carries its version and commit into ftpsproxy_build_info.
+	commit := strings.TrimSpace(run(t, "git", "rev-parse", "--short=12", "HEAD"))
+	if _, body := scrapeNames(t, "http://"+adminAddr+"/metrics"); !strings.Contains(body,
+		fmt.Sprintf(`ftpsproxy_build_info{version="0.0.0~e2e",commit=%q,goversion=`, commit)) {
+		t.Errorf("build info of the packaged binary (commit %s):\n%s", commit, grepLines(body, "build_info"))
+	}
+
 	// What the logrotate snippet's postrotate does after renaming the log: SIGUSR1 reopens it.
 	xfer := "/var/log/ftpsproxy/xferlog"
 	if err := os.Rename(xfer, xfer+".1"); err != nil {
