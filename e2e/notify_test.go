@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -67,8 +68,9 @@ func TestSystemdNotify(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", ns.path)
 	listen := freeAddr(t)
 	backend := freeAddr(t) // never dialled: no login happens and health checks are off
-	portRange := freeRange(t, 10)
-	p := startProxy(t, reloadConfig(listen, "", portRange, backend))
+	portRange, adminAddr := freeRange(t, 10), freeAddr(t)
+	withAdmin := func(cfg string) string { return cfg + fmt.Sprintf("\n[admin]\naddress = %q\n", adminAddr) }
+	p := startProxy(t, withAdmin(reloadConfig(listen, "", portRange, backend)))
 	ns.expect("READY=1")
 	if c, err := net.DialTimeout("tcp", listen, time.Second); err != nil {
 		t.Fatalf("READY=1 sent but the listener refuses: %v", err)
@@ -78,7 +80,7 @@ func TestSystemdNotify(t *testing.T) {
 
 	// The reload adds a listener: once READY=1 arrives it must accept.
 	listen2 := freeAddr(t)
-	os.WriteFile(p.cfg, []byte(reloadConfig(listen, listen2, portRange, backend)), 0o644)
+	os.WriteFile(p.cfg, []byte(withAdmin(reloadConfig(listen, listen2, portRange, backend))), 0o644)
 	p.signal(syscall.SIGHUP)
 	msg := ns.expect("RELOADING=1")
 	if !strings.Contains(msg, "\nMONOTONIC_USEC=") {
@@ -97,6 +99,14 @@ func TestSystemdNotify(t *testing.T) {
 	ns.expect("RELOADING=1")
 	ns.expect("READY=1")
 	waitLog(t, p, "reload refused")
+	// The reload metrics saw one applied and one refused reload, the refused one last.
+	_, body := scrapeNames(t, "http://"+adminAddr+"/metrics")
+	for _, want := range []string{`ftpsproxy_reloads_total{outcome="ok"} 1`, `ftpsproxy_reloads_total{outcome="failed"} 1`,
+		"ftpsproxy_last_reload_successful 0"} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("/metrics lacks %s:\n%s", want, grepLines(body, "reload"))
+		}
+	}
 
 	p.signal(syscall.SIGTERM)
 	ns.expect("STOPPING=1")
