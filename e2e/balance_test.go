@@ -341,11 +341,12 @@ func TestBalancing(t *testing.T) {
 		if code := healthz(t, adminAddr); code != 200 {
 			t.Fatalf("/healthz %d with every pool up", code)
 		}
-		// Kill all: /healthz goes 503 and new sessions get the 421 at once.
+		// Kill all: the pool's /healthz goes 503 and new sessions get the 421 at once (/healthz
+		// itself stays 200: pools without checks still count as serving).
 		for _, s := range f.servers {
 			s.Stop()
 		}
-		waitFor(t, 5*time.Second, func() bool { return healthz(t, adminAddr) == 503 })
+		waitFor(t, 5*time.Second, func() bool { return healthz(t, adminAddr+"/healthz/round_robin") == 503 })
 		start := time.Now()
 		_, _, err := session(addr, "", "")
 		if err == nil || !is421(err, "Service not available, closing control connection") {
@@ -356,13 +357,18 @@ func TestBalancing(t *testing.T) {
 		}
 		s = peers.StartPureFTPd(t, peers.Options{Addr: f.servers[2].Addr, PasvPorts: peers.FreePortRange(t, 100)})
 		s.WriteFile(t, "marker", []byte("p1"))
-		waitFor(t, 5*time.Second, func() bool { return healthz(t, adminAddr) == 200 })
+		waitFor(t, 5*time.Second, func() bool { return healthz(t, adminAddr+"/healthz/round_robin") == 200 })
 	})
 }
 
+// healthz returns the status of GET http://addr, or of addr's /healthz when it has no path.
 func healthz(t *testing.T, addr string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/healthz")
+	url := "http://" + addr
+	if !strings.Contains(addr, "/") {
+		url += "/healthz"
+	}
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
