@@ -361,7 +361,7 @@ func loginRefused(t *testing.T, addr string) {
 func TestPassiveEjectionNeedsFallFailures(t *testing.T) {
 	addr := connScriptBackend(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	p := startProxy(t, []balancer.BackendConfig{plainBackend(addr)}, func(c *proxy.Config, pc *balancer.PoolConfig) {
-		c.Limits.GreetingTimeout = 300 * time.Millisecond
+		c.Limits.GreetingTimeout = time.Second // long enough for all ten to be waiting at once
 		// Checks on (passive reports count only then) but never due during the test.
 		pc.Health = balancer.HealthConfig{Interval: time.Hour, Fall: 3}
 	})
