@@ -179,18 +179,19 @@ func TestProbeReachesBackendLikeASession(t *testing.T) {
 				bc.TLS, bc.TLSConfig = balancer.TLSExplicit, bt
 			}
 			p := startProxy(t, []balancer.BackendConfig{bc}, func(_ *proxy.Config, pc *balancer.PoolConfig) {
-				pc.Health = balancer.HealthConfig{Interval: 50 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1}
+				// A probe's deadline is the interval: 250 ms leaves room on a loaded machine.
+				pc.Health = balancer.HealthConfig{Interval: 250 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1}
 			})
 			checks := &lockedWriter{w: &bytes.Buffer{}}
 			pool := runChecks(t, p, slog.New(slog.NewTextHandler(checks, nil)))
-			waitFor(t, 5*time.Second, func() bool { return accepted.Load() >= 5 }) // probes only so far
+			waitFor(t, 5*time.Second, func() bool { return accepted.Load() >= 4 }) // probes only so far
 			roundTrip(t, p, be)
 			if !pool.Backends[0].Healthy() || strings.Contains(checks.String(), "backend down") || strings.Contains(checks.String(), "health check failed") {
 				t.Fatalf("backend marked down by the health check:\n%s", checks.String())
 			}
 			if tt.proxyPP != "" {
 				local, sources := headers.counts()
-				if local < 5 || len(sources) == 0 {
+				if local < 4 || len(sources) == 0 {
 					t.Fatalf("%d LOCAL headers (probes), sessions' sources %v", local, sources)
 				}
 			}
