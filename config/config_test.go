@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -12,11 +12,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/nat"
+	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
 
 var updateGolden = flag.Bool("update-config", false, "rewrite testdata/config/*.err and *.ok from the current output")
 
-const exampleConfig = "../../config.example.toml"
+const exampleConfig = "../config.example.toml"
 
 // TestConfigGolden loads every testdata/config/*.toml and compares the result
 // with the file beside it: NAME.err holds the expected ConfigError text,
@@ -29,15 +33,15 @@ func TestConfigGolden(t *testing.T) {
 	for _, in := range files {
 		name := strings.TrimSuffix(in, ".toml")
 		t.Run(filepath.Base(name), func(t *testing.T) {
-			f, err := LoadConfig(in)
+			f, err := Load(in)
 			var got, wantFile, other string
 			if err != nil {
-				var ce *ConfigError
+				var ce *Error
 				if !errors.As(err, &ce) {
-					t.Fatalf("error is %T, want *ConfigError: %v", err, err)
+					t.Fatalf("error is %T, want *Error: %v", err, err)
 				}
 				if f != nil {
-					t.Errorf("LoadConfig returned a File with an error")
+					t.Errorf("Load returned a File with an error")
 				}
 				got, wantFile, other = err.Error()+"\n", name+".err", name+".ok"
 			} else {
@@ -65,7 +69,7 @@ func TestConfigGolden(t *testing.T) {
 }
 
 func TestConfigExampleLoads(t *testing.T) {
-	f, err := LoadConfig(exampleConfig)
+	f, err := Load(exampleConfig)
 	if err != nil {
 		t.Fatalf("config.example.toml:\n%v", err)
 	}
@@ -73,8 +77,8 @@ func TestConfigExampleLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ParseConfig(data); err != nil {
-		t.Fatalf("ParseConfig(config.example.toml):\n%v", err)
+	if _, err := Parse(data); err != nil {
+		t.Fatalf("Parse(config.example.toml):\n%v", err)
 	}
 	// The example shows the defaults: its first pool and backend keep
 	// them, except what it sets on purpose.
@@ -123,42 +127,16 @@ func TestConfigExampleDocumentsEveryKey(t *testing.T) {
 				key = section + "." + key
 			}
 			documented[key] = true
-			if !slices.Contains(configKeys(), key) {
+			if !slices.Contains(Keys(), key) {
 				t.Errorf("config.example.toml:%d: %q is not a config key", i+1, key)
 			}
 		}
 	}
-	for _, k := range configKeys() {
+	for _, k := range Keys() {
 		if !documented[k] {
 			t.Errorf("config.example.toml does not document %q", k)
 		}
 	}
-}
-
-// configKeys lists the key paths of File, tables included, without indices:
-// "listener", "listener.address", ..., "pool.backend.weight".
-func configKeys() []string {
-	var keys []string
-	var walk func(prefix string, t reflect.Type)
-	walk = func(prefix string, t reflect.Type) {
-		for i := range t.NumField() {
-			name := cfgTag(t.Field(i))
-			if name == "" {
-				continue
-			}
-			key := cfgJoin(prefix, name)
-			keys = append(keys, key)
-			ft := t.Field(i).Type
-			if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Struct && ft != cfgDurationType {
-				walk(key, ft)
-			}
-		}
-	}
-	walk("", cfgFileType)
-	return keys
 }
 
 const minimalConfig = `
@@ -174,9 +152,9 @@ address = "10.0.0.11:21"
 
 func mustParse(t *testing.T, s string) *File {
 	t.Helper()
-	f, err := ParseConfig([]byte(s))
+	f, err := Parse([]byte(s))
 	if err != nil {
-		t.Fatalf("ParseConfig:\n%v\ninput:\n%s", err, s)
+		t.Fatalf("Parse:\n%v\ninput:\n%s", err, s)
 	}
 	return f
 }
@@ -184,60 +162,61 @@ func mustParse(t *testing.T, s string) *File {
 func TestConfigDefaults(t *testing.T) {
 	f := mustParse(t, minimalConfig)
 	l, p, b := f.Listeners[0], f.Pools[0], f.Pools[0].Backends[0]
-	sec := func(n int) Duration { return Duration{time.Duration(n) * time.Second} }
+	sec := func(n int) time.Duration { return time.Duration(n) * time.Second }
 	tests := []struct {
 		key       string
 		got, want any
 	}{
-		{"listener.tls", l.TLS, "none"},
+		{"listener.tls", l.TLS, proxy.TLSNone},
 		{"listener.pool", l.Pool, "default"}, // the only pool
-		{"listener.proxy_protocol", l.ProxyProtocol, "off"},
+		{"listener.proxy_protocol", l.ProxyProtocol, SwitchOff},
 		{"listener.trusted_proxies", len(l.TrustedProxies), 0},
 		{"listener.banner", l.Banner, "FTP proxy ready"},
 		{"listener.name", l.Name, ":2121"}, // the address
 		{"tls.cert_file", f.TLS.CertFile, ""},
 		{"tls.key_file", f.TLS.KeyFile, ""},
-		{"tls.min_version", f.TLS.MinVersion, "1.2"},
-		{"tls.data_session_reuse", f.TLS.DataSessionReuse, "optional"},
+		{"tls.min_version", f.TLS.MinVersion, TLS12},
+		{"tls.data_session_reuse", f.TLS.DataSessionReuse, ReuseOptional},
 		{"tls.acme.domains", len(f.TLS.ACME.Domains), 0},
 		{"tls.acme.email", f.TLS.ACME.Email, ""},
 		{"tls.acme.ca", f.TLS.ACME.CA, "https://acme-v02.api.letsencrypt.org/directory"},
 		{"tls.acme.ca_root", f.TLS.ACME.CARoot, ""},
 		{"tls.acme.storage", f.TLS.ACME.Storage, "/var/lib/ftpsproxy/acme"},
 		{"tls.acme.http_address", f.TLS.ACME.HTTPAddress, ":80"},
-		{"data.public_address", f.Data.PublicAddress, ""},
-		{"data.port_range", f.Data.PortRange, "50000-50999"},
+		{"data.public_address", f.Data.PublicAddress, netip.Addr{}},
+		{"data.port_range", f.Data.PortRange, nat.PortRange{First: 20000, Last: 20999}},
 		{"data.allow_active", f.Data.AllowActive, true},
 		{"data.connect_timeout", f.Data.ConnectTimeout, sec(30)},
-		{"pool.policy", p.Policy, "least_conn"},
+		{"pool.policy", p.Policy, balancer.LeastConn},
 		{"pool.health_interval", p.HealthInterval, sec(5)},
 		{"pool.health_timeout", p.HealthTimeout, sec(3)},
 		{"pool.health_rise", p.HealthRise, 2},
 		{"pool.health_fall", p.HealthFall, 3},
 		{"pool.backend.weight", b.Weight, 1},
 		{"pool.backend.max_sessions", b.MaxSessions, 0},
-		{"pool.backend.tls", b.TLS, "none"},
+		{"pool.backend.tls", b.TLS, balancer.TLSNone},
 		{"pool.backend.tls_verify", b.TLSVerify, true},
 		{"pool.backend.ca_file", b.CAFile, ""},
 		{"pool.backend.tls_server_name", b.TLSServerName, ""},
 		{"pool.backend.tls_legacy", b.TLSLegacy, false},
-		{"pool.backend.proxy_protocol", b.ProxyProtocol, "off"},
-		{"pool.backend.data_mode", b.DataMode, "passive"},
+		{"pool.backend.proxy_protocol", b.ProxyProtocol, balancer.ProxyOff},
+		{"pool.backend.data_mode", b.DataMode, balancer.DataPassive},
 		{"pool.backend.fix_pasv_address", b.FixPasvAddress, true},
 		{"route", len(f.Routes), 0},
 		{"limits.max_sessions", f.Limits.MaxSessions, 10000},
 		{"limits.max_sessions_per_ip", f.Limits.MaxSessionsPerIP, 50},
 		{"limits.logins_per_minute", f.Limits.LoginsPerMinute, 20},
 		{"limits.login_burst", f.Limits.LoginBurst, 5},
-		{"limits.idle_timeout", f.Limits.IdleTimeout, Duration{15 * time.Minute}},
+		{"limits.idle_timeout", f.Limits.IdleTimeout, 15 * time.Minute},
 		{"limits.login_timeout", f.Limits.LoginTimeout, sec(60)},
 		{"limits.shutdown_grace", f.Limits.ShutdownGrace, sec(60)},
 		{"limits.backend_timeout", f.Limits.BackendTimeout, sec(10)},
-		{"limits.tls_handshake_timeout", f.Limits.TLSHandshakeTimeout, sec(10)},
-		{"log.level", f.Log.Level, "info"},
-		{"log.format", f.Log.Format, "text"},
+		{"limits.tls_handshake_timeout", f.Limits.TLSHandshake, sec(10)},
+		{"log.level", f.Log.Level, LevelInfo},
+		{"log.format", f.Log.Format, FormatText},
 		{"log.transfer_log", f.Log.TransferLog, ""},
 		{"admin.address", f.Admin.Address, ""},
+		{"admin.token_file", f.Admin.TokenFile, ""},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -250,7 +229,7 @@ func TestConfigDefaults(t *testing.T) {
 	// the required keys.
 	noDefault := []string{"listener", "listener.address", "tls", "tls.acme", "data", "pool", "pool.name",
 		"pool.backend", "pool.backend.address", "route.user", "route.host", "route.pool", "limits", "log", "admin"}
-	for _, k := range configKeys() {
+	for _, k := range Keys() {
 		if !covered[k] && !slices.Contains(noDefault, k) {
 			t.Errorf("no default test for %s", k)
 		}
@@ -267,7 +246,7 @@ func TestConfigExplicitValues(t *testing.T) {
 		name, toml string
 		check      func(*File) bool
 	}{
-		{"health_interval 0s turns checks off", `health_interval = "0s"`, func(f *File) bool { return f.Pools[0].HealthInterval.Duration == 0 }},
+		{"health_interval 0s turns checks off", `health_interval = "0s"`, func(f *File) bool { return f.Pools[0].HealthInterval == 0 }},
 		{"max_sessions 0", "[[pool.backend]]\naddress = \"h:21\"\nmax_sessions = 0", func(f *File) bool { return f.Pools[0].Backends[1].MaxSessions == 0 }},
 		{"tls_verify false", "[[pool.backend]]\naddress = \"h:21\"\ntls_verify = false", func(f *File) bool {
 			return !f.Pools[0].Backends[1].TLSVerify && f.Pools[0].Backends[0].TLSVerify
@@ -276,8 +255,8 @@ func TestConfigExplicitValues(t *testing.T) {
 		{"allow_active false", "[data]\nallow_active = false", func(f *File) bool { return !f.Data.AllowActive }},
 		{"logins_per_minute 0 needs no burst", "[limits]\nlogins_per_minute = 0\nlogin_burst = 0", func(f *File) bool { return f.Limits.LoginsPerMinute == 0 }},
 		{"unlimited sessions", "[limits]\nmax_sessions = 0\nmax_sessions_per_ip = 100000", func(f *File) bool { return f.Limits.MaxSessions == 0 }},
-		{"single port", "[data]\nport_range = \"2020\"", func(f *File) bool { lo, hi := f.Data.Ports(); return lo == 2020 && hi == 2020 }},
-		{"durations", "[limits]\nidle_timeout = \"1h30m\"", func(f *File) bool { return f.Limits.IdleTimeout.Duration == 90*time.Minute }},
+		{"single port", "[data]\nport_range = \"2020\"", func(f *File) bool { return f.Data.PortRange == nat.PortRange{First: 2020, Last: 2020} }},
+		{"durations", "[limits]\nidle_timeout = \"1h30m\"", func(f *File) bool { return f.Limits.IdleTimeout == 90*time.Minute }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -335,7 +314,7 @@ address = "b:21"
 }
 
 func TestConfigLoadResolvesPaths(t *testing.T) {
-	f, err := LoadConfig("testdata/config/full.toml")
+	f, err := Load("testdata/config/full.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,22 +335,23 @@ func TestConfigLoadResolvesPaths(t *testing.T) {
 	// ParseConfig takes paths relative to the working directory, where
 	// cert.pem does not exist.
 	data, _ := os.ReadFile("testdata/config/full.toml")
-	_, err = ParseConfig(data)
+	_, err = Parse(data)
 	if err == nil || !strings.Contains(err.Error(), `tls.cert_file: cannot read "cert.pem"`) {
-		t.Errorf("ParseConfig(full.toml) error = %v, want cert.pem not found", err)
+		t.Errorf("Parse(full.toml) error = %v, want cert.pem not found", err)
 	}
 }
 
 func TestConfigLoadMissingFile(t *testing.T) {
-	_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.toml"))
-	var ce *ConfigError
+	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
+	var ce *Error
 	if !errors.As(err, &ce) || len(ce.Problems) != 1 || ce.Problems[0].Key != "config" {
 		t.Fatalf("err = %#v, want one problem with key config", err)
 	}
 }
 
-func TestConfigHelpers(t *testing.T) {
-	f, err := LoadConfig("testdata/config/full.toml")
+// TestConfigTypedValues checks that values are parsed into their types once, at load.
+func TestConfigTypedValues(t *testing.T) {
+	f, err := Load("testdata/config/full.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,70 +360,31 @@ func TestConfigHelpers(t *testing.T) {
 		netip.MustParsePrefix("192.0.2.7/32"),
 		netip.MustParsePrefix("2001:db8::/32"),
 	}
-	if got := f.Listeners[0].TrustedPrefixes(); !slices.Equal(got, want) {
-		t.Errorf("TrustedPrefixes = %v, want %v", got, want)
+	if got := f.Listeners[0].TrustedProxies; !slices.Equal(got, want) {
+		t.Errorf("trusted_proxies = %v, want %v", got, want)
 	}
-	if got := f.Data.PublicAddr(); got != netip.MustParseAddr("203.0.113.10") {
-		t.Errorf("PublicAddr = %v", got)
+	if got := f.Data.PublicAddress; got != netip.MustParseAddr("203.0.113.10") {
+		t.Errorf("public_address = %v", got)
 	}
-	if lo, hi := f.Data.Ports(); lo != 40000 || hi != 40099 {
-		t.Errorf("Ports = %d, %d", lo, hi)
+	if got := f.Data.PortRange; got != (nat.PortRange{First: 40000, Last: 40099}) {
+		t.Errorf("port_range = %v", got)
 	}
-	if got := (Data{}).PublicAddr(); got.IsValid() {
-		t.Errorf("empty PublicAddr = %v, want the zero Addr", got)
+	if got := f.Listeners[0].TLS; got != proxy.TLSExplicit || !got.OffersAUTH() || got.RequiresAUTH() || got.Implicit() {
+		t.Errorf("listener[0].tls = %v", got)
 	}
-}
-
-func TestParsePortRange(t *testing.T) {
-	tests := []struct {
-		in      string
-		lo, hi  int
-		wantErr bool
-	}{
-		{"50000-50999", 50000, 50999, false},
-		{"1024-65535", 1024, 65535, false},
-		{"2121", 2121, 2121, false},
-		{"1023-2000", 0, 0, true},
-		{"2000-65536", 0, 0, true},
-		{"3000-2000", 0, 0, true},
-		{"", 0, 0, true},
-		{"-", 0, 0, true},
-		{"1024-", 0, 0, true},
-		{" 1024-2000", 0, 0, true},
-		{"+1024-2000", 0, 0, true},
-		{"1024-2000-3000", 0, 0, true},
-		{"99999999999999999999-1", 0, 0, true},
-	}
-	for _, tt := range tests {
-		lo, hi, err := cfgParsePortRange(tt.in)
-		if (err != nil) != tt.wantErr || lo != tt.lo || hi != tt.hi {
-			t.Errorf("cfgParsePortRange(%q) = %d, %d, %v; want %d, %d, err %v", tt.in, lo, hi, err, tt.lo, tt.hi, tt.wantErr)
-		}
-	}
-}
-
-func TestDurationText(t *testing.T) {
-	var d Duration
-	if err := d.UnmarshalText([]byte("1m30s")); err != nil || d.Duration != 90*time.Second {
-		t.Fatalf("UnmarshalText = %v, %v", d, err)
-	}
-	text, err := d.MarshalText()
-	if err != nil || string(text) != "1m30s" {
-		t.Fatalf("MarshalText = %q, %v", text, err)
-	}
-	if err := d.UnmarshalText([]byte("90")); err == nil {
-		t.Fatal("UnmarshalText(\"90\") accepted a number without a unit")
+	if got := f.Pools[1].Policy; got != balancer.UserHash {
+		t.Errorf("pool[1].policy = %v", got)
 	}
 }
 
 func TestConfigErrorFormat(t *testing.T) {
-	e := &ConfigError{Problems: []Problem{{"a", "x"}, {"b[0].c", "y"}}}
+	e := &Error{Problems: []Problem{{"a", "x"}, {"b[0].c", "y"}}}
 	if got, want := e.Error(), "a: x\nb[0].c: y"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
 
-func FuzzParseConfig(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	// Seeds: the example and every golden input, plus a few edge shapes.
 	seeds, _ := filepath.Glob("testdata/config/*.toml")
 	seeds = append(seeds, exampleConfig)
@@ -459,7 +400,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("[[pool]]\n[[pool.backend]]\n[pool.backend.x]")) // deeper than the struct tree
 	f.Add([]byte("\"\\n\" = 1"))                                  // a control character in an unknown key
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfig(data)
+		cfg, err := Parse(data)
 		if err == nil {
 			if cfg == nil || len(cfg.Listeners) == 0 || len(cfg.Pools) == 0 {
 				t.Fatalf("valid config without listeners or pools: %+v", cfg)
@@ -472,9 +413,9 @@ func FuzzParseConfig(f *testing.F) {
 			_ = cfg.Summary()
 			return
 		}
-		var ce *ConfigError
+		var ce *Error
 		if !errors.As(err, &ce) || len(ce.Problems) == 0 {
-			t.Fatalf("error %T %v is not a non-empty *ConfigError", err, err)
+			t.Fatalf("error %T %v is not a non-empty *Error", err, err)
 		}
 		keys := map[string]bool{}
 		for _, p := range ce.Problems {
@@ -487,7 +428,7 @@ func FuzzParseConfig(f *testing.F) {
 			keys[p.Key] = true
 		}
 		// Same input, same report: no map order leaks into it.
-		_, err2 := ParseConfig(data)
+		_, err2 := Parse(data)
 		if err2 == nil || err2.Error() != err.Error() {
 			t.Fatalf("second parse differs:\n%v\n---\n%v", err, err2)
 		}
