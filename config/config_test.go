@@ -22,9 +22,17 @@ var updateGolden = flag.Bool("update-config", false, "rewrite testdata/config/*.
 
 const exampleConfig = "../config.example.toml"
 
+// goldenEnv is the host the golden files are checked on: a fixed clock (the test
+// certificates end on 2026-05-20 and 2026-06-10) and Linux's default ephemeral ports.
+var goldenEnv = Env{
+	Now:            time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC),
+	EphemeralPorts: func() (nat.PortRange, error) { return nat.PortRange{First: 32768, Last: 60999}, nil },
+}
+
 // TestConfigGolden loads every testdata/config/*.toml and compares the result
-// with the file beside it: NAME.err holds the expected ConfigError text,
-// NAME.ok the expected Summary of a valid file.
+// with the file beside it: NAME.err holds the expected Error text, NAME.ok
+// the expected Summary of a valid file followed by its WARN lines, as -check
+// prints them.
 func TestConfigGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/config/*.toml")
 	if err != nil || len(files) == 0 {
@@ -45,7 +53,7 @@ func TestConfigGolden(t *testing.T) {
 				}
 				got, wantFile, other = err.Error()+"\n", name+".err", name+".ok"
 			} else {
-				got, wantFile, other = f.Summary(), name+".ok", name+".err"
+				got, wantFile, other = f.Summary()+FormatWarnings(Warnings(f, goldenEnv)), name+".ok", name+".err"
 			}
 			if *updateGolden {
 				os.Remove(other)
@@ -297,6 +305,7 @@ name = "ftps"
 [tls.acme]
 domains = ["ftp.example.com"]
 email = "ops@example.com"
+storage = "/tmp"
 [[pool]]
 name = "only"
 [[pool.backend]]

@@ -173,13 +173,13 @@ func (c *checker) unknownKey(path, k string, known []string) {
 }
 
 // suggest returns the known key closest to k by edit distance (case-insensitive), if it is
-// close enough to be a typo: at most 2 edits, and fewer than half of k's length.
+// close enough to be a typo: at most 2 edits, and fewer than k has letters.
 func suggest(k string, known []string) string {
 	best, bestDist := "", 3
 	lk := strings.ToLower(k)
 	for _, cand := range known {
 		d := levenshtein.ComputeDistance(lk, cand)
-		if d < bestDist && 2*d < len(k) {
+		if d < bestDist && d < len(k) {
 			best, bestDist = cand, d
 		}
 	}

@@ -116,7 +116,9 @@ func (c *checker) logFile(key, name string) {
 func (c *checker) storageDir(key, dir string) {
 	anc := filepath.Clean(dir)
 	for {
-		if _, err := os.Lstat(anc); err == nil || !errors.Is(err, fs.ErrNotExist) || filepath.Dir(anc) == anc {
+		_, err := os.Lstat(anc)
+		missing := errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+		if !missing || filepath.Dir(anc) == anc {
 			break
 		}
 		anc = filepath.Dir(anc)

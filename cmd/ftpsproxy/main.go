@@ -1,16 +1,18 @@
 // Command ftpsproxy is an FTP/FTPS reverse proxy and load balancer.
 //
-//	ftpsproxy -config FILE          run until SIGINT/SIGTERM; SIGHUP reloads
-//	ftpsproxy -config FILE -check   validate the config and exit
-//	ftpsproxy demo                  a self-contained demo on 127.0.0.1:2121
-//	ftpsproxy -version
+//	ftpsproxy -config FILE                  run until SIGINT/SIGTERM; SIGHUP reloads
+//	ftpsproxy -config FILE -check [-strict] validate the config and exit
+//	ftpsproxy demo                          a self-contained demo on 127.0.0.1:2121
+//	ftpsproxy -version | -help
+//
+// This package holds the command line, signals and wiring only: the config file is read by
+// package config, and run by proxy, balancer, tlsterm and admin.
 package main
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,61 +28,16 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "0.1.0-dev"
-
-// Exit codes (SPEC §2).
-const (
-	exitOK     = 0
-	exitConfig = 1
-	exitUsage  = 2
-)
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "demo" {
-		return runDemo(args[1:], stdout, stderr)
+// logWarnings logs what -check would warn about, so that a running proxy says it too (an
+// expired certificate is served, but not silently).
+func logWarnings(f *config.File, log *slog.Logger) {
+	for _, w := range config.Warnings(f, config.System()) {
+		log.Warn("config warning", "key", w.Key, "warning", w.Msg)
 	}
-	fs := flag.NewFlagSet("ftpsproxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "path of the TOML config file")
-	check := fs.Bool("check", false, "validate the config, print every problem, and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ftpsproxy -config FILE [-check] | ftpsproxy demo | ftpsproxy -version\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ftpsproxy: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return exitUsage
-	}
-	if *showVersion {
-		fmt.Fprintf(stdout, "ftpsproxy %s\n", version)
-		return exitOK
-	}
-	if *configPath == "" {
-		fmt.Fprintln(stderr, "ftpsproxy: -config is required")
-		fs.Usage()
-		return exitUsage
-	}
-	f, err := config.Load(*configPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: config has problems:\n%v\n", *configPath, err)
-		return exitConfig
-	}
-	if *check {
-		fmt.Fprintf(stdout, "%s: OK\n%s", *configPath, f.Summary())
-		return exitOK
-	}
-	log := newLogger(f.Log, stderr)
-	return serve(*configPath, f, log)
 }
 
 // newLogger builds the process logger from [log].
@@ -202,6 +159,7 @@ func (rt *runtime) startHealth(log *slog.Logger) {
 
 // serve runs the proxy until a signal ends it.
 func serve(path string, f *config.File, log *slog.Logger) int {
+	logWarnings(f, log)
 	rt, err := build(f, log, nil)
 	if err != nil {
 		log.Error("config refused", "err", err)
@@ -304,6 +262,7 @@ func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, l
 		log.Error("reload refused: config has problems; the old config stays in force", "err", err.Error())
 		return old, grace
 	}
+	logWarnings(f, log)
 	rt, err := build(f, log, old)
 	if err == nil {
 		err = srv.Reload(rt.cfg)
