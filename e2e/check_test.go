@@ -1,0 +1,55 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCheckReadOnlyDirs runs the binary's -check in a mount namespace of its own where a
+// directory is a read-only tmpfs: a transfer log or ACME storage there is an error (exit 1)
+// even for root, whom file modes do not stop. (The golden files cover the missing
+// directories; this is the "not writable" case, which needs a real read-only mount.)
+func TestCheckReadOnlyDirs(t *testing.T) {
+	dir := t.TempDir()
+	ro := filepath.Join(dir, "ro")
+	if err := os.Mkdir(ro, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "ftpsproxy.toml")
+	os.WriteFile(cfg, []byte(`
+[[listener]]
+address = "127.0.0.1:2121"
+tls = "explicit"
+[tls.acme]
+domains = ["ftp.example.com"]
+email = "ops@example.com"
+storage = "ro/acme"
+[[pool]]
+name = "p"
+[[pool.backend]]
+address = "127.0.0.1:21"
+[log]
+transfer_log = "ro/xfer.log"
+`), 0o644)
+	script := `mount -t tmpfs -o ro ftpsproxy-check-ro "$1" && exec "$2" -config "$3" -check`
+	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", ro, binary, cfg).CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("-check with read-only directories: %v, want exit 1\n%s", err, out)
+	}
+	for _, want := range []string{
+		`tls.acme.storage: directory "` + ro + `/acme" does not exist and cannot be created: directory "` + ro + `" is not writable: read-only file system`,
+		`log.transfer_log: cannot create "` + ro + `/xfer.log": directory "` + ro + `" is not writable: read-only file system`,
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// The same file with the directory writable (no mount): OK.
+	if out, err := exec.Command(binary, "-config", cfg, "-check").CombinedOutput(); err != nil {
+		t.Errorf("-check with a writable directory: %v\n%s", err, out)
+	}
+}
