@@ -112,7 +112,7 @@ func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, s
 	return c.pool(lc.Pool), "listener"
 }
 
-// Fixed timeouts (the configurable ones have their defaults in mode.go).
+// Fixed timeouts (the configurable ones have their defaults in settings.go).
 const (
 	writeTimeout      = 30 * time.Second
 	lingerTimeout     = 5 * time.Second
