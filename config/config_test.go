@@ -384,6 +384,16 @@ func TestConfigTypedValues(t *testing.T) {
 	if got := f.Pools[1].Policy; got != balancer.UserHash {
 		t.Errorf("pool[1].policy = %v", got)
 	}
+	if got := f.Pools[0].Backends[0]; got.TLS != balancer.TLSExplicit || got.ProxyProtocol != balancer.ProxyV2 || got.DataMode != balancer.DataActive {
+		t.Errorf("pool[0].backend[0] = %+v", got)
+	}
+	tok, err := Load("testdata/config/admin_token_file.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Admin.Token != "test-token-not-secret" {
+		t.Errorf("admin token = %q, want the file's content without its newline", tok.Admin.Token)
+	}
 }
 
 func TestConfigErrorFormat(t *testing.T) {

@@ -93,6 +93,9 @@ type Log struct {
 type Admin struct {
 	Address   string `toml:"address"`    // host:port of the status/metrics server; empty: off
 	TokenFile string `toml:"token_file"` // file holding the bearer token of the admin API; empty: none
+	// Token is the content of TokenFile, surrounding white space trimmed, read when the file
+	// is loaded (so a reload picks up a new token); never empty when TokenFile is set.
+	Token string `toml:"-"`
 }
 
 // tableDefaults holds, per table type, the value a table starts from before its keys are

@@ -292,8 +292,11 @@ func (c *checker) checkAdmin(f *File) {
 		c.hostPort("admin.address", f.Admin.Address, false)
 	}
 	if f.Admin.TokenFile != "" {
-		if data, ok := c.readFile("admin.token_file", f.Admin.TokenFile); ok && strings.TrimSpace(string(data)) == "" {
-			c.addf("admin.token_file", "%q is empty", f.Admin.TokenFile)
+		if data, ok := c.readFile("admin.token_file", f.Admin.TokenFile); ok {
+			f.Admin.Token = strings.TrimSpace(string(data))
+			if f.Admin.Token == "" {
+				c.addf("admin.token_file", "%q is empty", f.Admin.TokenFile)
+			}
 		}
 	}
 }
