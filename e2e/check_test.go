@@ -53,3 +53,28 @@ transfer_log = "ro/xfer.log"
 		t.Errorf("-check with a writable directory: %v\n%s", err, out)
 	}
 }
+
+// TestCheckStrictAndHelp runs the real binary: -help succeeds with the usage on stdout, a
+// warning leaves -check at exit 0 and makes -check -strict exit 1, and -version names the Go
+// version it was built with.
+func TestCheckStrictAndHelp(t *testing.T) {
+	out, err := exec.Command(binary, "-help").Output()
+	if err != nil || !strings.HasPrefix(string(out), "usage: ftpsproxy") {
+		t.Errorf("-help: %v, stdout %q", err, out)
+	}
+	out, err = exec.Command(binary, "-version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "ftpsproxy ") || !strings.Contains(string(out), "\ncommit: ") || !strings.Contains(string(out), "\ngo: go1.") {
+		t.Errorf("-version: %v, stdout %q", err, out)
+	}
+	cfg := filepath.Join(t.TempDir(), "open-admin.toml")
+	os.WriteFile(cfg, []byte("[[listener]]\naddress = \"127.0.0.1:2121\"\n[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"127.0.0.1:21\"\n[admin]\naddress = \"0.0.0.0:9121\"\n"), 0o644)
+	const warn = `WARN admin.address: "0.0.0.0:9121" is reachable from other hosts`
+	out, err = exec.Command(binary, "-config", cfg, "-check").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ": OK\n") || !strings.Contains(string(out), warn) {
+		t.Errorf("-check: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binary, "-config", cfg, "-check", "-strict").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), warn) {
+		t.Errorf("-check -strict: %v, want exit 1\n%s", err, out)
+	}
+}
