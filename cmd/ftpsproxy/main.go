@@ -71,9 +71,9 @@ func build(f *config.File, log *slog.Logger, prev *runtime) (*runtime, error) {
 		})
 	}
 	for i, p := range f.Pools {
-		pool, err := buildPool(p, log)
+		pool, err := buildPool(fmt.Sprintf("pool[%d]", i), p, log)
 		if err != nil {
-			return nil, fmt.Errorf("pool[%d]%w", i, err)
+			return nil, err
 		}
 		pc.Pools = append(pc.Pools, pool)
 	}
@@ -88,8 +88,8 @@ func build(f *config.File, log *slog.Logger, prev *runtime) (*runtime, error) {
 	return rt, nil
 }
 
-// buildPool builds one pool; its errors start with the key path below the pool.
-func buildPool(p config.Pool, log *slog.Logger) (*balancer.Pool, error) {
+// buildPool builds the pool at key ("pool[0]"), which its errors start with.
+func buildPool(key string, p config.Pool, log *slog.Logger) (*balancer.Pool, error) {
 	bp := balancer.PoolConfig{Name: p.Name, Policy: p.Policy, Health: p.Health()}
 	for j, b := range p.Backends {
 		var bt *tls.Config
@@ -100,7 +100,7 @@ func buildPool(p config.Pool, log *slog.Logger) (*balancer.Pool, error) {
 				CAFile: b.CAFile, Legacy: b.TLSLegacy,
 			})
 			if err != nil {
-				return nil, fmt.Errorf(".backend[%d]: %w", j, err)
+				return nil, fmt.Errorf("%s.backend[%d]: %w", key, j, err)
 			}
 			if !b.TLSVerify {
 				log.Warn("backend certificate is not verified (tls_verify = false)", "pool", p.Name, "backend", b.Address)
@@ -119,7 +119,7 @@ func buildPool(p config.Pool, log *slog.Logger) (*balancer.Pool, error) {
 	}
 	pool, err := balancer.NewPool(bp)
 	if err != nil {
-		return nil, fmt.Errorf(": %w", err)
+		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	return pool, nil
 }
