@@ -102,10 +102,22 @@ func (w *checker) warnCertificate(key, name string, now time.Time) {
 	left := first.NotAfter.Sub(now)
 	switch {
 	case left <= 0:
-		w.addf(key, "certificate %q expired on %s (%s ago): clients will refuse it", first.Subject.CommonName, end, days(-left))
+		w.addf(key, "certificate %q expired on %s (%s ago): clients will refuse it", certName(first), end, days(-left))
 	case left < ExpiryWarning:
-		w.addf(key, "certificate %q expires on %s (in %s)", first.Subject.CommonName, end, days(left))
+		w.addf(key, "certificate %q expires on %s (in %s)", certName(first), end, days(left))
 	}
+}
+
+// certName names a certificate for an operator: its common name, else its first DNS name,
+// else its serial number.
+func certName(c *x509.Certificate) string {
+	switch {
+	case c.Subject.CommonName != "":
+		return c.Subject.CommonName
+	case len(c.DNSNames) > 0:
+		return c.DNSNames[0]
+	}
+	return "serial " + c.SerialNumber.String()
 }
 
 // days writes a duration in whole days, or hours below one day.
