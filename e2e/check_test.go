@@ -34,19 +34,28 @@ address = "127.0.0.1:21"
 [log]
 transfer_log = "ro/xfer.log"
 `), 0o644)
-	script := `mount -t tmpfs -o ro ftpsproxy-check-ro "$1" && exec "$2" -config "$3" -check`
-	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", ro, binary, cfg).CombinedOutput()
-	ee, ok := err.(*exec.ExitError)
-	if !ok || ee.ExitCode() != 1 {
-		t.Fatalf("-check with read-only directories: %v, want exit 1\n%s", err, out)
+	// checkRO runs -check with ro a read-only tmpfs holding the files named in touch.
+	checkRO := func(touch string) string {
+		script := `mount -t tmpfs ftpsproxy-check-ro "$1" && for f in $4; do : > "$1/$f"; done && mount -o remount,ro "$1" && exec "$2" -config "$3" -check`
+		out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", ro, binary, cfg, touch).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Fatalf("-check with read-only directories: %v, want exit 1\n%s", err, out)
+		}
+		return string(out)
 	}
+	const erofs = "read-only file system"
+	out := checkRO("")
 	for _, want := range []string{
-		`tls.acme.storage: directory "` + ro + `/acme" does not exist and cannot be created: directory "` + ro + `" is not writable: read-only file system`,
-		`log.transfer_log: cannot create "` + ro + `/xfer.log": directory "` + ro + `" is not writable: read-only file system`,
+		`tls.acme.storage: directory "` + ro + `/acme" does not exist and cannot be created: directory "` + ro + `" is not writable: ` + erofs,
+		`log.transfer_log: cannot create "` + ro + `/xfer.log": directory "` + ro + `" is not writable: ` + erofs,
 	} {
-		if !strings.Contains(string(out), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	// The transfer log exists, on the read-only mount.
+	if out, want := checkRO("xfer.log"), `log.transfer_log: "`+ro+`/xfer.log" is not writable: `+erofs; !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
 	}
 	// The same file with the directory writable (no mount): OK.
 	if out, err := exec.Command(binary, "-config", cfg, "-check").CombinedOutput(); err != nil {
