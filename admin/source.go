@@ -6,6 +6,7 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
+	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
 
 // Source is the running proxy as the admin server and the scrape-time gauges see it. Methods
@@ -86,6 +87,10 @@ func (s *ProxySource) PortsInUse() int { return s.srv.Allocator().InUse() }
 
 // PortRange implements Source.
 func (s *ProxySource) PortRange() nat.PortRange { return s.srv.Allocator().Range() }
+
+// Certificates returns the client-facing certificates in force (none without TLS), for
+// ftpsproxy_tls_certificate_expiry_timestamp_seconds.
+func (s *ProxySource) Certificates() []tlsterm.CertInfo { return s.srv.Config().TLS.Certificates() }
 
 // Accepting implements Source.
 func (s *ProxySource) Accepting() bool { return !s.Draining.Load() }

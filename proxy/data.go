@@ -389,7 +389,7 @@ func (s *session) runTransfer(cmd Command, cconn, bconn net.Conn) error {
 	}
 	rec := TransferRecord{
 		Start: start, Duration: time.Since(start), Client: s.clientAddr.Addr(), User: s.user,
-		Listener: s.lc.name(), Backend: s.backend.String(), Command: cmd.Verb, Path: cmd.Arg,
+		Listener: s.lc.name(), Pool: s.pool, Backend: s.backend.String(), Command: cmd.Verb, Path: cmd.Arg,
 		Bytes: result.primary, Upload: up, ASCII: s.ascii, TLS: s.prot == 'P',
 		Complete: finalCode/100 == 2 && result.err == nil && !abortSent, Aborted: abortSent,
 		ReplyCode: finalCode, SessionID: s.id,

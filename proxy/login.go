@@ -73,7 +73,7 @@ func (s *session) login(pass string) error {
 			return s.backendFailed(err)
 		}
 	}
-	s.backend, s.bconn = b, conn
+	s.backend, s.bconn, s.pool = b, conn, pool.Name
 	s.bAddr = addrPortOf(conn.RemoteAddr())
 	s.bLocal = addrPortOf(conn.LocalAddr())
 	s.log = s.log.With("backend", b.String())

@@ -380,6 +380,7 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	s.mu.Unlock()
 	name := sess.lc.name()
 	s.obs.SessionStarted(name)
+	start := time.Now()
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, sess)
@@ -389,6 +390,7 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 			backend = sess.backend.String()
 		}
 		s.obs.SessionEnded(name, backend)
+		s.obs.SessionDuration(time.Since(start))
 	}()
 	sess.Run(s.hardCtx)
 }

@@ -58,6 +58,7 @@ type session struct {
 
 	// Backend leg, set once logged in.
 	backend *balancer.Backend
+	pool    string // the pool backend was chosen from, for TransferRecord
 	bconn   net.Conn
 	br      *bufio.Reader
 	bAddr   netip.AddrPort // backend control peer

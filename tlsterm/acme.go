@@ -51,6 +51,8 @@ type ACME struct {
 	srv   *http.Server
 	done  chan struct{} // closed when the challenge server has stopped
 
+	domains []string // managed names, for Certificates
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -93,7 +95,7 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 	}
 
 	zl := newZapLogger(log.Handler())
-	a := &ACME{done: make(chan struct{})}
+	a := &ACME{done: make(chan struct{}), domains: o.Domains}
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return a.cfg, nil },
 		Logger:           zl,

@@ -9,11 +9,12 @@ import (
 	goruntime "runtime"
 	"runtime/debug"
 
+	"github.com/ftpsproxy/ftpsproxy/admin"
 	"github.com/ftpsproxy/ftpsproxy/config"
 )
 
-// version is set at build time with -ldflags "-X main.version=…"; left as is, the module
-// version from the build info is used when there is one (go install …@v1.2.3).
+// version is set at build time with -ldflags "-X main.version=…" (dist/build-deb.sh does);
+// left as is, the module version from the build info is used when there is one.
 var version = "0.1.0-dev"
 
 // Exit codes (SPEC §2).
@@ -57,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case fs.NArg() > 0:
 		bad = fmt.Sprintf("unexpected argument %q", fs.Arg(0))
 	case *showVersion:
-		fmt.Fprint(stdout, versionText(version, debug.ReadBuildInfo))
+		fmt.Fprint(stdout, versionText(version, admin.BuildCommit(), debug.ReadBuildInfo))
 		return exitOK
 	case *configPath == "":
 		bad = "-config is required"
@@ -94,27 +95,16 @@ func runCheck(path string, f *config.File, strict bool, stdout, stderr io.Writer
 }
 
 // versionText is what -version prints: the version, the commit the binary was built from
-// (with "modified" when the tree had changes) and the Go version, from the build info when
-// the binary has one.
-func versionText(v string, readBuildInfo func() (*debug.BuildInfo, bool)) string {
-	commit, goVersion := "unknown", goruntime.Version()
+// (admin.BuildCommit: stamped by release builds, else Go's VCS stamp) and the Go version.
+// Left at its default, the version is the module's when the build info has one (go install
+// …@v1.2.3).
+func versionText(v, commit string, readBuildInfo func() (*debug.BuildInfo, bool)) string {
+	goVersion := goruntime.Version()
 	if bi, ok := readBuildInfo(); ok {
 		if v == "0.1.0-dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			v = bi.Main.Version
 		}
 		goVersion = bi.GoVersion
-		var modified bool
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				commit = s.Value
-			case "vcs.modified":
-				modified = s.Value == "true"
-			}
-		}
-		if modified {
-			commit += " (modified)"
-		}
 	}
 	return fmt.Sprintf("ftpsproxy %s\ncommit: %s\ngo: %s %s/%s\n", v, commit, goVersion, goruntime.GOOS, goruntime.GOARCH)
 }

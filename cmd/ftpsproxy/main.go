@@ -171,6 +171,7 @@ func serve(path string, f *config.File, log *slog.Logger) int {
 		}
 	}()
 	metrics := admin.NewMetrics()
+	metrics.SetBuildInfo(version)
 	var xfer *admin.TransferLog
 	if f.Log.TransferLog != "" {
 		if xfer, err = admin.OpenTransferLog(f.Log.TransferLog); err != nil {
@@ -209,6 +210,7 @@ func serve(path string, f *config.File, log *slog.Logger) int {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
+	notifyReady(log)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
@@ -230,11 +232,16 @@ func serve(path string, f *config.File, log *slog.Logger) int {
 					}
 				}
 				if sig == syscall.SIGHUP {
+					notifyReloading(log)
+					prev := rt
 					rt, grace = reload(path, srv, rt, grace, log)
+					metrics.Reloaded(rt != prev)
+					notifyReady(log)
 				}
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String(), "grace", grace)
+			notifyStopping(log)
 			src.Draining.Store(true)
 			ctx, cancel := context.WithTimeout(context.Background(), grace)
 			err := srv.Shutdown(ctx)
