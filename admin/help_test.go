@@ -62,7 +62,7 @@ func TestEveryFamilyHasHelp(t *testing.T) {
 	for k, want := range map[string]float64{
 		key("ftpsproxy_tls_certificate_expiry_timestamp_seconds", "name", "ftp.example.com"):                                              float64(notAfter.Unix()), // the earlier of two
 		key("ftpsproxy_tls_certificate_expiry_timestamp_seconds", "name", "other.example.com"):                                            float64(notAfter.Unix()),
-		canonical("ftpsproxy_build_info", map[string]string{"version": "9.8.7", "commit": buildCommit(), "goversion": runtime.Version()}): 1,
+		canonical("ftpsproxy_build_info", map[string]string{"version": "9.8.7", "commit": BuildCommit(), "goversion": runtime.Version()}): 1,
 	} {
 		if got, ok := e.values[k]; !ok || got != want {
 			t.Errorf("%s = %v (present %v), want %v", k, got, ok, want)

@@ -86,7 +86,7 @@ func (m *Metrics) SetBuildInfo(version string) {
 	if m.buildInfo != "" {
 		m.set.UnregisterMetric(m.buildInfo)
 	}
-	m.buildInfo = series("ftpsproxy_build_info", "version", version, "commit", buildCommit(), "goversion", runtime.Version())
+	m.buildInfo = series("ftpsproxy_build_info", "version", version, "commit", BuildCommit(), "goversion", runtime.Version())
 	m.set.NewGauge(m.buildInfo, func() float64 { return 1 })
 }
 
@@ -95,9 +95,10 @@ func (m *Metrics) SetBuildInfo(version string) {
 // cannot stamp VCS information itself (a git worktree, -buildvcs=false).
 var stampedCommit string
 
-// buildCommit returns the VCS revision of the binary (stampedCommit, else Go's vcs.revision
-// build setting), or "unknown".
-func buildCommit() string {
+// BuildCommit returns the VCS revision of the binary (stampedCommit, else Go's vcs.revision
+// build setting, 12 hex digits, "-dirty" when the tree was modified), or "unknown". -version
+// prints the same.
+func BuildCommit() string {
 	if stampedCommit != "" {
 		return stampedCommit
 	}

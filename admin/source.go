@@ -67,12 +67,9 @@ func (s *ProxySource) Listeners() []ListenerInfo {
 	out := make([]ListenerInfo, len(ls))
 	for i, l := range ls {
 		// The proxy names a listener by its configured address when it has no name.
-		info := ListenerInfo{Name: l.Name, Address: l.Address, TLS: l.TLS, Pool: l.Pool}
+		info := ListenerInfo{Name: l.Name, Address: l.Address, TLS: l.TLS.String(), Pool: l.Pool}
 		if info.Name == "" {
 			info.Name = l.Address
-		}
-		if info.TLS == "" {
-			info.TLS = proxy.TLSNone
 		}
 		if len(s.addrs) == len(ls) {
 			info.Address = s.addrs[i]

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-func pool(t *testing.T, policy string, weights ...int) *Pool {
+func pool(t *testing.T, policy PolicyName, weights ...int) *Pool {
 	t.Helper()
 	var bcs []BackendConfig
 	for i, w := range weights {
@@ -40,8 +40,8 @@ func share(p *Pool, n int) map[string]int {
 }
 
 func TestPolicyWeights(t *testing.T) {
-	for _, name := range []string{RoundRobin, LeastConn, Random, IPHash, UserHash} {
-		t.Run(name, func(t *testing.T) {
+	for _, name := range []PolicyName{RoundRobin, LeastConn, Random, IPHash, UserHash} {
+		t.Run(string(name), func(t *testing.T) {
 			p := pool(t, name, 1, 2, 3)
 			const n = 6000
 			got := share(p, n)
@@ -138,7 +138,7 @@ func TestOrderSkipsUnavailable(t *testing.T) {
 }
 
 func TestHashStability(t *testing.T) {
-	for _, name := range []string{IPHash, UserHash} {
+	for _, name := range []PolicyName{IPHash, UserHash} {
 		p := pool(t, name, 1, 1, 1, 1)
 		before := map[int]*Backend{}
 		for i := range 1000 {

@@ -12,18 +12,23 @@ var ErrNoBackend = errors.New("no backend available")
 // PoolConfig describes one pool as configured.
 type PoolConfig struct {
 	Name     string
-	Policy   string
+	Policy   PolicyName // "": DefaultPolicy
 	Backends []BackendConfig
 	Health   HealthConfig
 	// Panic (pool.panic) decides what a session does when no backend of the pool is
-	// healthy: true (nil means true) tries them all anyway, in policy order, since health
-	// can be wrong (a frozen server, a network blip) and a try costs little next to a
-	// refusal; false refuses at once (421).
+	// healthy: true tries them all anyway, in policy order, since health can be wrong (a
+	// frozen server, a network blip) and a try costs little next to a refusal; false
+	// refuses at once (421). nil: DefaultPanic.
 	Panic *bool
 }
 
-// panicMode is Panic with its default (on).
-func (c PoolConfig) panicMode() bool { return c.Panic == nil || *c.Panic }
+// panicMode is Panic with its default.
+func (c PoolConfig) panicMode() bool {
+	if c.Panic == nil {
+		return DefaultPanic
+	}
+	return *c.Panic
+}
 
 // Pool is a named set of backends with its selection policy.
 type Pool struct {
@@ -41,7 +46,7 @@ func NewPool(c PoolConfig) (*Pool, error) {
 		return nil, fmt.Errorf("pool %q: no backends", c.Name)
 	}
 	if c.Policy == "" {
-		c.Policy = LeastConn
+		c.Policy = DefaultPolicy
 	}
 	pol, err := NewPolicy(c.Policy)
 	if err != nil {

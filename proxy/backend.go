@@ -20,20 +20,15 @@ import (
 // errBackendFull means every candidate backend was at its max_sessions.
 var errBackendFull = errors.New("every backend is full")
 
-// defaultGreetingTimeout is how long a backend may take to greet once connected: what real
-// FTP clients wait for a 220, so a server that is slow for a moment (a stopped master, a
-// burst of logins) is waited for through the proxy as it would be directly.
-const defaultGreetingTimeout = 30 * time.Second
-
 // backendTimeout is the connect deadline toward a backend.
 func (l Limits) backendTimeout() time.Duration {
-	return orDefault(l.BackendTimeout, defaultBackendTimeout)
+	return orDefault(l.BackendTimeout, DefaultBackendTimeout)
 }
 
 // greetingTimeout is the deadline for everything between connect and a ready backend
 // control connection: PROXY header, TLS, the 120/220 greeting, AUTH TLS.
 func (l Limits) greetingTimeout() time.Duration {
-	return orDefault(l.GreetingTimeout, defaultGreetingTimeout)
+	return orDefault(l.GreetingTimeout, DefaultGreetingTimeout)
 }
 
 // backendDialer is the one way to reach a backend: a session at PASS and the health probe both
@@ -46,17 +41,6 @@ type backendDialer struct {
 	tls    *tls.Config // toward the backend, with its own session cache; nil for plain FTP
 	obs    Observer
 	log    *slog.Logger
-}
-
-// proxyVersion is the PROXY protocol version b expects on its control connection; 0: none.
-func proxyVersion(b *balancer.Backend) byte {
-	switch b.Config.ProxyProtocol {
-	case "v1":
-		return 1
-	case "v2":
-		return 2
-	}
-	return 0
 }
 
 // dial connects to b and returns its control connection, greeted and, when b wants TLS,
@@ -90,7 +74,7 @@ func (d *backendDialer) dial(ctx context.Context, b *balancer.Backend) (net.Conn
 // greet takes a connected backend to a ready control connection: PROXY header, implicit TLS,
 // greeting, AUTH TLS for explicit TLS. On error the returned conn is the one to close.
 func (d *backendDialer) greet(ctx context.Context, conn net.Conn, b *balancer.Backend) (net.Conn, *bufio.Reader, error) {
-	if v := proxyVersion(b); v != 0 {
+	if v := b.Config.ProxyProtocol.Number(); v != 0 {
 		h, err := d.header(v)
 		if err == nil {
 			_, err = h.WriteTo(conn)
@@ -134,7 +118,7 @@ func (d *backendDialer) greet(ctx context.Context, conn net.Conn, b *balancer.Ba
 // under the TLS handshake timeout.
 func (d *backendDialer) handshake(ctx context.Context, c net.Conn) (*tls.Conn, error) {
 	tc := tls.Client(c, d.tls)
-	ctx, cancel := context.WithTimeout(ctx, orDefault(d.limits.TLSHandshake, defaultTLSHandshake))
+	ctx, cancel := context.WithTimeout(ctx, orDefault(d.limits.TLSHandshake, DefaultTLSHandshake))
 	defer cancel()
 	err := tc.HandshakeContext(ctx)
 	d.obs.TLSHandshake("backend", err)

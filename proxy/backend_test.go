@@ -141,14 +141,14 @@ func TestProbeReachesBackendLikeASession(t *testing.T) {
 	}
 	tests := []struct {
 		name     string
-		proxyPP  string // the backend's proxy_protocol
-		greeting string // sent before the server's 220
+		proxyPP  balancer.ProxyVersion // the backend's proxy_protocol
+		greeting string                // sent before the server's 220
 		tls      bool
 	}{
-		{name: "proxy v2 required", proxyPP: "v2"},
-		{name: "proxy v1 required", proxyPP: "v1"},
+		{name: "proxy v2 required", proxyPP: balancer.ProxyV2},
+		{name: "proxy v1 required", proxyPP: balancer.ProxyV1},
 		{name: "120 then 220", greeting: "120 Service ready in 1 minute\r\n"},
-		{name: "proxy v2 and explicit TLS", proxyPP: "v2", tls: true},
+		{name: "proxy v2 and explicit TLS", proxyPP: balancer.ProxyV2, tls: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,7 +160,7 @@ func TestProbeReachesBackendLikeASession(t *testing.T) {
 					if tt.greeting != "" {
 						ln = greetFirst{Listener: ln, prefix: tt.greeting}
 					}
-					if tt.proxyPP != "" {
+					if tt.proxyPP != balancer.ProxyOff {
 						ln = requireProxyHeader(&headers)(ln)
 					}
 					return ln
@@ -189,7 +189,7 @@ func TestProbeReachesBackendLikeASession(t *testing.T) {
 			if !pool.Backends[0].Healthy() || strings.Contains(checks.String(), "backend down") || strings.Contains(checks.String(), "health check failed") {
 				t.Fatalf("backend marked down by the health check:\n%s", checks.String())
 			}
-			if tt.proxyPP != "" {
+			if tt.proxyPP != balancer.ProxyOff {
 				local, sources := headers.counts()
 				if local < 4 || len(sources) == 0 {
 					t.Fatalf("%d LOCAL headers (probes), sessions' sources %v", local, sources)
