@@ -119,6 +119,7 @@ func TestMetricsScripted(t *testing.T) {
 		want[key("ftpsproxy_backend_sessions_total", "pool", "default", "backend", b)] = 0
 		want[key("ftpsproxy_backend_active_sessions", "pool", "default", "backend", b)] = 0
 		want[key("ftpsproxy_backend_up", "pool", "default", "backend", b)] = 1
+		want[key("ftpsproxy_backend_admin_state", "pool", "default", "backend", b)] = 0
 	}
 	want[key("ftpsproxy_backend_max_sessions", "pool", "default", "backend", "10.0.0.11:21")] = 5
 	want[key("ftpsproxy_backend_max_sessions", "pool", "default", "backend", "10.0.0.12:21")] = 0
@@ -203,6 +204,7 @@ func TestMetricsScripted(t *testing.T) {
 		"ftpsproxy_backend_up":              "gauge",
 		"ftpsproxy_backend_active_sessions": "gauge",
 		"ftpsproxy_backend_max_sessions":    "gauge",
+		"ftpsproxy_backend_admin_state":     "gauge",
 		"ftpsproxy_backend_sessions_total":  "counter",
 		"ftpsproxy_tls_handshakes_total":    "counter",
 		"ftpsproxy_transfers_total":         "counter",

@@ -102,6 +102,7 @@ type Pool struct {
 
 // Backend is one [[pool.backend]]: an FTP server behind the proxy.
 type Backend struct {
+	Name           string `toml:"name"`    // identity across reloads and label; empty: the address
 	Address        string `toml:"address"` // host:port, host required
 	Weight         int    `toml:"weight"`
 	MaxSessions    int    `toml:"max_sessions"` // 0: unlimited
@@ -146,7 +147,8 @@ type Log struct {
 
 // Admin is the [admin] table.
 type Admin struct {
-	Address string `toml:"address"` // host:port of the status/metrics server; empty: off
+	Address   string `toml:"address"`    // host:port of the status/metrics server; empty: off
+	TokenFile string `toml:"token_file"` // bearer token for the API's writes; empty: writes off
 }
 
 // Duration is a time.Duration written in TOML as a Go duration string ("30s").
@@ -775,6 +777,13 @@ func (c *cfgChecker) checkBackend(k string, b *Backend, addrs map[string]int, j 
 			c.addf(k+".address", "duplicate backend %q in this pool (also backend[%d])", b.Address, prev)
 		} else {
 			addrs[norm] = j
+		}
+	}
+	if b.Name != "" {
+		if prev, dup := addrs["name:"+b.Name]; dup {
+			c.addf(k+".name", "duplicate backend name %q in this pool (also backend[%d])", b.Name, prev)
+		} else {
+			addrs["name:"+b.Name] = j
 		}
 	}
 	if b.Weight < 1 {

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -173,6 +174,7 @@ func build(f *File, log *slog.Logger, prev *runtime) (*runtime, error) {
 				}
 			}
 			bp.Backends = append(bp.Backends, balancer.BackendConfig{
+				Name:           b.Name,
 				TLSConfig:      bt,
 				Address:        b.Address,
 				Weight:         b.Weight,
@@ -224,7 +226,7 @@ func (rt *runtime) startHealth(log *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stopHealth = cancel
 	for _, p := range rt.healthPools {
-		go p.Check(ctx, balancer.ProbeFTP, log)
+		go p.Check(ctx, balancer.RecordProbes(balancer.ProbeFTP), log)
 	}
 }
 
@@ -235,6 +237,9 @@ func serve(path string, f *File, log *slog.Logger) int {
 		log.Error("config refused", "err", err)
 		return exitConfig
 	}
+	reg := &balancer.Registry{}
+	reg.Carry(rt.cfg.Pools)
+	reg.Commit(rt.cfg.Pools)
 	defer func() {
 		if rt.acme != nil {
 			rt.acme.Close()
@@ -260,6 +265,7 @@ func serve(path string, f *File, log *slog.Logger) int {
 		return exitConfig
 	}
 	src := admin.ServerSource(srv)
+	src.Registry = reg
 	var adm *admin.Server
 	if f.Admin.Address != "" {
 		adm = admin.NewServer(f.Admin.Address, src, metrics, log)
@@ -300,7 +306,7 @@ func serve(path string, f *File, log *slog.Logger) int {
 					}
 				}
 				if sig == syscall.SIGHUP {
-					rt, grace = reload(path, srv, rt, grace, log)
+					rt, grace = reload(path, srv, reg, rt, grace, log)
 				}
 				continue
 			}
@@ -326,14 +332,16 @@ func serve(path string, f *File, log *slog.Logger) int {
 
 // reload reads the config again and swaps it in; a bad config is refused and the old one
 // stays in force.
-func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, log *slog.Logger) (*runtime, time.Duration) {
+func reload(path string, srv *proxy.Server, reg *balancer.Registry, old *runtime, grace time.Duration, log *slog.Logger) (*runtime, time.Duration) {
 	f, err := LoadConfig(path)
 	if err != nil {
 		log.Error("reload refused: config has problems; the old config stays in force", "err", err.Error())
 		return old, grace
 	}
 	rt, err := build(f, log, old)
+	var ch balancer.Changes
 	if err == nil {
+		ch = reg.Carry(rt.cfg.Pools)
 		err = srv.Reload(rt.cfg)
 	}
 	if err != nil {
@@ -343,9 +351,10 @@ func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, l
 		log.Error("reload refused; the old config stays in force", "err", err)
 		return old, grace
 	}
+	reg.Commit(rt.cfg.Pools)
 	old.stopHealth()
 	rt.startHealth(log)
-	log.Info("config reloaded", "pools", len(rt.cfg.Pools), "routes", len(rt.cfg.Routes))
+	log.Info("config reloaded", changeAttrs(ch)...)
 	return rt, f.Limits.ShutdownGrace.Duration
 }
 
@@ -379,4 +388,21 @@ func newTLSServer(f *File, log *slog.Logger) (*tlsterm.Server, *tlsterm.ACME, er
 		return nil, nil, fmt.Errorf("tls: %w", err)
 	}
 	return srv, acme, nil
+}
+
+// changeAttrs lists what a reload changed among pools and backends, as log attributes.
+func changeAttrs(ch balancer.Changes) []any {
+	var attrs []any
+	for _, kv := range []struct {
+		key  string
+		list []string
+	}{
+		{"pools_added", ch.PoolsAdded}, {"pools_removed", ch.PoolsRemoved}, {"pools_changed", ch.PoolsChanged},
+		{"backends_added", ch.BackendsAdded}, {"backends_removed", ch.BackendsRemoved}, {"backends_changed", ch.BackendsChanged},
+	} {
+		if len(kv.list) > 0 {
+			attrs = append(attrs, kv.key, strings.Join(kv.list, ","))
+		}
+	}
+	return attrs
 }
