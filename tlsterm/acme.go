@@ -24,6 +24,9 @@ type ACMEOptions struct {
 	CARoot      string // PEM file of an extra root to trust for the CA (private/test CA)
 	Storage     string // directory for certmagic's file storage (certificates, keys, account)
 	HTTPAddress string // where the HTTP-01 challenge is answered, e.g. ":80" or "127.0.0.1:5002"
+	// Listen, when set, binds HTTPAddress (tableflip's Upgrader.Listen hands the socket over
+	// in an upgrade); nil: net.Listen.
+	Listen func(network, addr string) (net.Listener, error)
 }
 
 // ACME is a CertSource backed by certmagic: it obtains and renews certificates for Domains,
@@ -96,7 +99,11 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 		FallbackServerName: o.Domains[0],
 	})
 
-	ln, err := net.Listen("tcp", o.HTTPAddress)
+	listen := o.Listen
+	if listen == nil {
+		listen = net.Listen
+	}
+	ln, err := listen("tcp", o.HTTPAddress)
 	if err != nil {
 		a.cache.Stop()
 		return nil, fmt.Errorf("acme: http_address: %w", err)

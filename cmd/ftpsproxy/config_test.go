@@ -238,6 +238,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"log.format", f.Log.Format, "text"},
 		{"log.transfer_log", f.Log.TransferLog, ""},
 		{"admin.address", f.Admin.Address, ""},
+		{"admin.token_file", f.Admin.TokenFile, ""},
+		{"pool.backend.name", b.Name, ""},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {

@@ -9,15 +9,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
+	"reflect"
+	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/admin"
@@ -50,6 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", "", "path of the TOML config file")
 	check := fs.Bool("check", false, "validate the config, print every problem, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	pidFile := fs.String("pidfile", "", "write the pid of the serving process here (the new one after a SIGUSR2 upgrade)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: ftpsproxy -config FILE [-check] | ftpsproxy demo | ftpsproxy -version\n")
 		fs.PrintDefaults()
@@ -80,26 +80,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: OK\n%s", *configPath, f.Summary())
 		return exitOK
 	}
-	log := newLogger(f.Log, stderr)
-	return serve(*configPath, f, log)
-}
-
-// newLogger builds the process logger from [log].
-func newLogger(c Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	switch c.Level {
-	case "debug":
-		level = slog.LevelDebug
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	logs, log := newLogOutput(f.Log, stderr)
+	return serve(*configPath, *pidFile, f, logs, log)
 }
 
 // runtime is what one config builds: the proxy config plus the health checkers' lifetime.
@@ -114,7 +96,7 @@ type runtime struct {
 
 // build turns a validated config file into the proxy's config. prev, when set, is the
 // runtime being replaced by a reload: its TLS is kept when [tls] did not change.
-func build(f *File, log *slog.Logger, prev *runtime) (*runtime, error) {
+func build(f *File, log *slog.Logger, prev *runtime, listen proxy.ListenFunc) (*runtime, error) {
 	rt := &runtime{}
 	pc := proxy.Config{
 		Data: proxy.DataConfig{
@@ -192,7 +174,9 @@ func build(f *File, log *slog.Logger, prev *runtime) (*runtime, error) {
 		pc.Pools = append(pc.Pools, pool)
 	}
 	if needTLS {
-		key := fmt.Sprintf("%+v", f.TLS)
+		server := f.TLS
+		server.DataSessionReuse = "" // a proxy setting, applied below on every reload
+		key := fmt.Sprintf("%+v", server)
 		switch {
 		case prev != nil && prev.tls != nil && prev.tlsKey == key:
 			// Same settings: keep the config (and its ticket keys, so running sessions'
@@ -204,7 +188,7 @@ func build(f *File, log *slog.Logger, prev *runtime) (*runtime, error) {
 		case prev != nil && prev.acme != nil:
 			return nil, fmt.Errorf("tls: changing [tls] while ACME is in use needs a restart")
 		default:
-			srv, acme, err := newTLSServer(f, log)
+			srv, acme, err := newTLSServer(f, log, listen)
 			if err != nil {
 				return nil, err
 			}
@@ -230,136 +214,8 @@ func (rt *runtime) startHealth(log *slog.Logger) {
 	}
 }
 
-// serve runs the proxy until a signal ends it.
-func serve(path string, f *File, log *slog.Logger) int {
-	rt, err := build(f, log, nil)
-	if err != nil {
-		log.Error("config refused", "err", err)
-		return exitConfig
-	}
-	reg := &balancer.Registry{}
-	reg.Carry(rt.cfg.Pools)
-	reg.Commit(rt.cfg.Pools)
-	defer func() {
-		if rt.acme != nil {
-			rt.acme.Close()
-		}
-	}()
-	metrics := admin.NewMetrics()
-	var xfer *admin.TransferLog
-	if f.Log.TransferLog != "" {
-		if xfer, err = admin.OpenTransferLog(f.Log.TransferLog); err != nil {
-			log.Error("cannot open the transfer log", "err", err)
-			return exitConfig
-		}
-		defer xfer.Close()
-		metrics.SetTransferLog(xfer)
-	}
-	srv, err := proxy.New(rt.cfg, log, metrics)
-	if err != nil {
-		log.Error("config refused", "err", err)
-		return exitConfig
-	}
-	if err := srv.Listen(context.Background()); err != nil {
-		log.Error("cannot listen", "err", err)
-		return exitConfig
-	}
-	src := admin.ServerSource(srv)
-	src.Registry = reg
-	var adm *admin.Server
-	if f.Admin.Address != "" {
-		adm = admin.NewServer(f.Admin.Address, src, metrics, log)
-		adm.Version = version
-		if err := adm.Start(); err != nil {
-			log.Error("cannot start the admin server", "err", err)
-			srv.Close()
-			return exitConfig
-		}
-		log.Info("admin listening", "address", adm.Addr().String())
-	} else {
-		metrics.SetSource(src)
-	}
-	rt.startHealth(log)
-	for _, a := range srv.Addrs() {
-		log.Info("listening", "address", a.String(), "version", version)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
-	grace := f.Limits.ShutdownGrace.Duration
-	for {
-		select {
-		case err := <-served:
-			if err != nil {
-				log.Error("serve failed", "err", err)
-				return exitConfig
-			}
-			return exitOK
-		case sig := <-sigs:
-			if sig == syscall.SIGHUP || sig == syscall.SIGUSR1 {
-				if xfer != nil {
-					if err := xfer.Reopen(); err != nil {
-						log.Error("transfer log not reopened", "err", err)
-					}
-				}
-				if sig == syscall.SIGHUP {
-					rt, grace = reload(path, srv, reg, rt, grace, log)
-				}
-				continue
-			}
-			log.Info("shutting down", "signal", sig.String(), "grace", grace)
-			src.Draining.Store(true)
-			ctx, cancel := context.WithTimeout(context.Background(), grace)
-			err := srv.Shutdown(ctx)
-			cancel()
-			if adm != nil {
-				actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
-				adm.Shutdown(actx)
-				acancel()
-			}
-			rt.stopHealth()
-			if errors.Is(err, context.DeadlineExceeded) {
-				log.Warn("grace period over: remaining sessions closed")
-			}
-			log.Info("stopped")
-			return exitOK
-		}
-	}
-}
-
-// reload reads the config again and swaps it in; a bad config is refused and the old one
-// stays in force.
-func reload(path string, srv *proxy.Server, reg *balancer.Registry, old *runtime, grace time.Duration, log *slog.Logger) (*runtime, time.Duration) {
-	f, err := LoadConfig(path)
-	if err != nil {
-		log.Error("reload refused: config has problems; the old config stays in force", "err", err.Error())
-		return old, grace
-	}
-	rt, err := build(f, log, old)
-	var ch balancer.Changes
-	if err == nil {
-		ch = reg.Carry(rt.cfg.Pools)
-		err = srv.Reload(rt.cfg)
-	}
-	if err != nil {
-		if rt != nil && rt.acme != nil && rt.acme != old.acme {
-			rt.acme.Close() // built for the refused config only
-		}
-		log.Error("reload refused; the old config stays in force", "err", err)
-		return old, grace
-	}
-	reg.Commit(rt.cfg.Pools)
-	old.stopHealth()
-	rt.startHealth(log)
-	log.Info("config reloaded", changeAttrs(ch)...)
-	return rt, f.Limits.ShutdownGrace.Duration
-}
-
 // newTLSServer builds the client-facing TLS from [tls]: certificate files or ACME.
-func newTLSServer(f *File, log *slog.Logger) (*tlsterm.Server, *tlsterm.ACME, error) {
+func newTLSServer(f *File, log *slog.Logger, listen proxy.ListenFunc) (*tlsterm.Server, *tlsterm.ACME, error) {
 	minV := uint16(tls.VersionTLS12)
 	if f.TLS.MinVersion == "1.3" {
 		minV = tls.VersionTLS13
@@ -372,7 +228,7 @@ func newTLSServer(f *File, log *slog.Logger) (*tlsterm.Server, *tlsterm.ACME, er
 		defer cancel()
 		src, err := tlsterm.NewACME(ctx, tlsterm.ACMEOptions{
 			Domains: a.Domains, Email: a.Email, CA: a.CA, CARoot: a.CARoot,
-			Storage: a.Storage, HTTPAddress: a.HTTPAddress,
+			Storage: a.Storage, HTTPAddress: a.HTTPAddress, Listen: listen,
 		}, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("tls.acme: %w", err)
@@ -390,19 +246,207 @@ func newTLSServer(f *File, log *slog.Logger) (*tlsterm.Server, *tlsterm.ACME, er
 	return srv, acme, nil
 }
 
-// changeAttrs lists what a reload changed among pools and backends, as log attributes.
-func changeAttrs(ch balancer.Changes) []any {
+// reload reads the config again and applies every key: pools, backends (their state carried
+// over), routes, limits, listeners, the data-port range, TLS files, [log], the admin address
+// and token, the transfer log. Keys that cannot change in a running process ([tls.acme]) keep
+// their old value with a warning each. A bad config, or one that cannot be bound, is refused
+// and the old one stays in force.
+func (d *daemon) reload() {
+	f, err := LoadConfig(d.path)
+	if err != nil {
+		d.log.Error("reload refused: config has problems; the old config stays in force", "err", err.Error())
+		return
+	}
+	keepRestartOnly(d.file, f, d.log)
+	st, err := d.prepare(f)
+	if err != nil {
+		st.discard(d.rt, d.xfer)
+		d.log.Error("reload refused; the old config stays in force", "err", err)
+		return
+	}
+	old := d.file
+	d.reg.Commit(st.rt.cfg.Pools)
+	d.rt.stopHealth()
+	st.rt.startHealth(d.log)
+	d.rt, d.file = st.rt, f
+	d.logs.apply(f.Log)
+	d.api.SetToken(st.token)
+	if st.adminMoved {
+		d.stopAdmin()
+		d.adm = st.adm
+		if d.adm != nil {
+			d.log.Info("admin listening", "address", d.adm.Addr().String())
+		}
+	}
+	if st.xfer != d.xfer {
+		d.metrics.SetTransferLog(st.xfer)
+		if d.xfer != nil {
+			d.xfer.Close()
+		}
+		d.xfer = st.xfer
+	}
+	d.log.Info("config reloaded", reloadAttrs(old, f, st.changes)...)
+}
+
+// staged is what a reload binds and opens before it commits: all of it is released when the
+// reload is refused.
+type staged struct {
+	rt         *runtime
+	changes    balancer.Changes
+	token      string
+	adm        *admin.Server // the admin server on a new address
+	adminMoved bool
+	xfer       *admin.TransferLog
+}
+
+// prepare builds f and binds or opens everything it needs, then swaps the proxy's config.
+// On error the caller discards the returned stage.
+func (d *daemon) prepare(f *File) (*staged, error) {
+	st := &staged{xfer: d.xfer}
+	rt, err := build(f, d.log, d.rt, d.up.listen)
+	if err != nil {
+		return st, err
+	}
+	st.rt = rt
+	if st.token, err = readToken(f.Admin.TokenFile); err != nil {
+		return st, err
+	}
+	if f.Log.TransferLog != d.file.Log.TransferLog {
+		st.xfer = nil
+		if f.Log.TransferLog != "" {
+			if st.xfer, err = admin.OpenTransferLog(f.Log.TransferLog); err != nil {
+				return st, fmt.Errorf("log.transfer_log: %w", err)
+			}
+		}
+	}
+	if f.Admin.Address != d.file.Admin.Address {
+		st.adminMoved = true
+		if f.Admin.Address != "" {
+			adm := admin.NewServer(f.Admin.Address, d.src, d.metrics, d.log)
+			adm.Version, adm.Listen = version, d.up.listen
+			adm.HandleAPI(d.api)
+			if err := adm.Start(); err != nil {
+				return st, err
+			}
+			st.adm = adm
+		}
+	}
+	st.changes = d.reg.Carry(rt.cfg.Pools)
+	return st, d.srv.Reload(rt.cfg)
+}
+
+// discard releases what a refused reload opened (not what it shares with the config in
+// force: cur and its transfer log curX).
+func (st *staged) discard(cur *runtime, curX *admin.TransferLog) {
+	if st.xfer != nil && st.xfer != curX {
+		st.xfer.Close()
+	}
+	if st.rt != nil && st.rt.acme != nil && st.rt.acme != cur.acme {
+		st.rt.acme.Close()
+	}
+	if st.adm != nil {
+		st.adm.Shutdown(context.Background())
+	}
+}
+
+// readToken reads admin.token_file ("" : no token, writes off).
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("admin.token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("admin.token_file: %s is empty", path)
+	}
+	return tok, nil
+}
+
+// keepRestartOnly gives next the old value of every key that a running process cannot
+// change, with one warning per changed key: [tls] while ACME is in use before or after (a
+// second certmagic instance would contend for the same storage and HTTP-01 address).
+func keepRestartOnly(cur, next *File, log *slog.Logger) {
+	if !cur.UsesACME() && !next.UsesACME() {
+		return
+	}
+	for _, k := range diffKeys("tls", reflect.ValueOf(cur.TLS), reflect.ValueOf(next.TLS)) {
+		if k == "tls.data_session_reuse" {
+			continue // a proxy setting, not the certificate's
+		}
+		log.Warn(k + ": changed; takes effect at restart")
+	}
+	reuse := next.TLS.DataSessionReuse
+	next.TLS = cur.TLS
+	next.TLS.DataSessionReuse = reuse
+}
+
+// diffKeys returns the TOML paths (prefix.key…) of the fields that differ between a and b,
+// two values of the same struct type; slices and other values are compared whole.
+func diffKeys(prefix string, a, b reflect.Value) []string {
+	if a.Kind() != reflect.Struct || a.Type().Name() == "Duration" {
+		if reflect.DeepEqual(a.Interface(), b.Interface()) {
+			return nil
+		}
+		return []string{prefix}
+	}
+	var out []string
+	for i := range a.NumField() {
+		tag, _, _ := strings.Cut(a.Type().Field(i).Tag.Get("toml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		out = append(out, diffKeys(prefix+"."+tag, a.Field(i), b.Field(i))...)
+	}
+	return out
+}
+
+// reloadAttrs says what a reload changed: listeners, pools and backends added, removed and
+// changed, and the other keys changed.
+func reloadAttrs(old, next *File, ch balancer.Changes) []any {
+	var la, lr, lc []string
+	for _, l := range next.Listeners {
+		i := slices.IndexFunc(old.Listeners, func(o Listener) bool { return o.Address == l.Address })
+		switch {
+		case i < 0:
+			la = append(la, l.Address)
+		case !reflect.DeepEqual(old.Listeners[i], l):
+			lc = append(lc, l.Address)
+		}
+	}
+	for _, o := range old.Listeners {
+		if !slices.ContainsFunc(next.Listeners, func(l Listener) bool { return l.Address == o.Address }) {
+			lr = append(lr, o.Address)
+		}
+	}
+	var keys []string
+	for _, t := range []struct {
+		name string
+		a, b any
+	}{
+		{"tls", old.TLS, next.TLS}, {"data", old.Data, next.Data}, {"limits", old.Limits, next.Limits},
+		{"log", old.Log, next.Log}, {"admin", old.Admin, next.Admin}, {"route", old.Routes, next.Routes},
+	} {
+		keys = append(keys, diffKeys(t.name, reflect.ValueOf(t.a), reflect.ValueOf(t.b))...)
+	}
 	var attrs []any
 	for _, kv := range []struct {
 		key  string
 		list []string
 	}{
+		{"listeners_added", la}, {"listeners_removed", lr}, {"listeners_changed", lc},
 		{"pools_added", ch.PoolsAdded}, {"pools_removed", ch.PoolsRemoved}, {"pools_changed", ch.PoolsChanged},
 		{"backends_added", ch.BackendsAdded}, {"backends_removed", ch.BackendsRemoved}, {"backends_changed", ch.BackendsChanged},
+		{"keys_changed", keys},
 	} {
 		if len(kv.list) > 0 {
 			attrs = append(attrs, kv.key, strings.Join(kv.list, ","))
 		}
+	}
+	if len(attrs) == 0 {
+		attrs = append(attrs, "changes", "none")
 	}
 	return attrs
 }
