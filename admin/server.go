@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
 
 // Timeouts of the admin HTTP server: scrapes and status pages are small, so anything slower
@@ -111,6 +113,17 @@ func (s *Server) Addr() net.Addr {
 		return nil
 	}
 	return s.ln.Addr()
+}
+
+// Unbind stops the listening socket for good, in every process holding a copy of it (see
+// proxy.Unbind): for an admin address a reload moved, not for one an upgrade handed over.
+// Shutdown follows.
+func (s *Server) Unbind() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		proxy.Unbind(s.ln)
+	}
 }
 
 // Shutdown stops the server, letting requests in flight finish until ctx ends.

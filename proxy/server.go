@@ -191,10 +191,11 @@ func (s *Server) bind(ctx context.Context, address string) (net.Listener, error)
 	return lc.Listen(ctx, "tcp", address)
 }
 
-// unbind stops a listener removed by a reload. The socket is shut down before it is closed:
-// a copy of it kept for an upgrade (tableflip holds a duplicate of every listening socket)
-// would otherwise go on completing handshakes that nobody accepts.
-func unbind(ln net.Listener) {
+// Unbind stops a listener for good (removed by a reload). The socket is shut down before it
+// is closed: a copy of it kept for an upgrade (tableflip holds a duplicate of every listening
+// socket) would otherwise go on completing handshakes that nobody accepts. Never use it for
+// a socket a new process has inherited: it stops the socket in every process.
+func Unbind(ln net.Listener) {
 	if sc, ok := ln.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			rc.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
@@ -294,7 +295,7 @@ func (s *Server) Reload(cfg Config) error {
 		ln, err := s.bind(context.Background(), l.Address)
 		if err != nil {
 			for _, a := range added {
-				unbind(a.ln)
+				Unbind(a.ln)
 			}
 			return fmt.Errorf("listen %s: %w", l.Address, err)
 		}
@@ -314,7 +315,7 @@ func (s *Server) Reload(cfg Config) error {
 		} else {
 			s.log.Info("listener removed", "address", l.address)
 			l.removed.Store(true)
-			unbind(l.ln)
+			Unbind(l.ln)
 		}
 	}
 	s.listeners = kept

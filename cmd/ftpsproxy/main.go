@@ -272,6 +272,9 @@ func (d *daemon) reload() {
 	d.logs.apply(f.Log)
 	d.api.SetToken(st.token)
 	if st.adminMoved {
+		if d.adm != nil {
+			d.adm.Unbind()
+		}
 		d.stopAdmin()
 		d.adm = st.adm
 		if d.adm != nil {

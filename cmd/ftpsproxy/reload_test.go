@@ -1,0 +1,48 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
+)
+
+// TestKeepRestartOnly: with ACME in use, a changed [tls.acme] key keeps its old value and is
+// named in one WARN line each; data_session_reuse (a proxy setting) still changes.
+func TestKeepRestartOnly(t *testing.T) {
+	cur := &File{TLS: TLS{MinVersion: "1.2", DataSessionReuse: "optional", ACME: ACME{Domains: []string{"a.example"}, Email: "x@example"}}}
+	next := &File{TLS: TLS{MinVersion: "1.2", DataSessionReuse: "required", ACME: ACME{Domains: []string{"b.example"}, Email: "x@example"}}}
+	var buf bytes.Buffer
+	keepRestartOnly(cur, next, slog.New(slog.NewTextHandler(&buf, nil)))
+	if !reflect.DeepEqual(next.TLS.ACME, cur.TLS.ACME) || next.TLS.DataSessionReuse != "required" {
+		t.Fatalf("after keepRestartOnly: %+v", next.TLS)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `level=WARN msg="tls.acme.domains: changed; takes effect at restart"`) {
+		t.Fatalf("warnings: %q", buf.String())
+	}
+	// Without ACME, [tls] changes live: nothing is kept or said.
+	buf.Reset()
+	plain := &File{TLS: TLS{CertFile: "b.pem"}}
+	keepRestartOnly(&File{TLS: TLS{CertFile: "a.pem"}}, plain, slog.New(slog.NewTextHandler(&buf, nil)))
+	if plain.TLS.CertFile != "b.pem" || buf.Len() != 0 {
+		t.Fatalf("without ACME: %+v %q", plain.TLS, buf.String())
+	}
+}
+
+func TestReloadAttrs(t *testing.T) {
+	old := &File{Listeners: []Listener{{Address: "a:21"}, {Address: "b:21", Banner: "x"}}, Data: Data{PortRange: "1-2"}}
+	next := &File{Listeners: []Listener{{Address: "b:21", Banner: "y"}, {Address: "c:21"}}, Data: Data{PortRange: "3-4"}}
+	got := reloadAttrs(old, next, balancer.Changes{BackendsAdded: []string{"p/new"}})
+	want := []any{"listeners_added", "c:21", "listeners_removed", "a:21", "listeners_changed", "b:21",
+		"backends_added", "p/new", "keys_changed", "data.port_range"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("reloadAttrs = %v, want %v", got, want)
+	}
+	if got := reloadAttrs(old, old, balancer.Changes{}); !reflect.DeepEqual(got, []any{"changes", "none"}) {
+		t.Fatalf("no change: %v", got)
+	}
+}
