@@ -32,6 +32,7 @@ type apiRig struct {
 	pool  *balancer.Pool
 	level *slog.LevelVar
 	api   *API
+	srv   *proxy.Server
 }
 
 func startAPIRig(t *testing.T) *apiRig {
@@ -74,7 +75,7 @@ func startAPIRig(t *testing.T) *apiRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { as.Shutdown(context.Background()) })
-	return &apiRig{base: "http://" + as.Addr().String(), proxy: srv.Addrs()[0].String(), reg: reg, pool: pool, level: level, api: api}
+	return &apiRig{base: "http://" + as.Addr().String(), proxy: srv.Addrs()[0].String(), reg: reg, pool: pool, level: level, api: api, srv: srv}
 }
 
 // runProxy starts a real proxy.Server with cfg and obs until the test ends.
@@ -298,5 +299,55 @@ func TestAPILogLevel(t *testing.T) {
 	}
 	if code, _ := r.call(t, "POST", "/api/v1/log/level", apiToken, `{"level":"info"}`); code != 405 {
 		t.Fatalf("POST log/level: %d, want 405", code)
+	}
+}
+
+// TestStatusShowsAdminState: the status page shows a drained backend, and a backend removed
+// by a reload with its sessions left, with the last probe error and since when.
+func TestStatusShowsAdminState(t *testing.T) {
+	r := startAPIRig(t)
+	if code, body := r.call(t, "POST", "/api/v1/backends/farm/first/drain", apiToken, ""); code != 200 {
+		t.Fatalf("drain: %d %s", code, body)
+	}
+	// A reload that keeps only "first"; the other has a session running.
+	gone := r.pool.Backends[1]
+	if !gone.Acquire() {
+		t.Fatal("acquire")
+	}
+	defer gone.Release()
+	probe := balancer.RecordProbes(func(context.Context, *balancer.Backend) error { return errors.New("probe: greeting 0: EOF") })
+	probe(context.Background(), r.pool.Backends[0])
+	next, err := balancer.NewPool(balancer.PoolConfig{Name: "farm", Policy: "round_robin", Backends: []balancer.BackendConfig{r.pool.Backends[0].Config}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.reg.Carry([]*balancer.Pool{next})
+	cfg := *r.srv.Config()
+	cfg.Pools = []*balancer.Pool{next}
+	if err := r.srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	r.reg.Commit([]*balancer.Pool{next})
+
+	resp, err := http.Get(r.base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if n := strings.Count(string(page), `data-backend="`+gone.Config.Address+`"`); n != 1 {
+		t.Errorf("the removed backend has %d rows, want 1", n)
+	}
+	for _, want := range []string{
+		`data-admin="draining"`, `<span class="badge full">draining</span>`, "probe: greeting 0: EOF",
+		`data-backend="` + gone.Config.Address + `" data-state="UP" data-admin="removed"`, "removed, 1 sessions left", "since ",
+	} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+	bs := r.backends(t)
+	if bs[gone.Config.Address].State != "removed" || bs[gone.Config.Address].Sessions != 1 || bs["first"].LastError != "probe: greeting 0: EOF" {
+		t.Fatalf("API after the reload: %+v", bs)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -183,6 +185,9 @@ func (d *daemon) startAdmin(addr string) error {
 	if addr == "" {
 		return nil
 	}
+	if !loopbackAddress(addr) && d.file.Admin.TokenFile == "" {
+		d.log.Warn("admin address is not on loopback and admin.token_file is not set: the status page, metrics and API reads are open to that network; API writes are off", "address", addr)
+	}
 	adm := admin.NewServer(addr, d.src, d.metrics, d.log)
 	adm.Version = version
 	adm.Listen = d.up.listen
@@ -234,4 +239,17 @@ func (d *daemon) reopenTransferLog() {
 			d.log.Error("transfer log not reopened", "err", err)
 		}
 	}
+}
+
+// loopbackAddress reports whether host:port addr binds a loopback address only.
+func loopbackAddress(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

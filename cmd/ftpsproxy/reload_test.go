@@ -46,3 +46,14 @@ func TestReloadAttrs(t *testing.T) {
 		t.Fatalf("no change: %v", got)
 	}
 }
+
+func TestLoopbackAddress(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:9121": true, "[::1]:9121": true, "localhost:9121": true,
+		":9121": false, "0.0.0.0:9121": false, "10.0.0.1:9121": false, "bad": false,
+	} {
+		if got := loopbackAddress(addr); got != want {
+			t.Errorf("loopbackAddress(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
