@@ -346,6 +346,21 @@ func TestStatusShowsAdminState(t *testing.T) {
 			t.Errorf("status page lacks %q", want)
 		}
 	}
+	resp, err = http.Get(r.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`ftpsproxy_backend_admin_state{pool="farm",backend="first"} 1`,
+		`ftpsproxy_backend_admin_state{pool="farm",backend="` + gone.Config.Address + `"} 3`,
+		`ftpsproxy_backend_active_sessions{pool="farm",backend="` + gone.Config.Address + `"} 1`,
+	} {
+		if !strings.Contains(string(metricsText), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	bs := r.backends(t)
 	if bs[gone.Config.Address].State != "removed" || bs[gone.Config.Address].Sessions != 1 || bs["first"].LastError != "probe: greeting 0: EOF" {
 		t.Fatalf("API after the reload: %+v", bs)
