@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,15 +12,16 @@ import (
 
 	"github.com/ftpsproxy/ftpsproxy/admin"
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/config"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
 
-// daemon is the running process: the proxy, its admin server, and what a reload replaces.
-type daemon struct {
+// proc is the running process: the proxy, its admin server, and what a reload replaces.
+type proc struct {
 	path    string
 	logs    *logOutput
 	log     *slog.Logger
-	file    *File // the config in force
+	file    *config.File // the config in force
 	rt      *runtime
 	reg     *balancer.Registry
 	srv     *proxy.Server
@@ -35,14 +34,16 @@ type daemon struct {
 }
 
 // serve runs the proxy until a signal ends it.
-func serve(path, pidFile string, f *File, logs *logOutput, log *slog.Logger) int {
+func serve(path, pidFile string, f *config.File, logs *logOutput, log *slog.Logger) int {
+	logWarnings(f, log)
 	up, err := newUpgrader(pidFile, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitConfig
 	}
 	defer up.stop()
-	d := &daemon{path: path, logs: logs, log: log, file: f, up: up, reg: &balancer.Registry{}, metrics: admin.NewMetrics()}
+	d := &proc{path: path, logs: logs, log: log, file: f, up: up, reg: &balancer.Registry{}, metrics: admin.NewMetrics()}
+	d.metrics.SetBuildInfo(version)
 	if err := d.start(); err != nil {
 		log.Error("cannot start", "err", err)
 		d.closeAll()
@@ -52,7 +53,7 @@ func serve(path, pidFile string, f *File, logs *logOutput, log *slog.Logger) int
 }
 
 // start builds the config, binds every listener (inherited ones after an upgrade) and serves.
-func (d *daemon) start() error {
+func (d *proc) start() error {
 	rt, err := build(d.file, d.log, nil, d.up.listen)
 	if err != nil {
 		return fmt.Errorf("config refused: %w", err)
@@ -73,9 +74,7 @@ func (d *daemon) start() error {
 	d.src = admin.ServerSource(d.srv)
 	d.src.Registry = d.reg
 	d.api = &admin.API{Registry: d.reg, Sessions: d.srv, Level: &d.logs.level, Log: d.log}
-	if err := d.setToken(d.file.Admin.TokenFile); err != nil {
-		return err
-	}
+	d.api.SetToken(d.file.Admin.Token)
 	d.metrics.SetSource(d.src)
 	if err := d.startAdmin(d.file.Admin.Address); err != nil {
 		return err
@@ -88,7 +87,7 @@ func (d *daemon) start() error {
 }
 
 // closeAll releases what a failed start bound.
-func (d *daemon) closeAll() {
+func (d *proc) closeAll() {
 	if d.srv != nil {
 		d.srv.Close()
 	}
@@ -105,7 +104,7 @@ func (d *daemon) closeAll() {
 
 // loop serves until SIGINT/SIGTERM or a completed upgrade, handling reloads (SIGHUP),
 // transfer-log reopening (SIGUSR1) and upgrades (SIGUSR2) meanwhile.
-func (d *daemon) loop() int {
+func (d *proc) loop() int {
 	served := make(chan error, 1)
 	go func() { served <- d.srv.Serve() }()
 	sigs := make(chan os.Signal, 4)
@@ -131,10 +130,10 @@ func (d *daemon) loop() int {
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP:
-				notifyHook("RELOADING=1")
+				notifyReloading(d.log)
 				d.reopenTransferLog()
-				d.reload()
-				notifyHook("READY=1")
+				d.metrics.Reloaded(d.reload())
+				notifyReady(d.log)
 			case syscall.SIGUSR1:
 				d.reopenTransferLog()
 			case syscall.SIGUSR2:
@@ -148,7 +147,7 @@ func (d *daemon) loop() int {
 
 // settle lets the sessions of an upgraded process go on for up to upgradeSettle after it
 // stopped accepting, so one in the middle of its commands ends by itself.
-func (d *daemon) settle() {
+func (d *proc) settle() {
 	deadline := time.Now().Add(upgradeSettle)
 	for d.srv.Sessions() > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
@@ -157,10 +156,10 @@ func (d *daemon) settle() {
 
 // shutdown drains as SPEC §7 says: stop accepting, the shutdown 421 to idle sessions,
 // transfers finish within shutdown_grace, then everything closes.
-func (d *daemon) shutdown(why string) int {
-	grace := d.file.Limits.ShutdownGrace.Duration
+func (d *proc) shutdown(why string) int {
+	grace := d.file.Limits.ShutdownGrace
 	d.log.Info("shutting down", "signal", why, "grace", grace, "sessions", d.srv.Sessions())
-	notifyHook("STOPPING=1")
+	notifyStopping(d.log)
 	d.src.Draining.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	err := d.srv.Shutdown(ctx)
@@ -181,12 +180,9 @@ func (d *daemon) shutdown(why string) int {
 }
 
 // startAdmin serves the admin listener at addr ("" : none).
-func (d *daemon) startAdmin(addr string) error {
+func (d *proc) startAdmin(addr string) error {
 	if addr == "" {
 		return nil
-	}
-	if !loopbackAddress(addr) && d.file.Admin.TokenFile == "" {
-		d.log.Warn("admin address is not on loopback and admin.token_file is not set: the status page, metrics and API reads are open to that network; API writes are off", "address", addr)
 	}
 	adm := admin.NewServer(addr, d.src, d.metrics, d.log)
 	adm.Version = version
@@ -201,7 +197,7 @@ func (d *daemon) startAdmin(addr string) error {
 }
 
 // stopAdmin stops the admin server, letting requests in flight finish for a moment.
-func (d *daemon) stopAdmin() {
+func (d *proc) stopAdmin() {
 	if d.adm == nil {
 		return
 	}
@@ -211,15 +207,8 @@ func (d *daemon) stopAdmin() {
 	d.adm = nil
 }
 
-// setToken reads admin.token_file into the API.
-func (d *daemon) setToken(path string) error {
-	tok, err := readToken(path)
-	d.api.SetToken(tok)
-	return err
-}
-
 // openTransferLog opens [log] transfer_log at path ("" : off) and makes it the metrics'.
-func (d *daemon) openTransferLog(path string) error {
+func (d *proc) openTransferLog(path string) error {
 	if path == "" {
 		d.metrics.SetTransferLog(nil)
 		return nil
@@ -233,23 +222,10 @@ func (d *daemon) openTransferLog(path string) error {
 	return nil
 }
 
-func (d *daemon) reopenTransferLog() {
+func (d *proc) reopenTransferLog() {
 	if d.xfer != nil {
 		if err := d.xfer.Reopen(); err != nil {
 			d.log.Error("transfer log not reopened", "err", err)
 		}
 	}
-}
-
-// loopbackAddress reports whether host:port addr binds a loopback address only.
-func loopbackAddress(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
+
+	"github.com/ftpsproxy/ftpsproxy/config"
 )
 
 // logOutput is the process log: its level and format can change while loggers derived from
@@ -13,11 +15,11 @@ import (
 type logOutput struct {
 	level  slog.LevelVar
 	json   atomic.Bool
-	cfgLvl string // the [log] level last applied from a config, to tell a change on reload
+	cfgLvl config.LogLevel // the [log] level last applied from a config, to tell a change on reload
 }
 
 // newLogOutput returns the output for [log] c, writing to w, and its root logger.
-func newLogOutput(c Log, w io.Writer) (*logOutput, *slog.Logger) {
+func newLogOutput(c config.Log, w io.Writer) (*logOutput, *slog.Logger) {
 	o := &logOutput{}
 	o.apply(c)
 	opts := &slog.HandlerOptions{Level: &o.level}
@@ -27,26 +29,12 @@ func newLogOutput(c Log, w io.Writer) (*logOutput, *slog.Logger) {
 
 // apply sets the format, and the level when the config's level changed since the last apply:
 // a level set through the admin API survives a reload that leaves [log] level alone.
-func (o *logOutput) apply(c Log) {
-	o.json.Store(c.Format == "json")
+func (o *logOutput) apply(c config.Log) {
+	o.json.Store(c.Format == config.FormatJSON)
 	if c.Level != o.cfgLvl {
-		o.level.Set(parseLevel(c.Level))
+		o.level.Set(c.Level.Slog())
 		o.cfgLvl = c.Level
 	}
-}
-
-// parseLevel maps a [log] level name to its slog level; "" and unknown names are info (the
-// config is validated before).
-func parseLevel(s string) slog.Level {
-	switch s {
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
-	}
-	return slog.LevelInfo
 }
 
 // switchHandler keeps a text and a JSON handler derived with the same attributes and groups,

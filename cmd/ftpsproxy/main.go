@@ -1,17 +1,18 @@
 // Command ftpsproxy is an FTP/FTPS reverse proxy and load balancer.
 //
-//	ftpsproxy -config FILE          run until SIGINT/SIGTERM; SIGHUP reloads
-//	ftpsproxy -config FILE -check   validate the config and exit
-//	ftpsproxy demo                  a self-contained demo on 127.0.0.1:2121
-//	ftpsproxy -version
+//	ftpsproxy -config FILE                  run until SIGINT/SIGTERM; SIGHUP reloads
+//	ftpsproxy -config FILE -check [-strict] validate the config and exit
+//	ftpsproxy demo                          a self-contained demo on 127.0.0.1:2121
+//	ftpsproxy -version | -help
+//
+// This package holds the command line, signals and wiring only: the config file is read by
+// package config, and run by proxy, balancer, tlsterm and admin.
 package main
 
 import (
 	"context"
 	"crypto/tls"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"reflect"
@@ -21,67 +22,21 @@ import (
 
 	"github.com/ftpsproxy/ftpsproxy/admin"
 	"github.com/ftpsproxy/ftpsproxy/balancer"
-	"github.com/ftpsproxy/ftpsproxy/nat"
+	"github.com/ftpsproxy/ftpsproxy/config"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
-)
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "0.1.0-dev"
-
-// Exit codes (SPEC §2).
-const (
-	exitOK     = 0
-	exitConfig = 1
-	exitUsage  = 2
 )
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "demo" {
-		return runDemo(args[1:], stdout, stderr)
+// logWarnings logs what -check would warn about, so that a running proxy says it too (an
+// expired certificate is served, but not silently).
+func logWarnings(f *config.File, log *slog.Logger) {
+	for _, w := range config.Warnings(f, config.System()) {
+		log.Warn("config warning", "key", w.Key, "warning", w.Msg)
 	}
-	fs := flag.NewFlagSet("ftpsproxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "path of the TOML config file")
-	check := fs.Bool("check", false, "validate the config, print every problem, and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	pidFile := fs.String("pidfile", "", "write the pid of the serving process here (the new one after a SIGUSR2 upgrade)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ftpsproxy -config FILE [-check] | ftpsproxy demo | ftpsproxy -version\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ftpsproxy: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return exitUsage
-	}
-	if *showVersion {
-		fmt.Fprintf(stdout, "ftpsproxy %s\n", version)
-		return exitOK
-	}
-	if *configPath == "" {
-		fmt.Fprintln(stderr, "ftpsproxy: -config is required")
-		fs.Usage()
-		return exitUsage
-	}
-	f, err := LoadConfig(*configPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: config has problems:\n%v\n", *configPath, err)
-		return exitConfig
-	}
-	if *check {
-		fmt.Fprintf(stdout, "%s: OK\n%s", *configPath, f.Summary())
-		return exitOK
-	}
-	logs, log := newLogOutput(f.Log, stderr)
-	return serve(*configPath, *pidFile, f, logs, log)
 }
 
 // runtime is what one config builds: the proxy config plus the health checkers' lifetime.
@@ -96,113 +51,94 @@ type runtime struct {
 
 // build turns a validated config file into the proxy's config. prev, when set, is the
 // runtime being replaced by a reload: its TLS is kept when [tls] did not change.
-func build(f *File, log *slog.Logger, prev *runtime, listen proxy.ListenFunc) (*runtime, error) {
+func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenFunc) (*runtime, error) {
 	rt := &runtime{}
-	pc := proxy.Config{
-		Data: proxy.DataConfig{
-			PublicAddress:  f.Data.PublicAddr(),
-			AllowActive:    f.Data.AllowActive,
-			ConnectTimeout: f.Data.ConnectTimeout.Duration,
-		},
-		Limits: proxy.Limits{
-			MaxSessions:      f.Limits.MaxSessions,
-			MaxSessionsPerIP: f.Limits.MaxSessionsPerIP,
-			LoginsPerMinute:  f.Limits.LoginsPerMinute,
-			LoginBurst:       f.Limits.LoginBurst,
-			IdleTimeout:      f.Limits.IdleTimeout.Duration,
-			LoginTimeout:     f.Limits.LoginTimeout.Duration,
-			BackendTimeout:   f.Limits.BackendTimeout.Duration,
-			TLSHandshake:     f.Limits.TLSHandshakeTimeout.Duration,
-			ShutdownGrace:    f.Limits.ShutdownGrace.Duration,
-		},
-	}
-	r, err := nat.ParsePortRange(f.Data.PortRange)
-	if err != nil {
-		return nil, fmt.Errorf("data.port_range: %w", err)
-	}
-	pc.Data.PortRange = r
-	needTLS := false
+	pc := proxy.Config{Data: f.Data, Limits: f.Limits, Routes: f.Routes}
 	for _, l := range f.Listeners {
-		needTLS = needTLS || l.TLS != proxy.TLSNone
 		pc.Listeners = append(pc.Listeners, proxy.ListenerConfig{
 			Name: l.Name, Address: l.Address, TLS: l.TLS, Pool: l.Pool, Banner: l.Banner,
-			ProxyProtocol: l.ProxyProtocol == "on", TrustedProxies: l.TrustedPrefixes(),
+			ProxyProtocol: l.ProxyProtocol.On(), TrustedProxies: l.TrustedProxies,
 		})
 	}
 	for i, p := range f.Pools {
-		bp := balancer.PoolConfig{
-			Name:   p.Name,
-			Policy: p.Policy,
-			Health: balancer.HealthConfig{
-				Interval: p.HealthInterval.Duration,
-				Timeout:  p.HealthTimeout.Duration,
-				Rise:     p.HealthRise,
-				Fall:     p.HealthFall,
-			},
-		}
-		for j, b := range p.Backends {
-			var bt *tls.Config
-			if b.TLS != balancer.TLSNone {
-				var err error
-				bt, err = tlsterm.BackendConfig(tlsterm.BackendOptions{
-					Address: b.Address, ServerName: b.TLSServerName, Verify: b.TLSVerify,
-					CAFile: b.CAFile, Legacy: b.TLSLegacy,
-				})
-				if err != nil {
-					return nil, fmt.Errorf("pool[%d].backend[%d]: %w", i, j, err)
-				}
-				if !b.TLSVerify {
-					log.Warn("backend certificate is not verified (tls_verify = false)", "pool", p.Name, "backend", b.Address)
-				}
-			}
-			bp.Backends = append(bp.Backends, balancer.BackendConfig{
-				Name:           b.Name,
-				TLSConfig:      bt,
-				Address:        b.Address,
-				Weight:         b.Weight,
-				MaxSessions:    b.MaxSessions,
-				TLS:            b.TLS,
-				ProxyProtocol:  b.ProxyProtocol,
-				DataMode:       b.DataMode,
-				FixPasvAddress: b.FixPasvAddress,
-			})
-		}
-		pool, err := balancer.NewPool(bp)
+		pool, err := buildPool(fmt.Sprintf("pool[%d]", i), p, log)
 		if err != nil {
-			return nil, fmt.Errorf("pool[%d]: %w", i, err)
+			return nil, err
 		}
 		pc.Pools = append(pc.Pools, pool)
 	}
-	if needTLS {
-		server := f.TLS
-		server.DataSessionReuse = "" // a proxy setting, applied below on every reload
-		key := fmt.Sprintf("%+v", server)
-		switch {
-		case prev != nil && prev.tls != nil && prev.tlsKey == key:
-			// Same settings: keep the config (and its ticket keys, so running sessions'
-			// data connections still resume) and re-read certificate files.
-			if err := prev.tls.Reload(); err != nil {
-				return nil, err
-			}
-			rt.tls, rt.acme = prev.tls, prev.acme
-		case prev != nil && prev.acme != nil:
-			return nil, fmt.Errorf("tls: changing [tls] while ACME is in use needs a restart")
-		default:
-			srv, acme, err := newTLSServer(f, log, listen)
-			if err != nil {
-				return nil, err
-			}
-			rt.tls, rt.acme = srv, acme
+	if f.UsesTLS() {
+		if err := rt.buildTLS(f, log, prev, listen); err != nil {
+			return nil, err
 		}
-		rt.tlsKey = key
 		pc.TLS = rt.tls
-		pc.RequireDataReuse = f.TLS.DataSessionReuse == "required"
-	}
-	for _, r := range f.Routes {
-		pc.Routes = append(pc.Routes, proxy.Route{User: r.User, Host: r.Host, Pool: r.Pool})
+		pc.RequireDataReuse = f.TLS.DataSessionReuse == config.ReuseRequired
 	}
 	rt.cfg, rt.healthPools = pc, pc.Pools
 	return rt, nil
+}
+
+// buildPool builds the pool at key ("pool[0]"), which its errors start with.
+func buildPool(key string, p config.Pool, log *slog.Logger) (*balancer.Pool, error) {
+	bp := balancer.PoolConfig{Name: p.Name, Policy: p.Policy, Health: p.Health()}
+	for j, b := range p.Backends {
+		var bt *tls.Config
+		if b.TLS != balancer.TLSNone {
+			var err error
+			bt, err = tlsterm.BackendConfig(tlsterm.BackendOptions{
+				Address: b.Address, ServerName: b.TLSServerName, Verify: b.TLSVerify,
+				CAFile: b.CAFile, Legacy: b.TLSLegacy,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s.backend[%d]: %w", key, j, err)
+			}
+			if !b.TLSVerify {
+				log.Warn("backend certificate is not verified (tls_verify = false)", "pool", p.Name, "backend", b.Address)
+			}
+		}
+		bp.Backends = append(bp.Backends, balancer.BackendConfig{
+			Name:           b.Name,
+			TLSConfig:      bt,
+			Address:        b.Address,
+			Weight:         b.Weight,
+			MaxSessions:    b.MaxSessions,
+			TLS:            b.TLS,
+			ProxyProtocol:  b.ProxyProtocol,
+			DataMode:       b.DataMode,
+			FixPasvAddress: b.FixPasvAddress,
+		})
+	}
+	pool, err := balancer.NewPool(bp)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return pool, nil
+}
+
+// buildTLS sets rt's client-facing TLS from [tls], keeping prev's when [tls] did not change.
+func (rt *runtime) buildTLS(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenFunc) error {
+	server := f.TLS
+	server.DataSessionReuse = "" // a proxy setting, applied on every reload
+	key := fmt.Sprintf("%+v", server)
+	switch {
+	case prev != nil && prev.tls != nil && prev.tlsKey == key:
+		// Same settings: keep the config (and its ticket keys, so running sessions'
+		// data connections still resume) and re-read certificate files.
+		if err := prev.tls.Reload(); err != nil {
+			return err
+		}
+		rt.tls, rt.acme = prev.tls, prev.acme
+	case prev != nil && prev.acme != nil:
+		return fmt.Errorf("tls: changing [tls] while ACME is in use needs a restart")
+	default:
+		srv, acme, err := newTLSServer(f, log, listen)
+		if err != nil {
+			return err
+		}
+		rt.tls, rt.acme = srv, acme
+	}
+	rt.tlsKey = key
+	return nil
 }
 
 // startHealth runs the pools' health checks until the runtime is replaced or the process ends.
@@ -215,21 +151,19 @@ func (rt *runtime) startHealth(log *slog.Logger) {
 }
 
 // newTLSServer builds the client-facing TLS from [tls]: certificate files or ACME.
-func newTLSServer(f *File, log *slog.Logger, listen proxy.ListenFunc) (*tlsterm.Server, *tlsterm.ACME, error) {
+func newTLSServer(f *config.File, log *slog.Logger, listen proxy.ListenFunc) (*tlsterm.Server, *tlsterm.ACME, error) {
 	minV := uint16(tls.VersionTLS12)
-	if f.TLS.MinVersion == "1.3" {
+	if f.TLS.MinVersion == config.TLS13 {
 		minV = tls.VersionTLS13
 	}
 	var acme *tlsterm.ACME
 	opts := tlsterm.ServerOptions{CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile, MinVersion: minV}
 	if f.UsesACME() {
-		a := f.TLS.ACME
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		src, err := tlsterm.NewACME(ctx, tlsterm.ACMEOptions{
-			Domains: a.Domains, Email: a.Email, CA: a.CA, CARoot: a.CARoot,
-			Storage: a.Storage, HTTPAddress: a.HTTPAddress, Listen: listen,
-		}, log)
+		ao := f.TLS.ACME
+		ao.Listen = listen
+		src, err := tlsterm.NewACME(ctx, ao, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("tls.acme: %w", err)
 		}
@@ -251,18 +185,19 @@ func newTLSServer(f *File, log *slog.Logger, listen proxy.ListenFunc) (*tlsterm.
 // and token, the transfer log. Keys that cannot change in a running process ([tls.acme]) keep
 // their old value with a warning each. A bad config, or one that cannot be bound, is refused
 // and the old one stays in force.
-func (d *daemon) reload() {
-	f, err := LoadConfig(d.path)
+func (d *proc) reload() bool {
+	f, err := config.Load(d.path)
 	if err != nil {
 		d.log.Error("reload refused: config has problems; the old config stays in force", "err", err.Error())
-		return
+		return false
 	}
+	logWarnings(f, d.log)
 	keepRestartOnly(d.file, f, d.log)
 	st, err := d.prepare(f)
 	if err != nil {
 		st.discard(d.rt, d.xfer)
 		d.log.Error("reload refused; the old config stays in force", "err", err)
-		return
+		return false
 	}
 	old := d.file
 	d.reg.Commit(st.rt.cfg.Pools)
@@ -270,7 +205,7 @@ func (d *daemon) reload() {
 	st.rt.startHealth(d.log)
 	d.rt, d.file = st.rt, f
 	d.logs.apply(f.Log)
-	d.api.SetToken(st.token)
+	d.api.SetToken(f.Admin.Token)
 	if st.adminMoved {
 		if d.adm != nil {
 			d.adm.Unbind()
@@ -289,6 +224,7 @@ func (d *daemon) reload() {
 		d.xfer = st.xfer
 	}
 	d.log.Info("config reloaded", reloadAttrs(old, f, st.changes)...)
+	return true
 }
 
 // staged is what a reload binds and opens before it commits: all of it is released when the
@@ -296,7 +232,6 @@ func (d *daemon) reload() {
 type staged struct {
 	rt         *runtime
 	changes    balancer.Changes
-	token      string
 	adm        *admin.Server // the admin server on a new address
 	adminMoved bool
 	xfer       *admin.TransferLog
@@ -304,16 +239,13 @@ type staged struct {
 
 // prepare builds f and binds or opens everything it needs, then swaps the proxy's config.
 // On error the caller discards the returned stage.
-func (d *daemon) prepare(f *File) (*staged, error) {
+func (d *proc) prepare(f *config.File) (*staged, error) {
 	st := &staged{xfer: d.xfer}
 	rt, err := build(f, d.log, d.rt, d.up.listen)
 	if err != nil {
 		return st, err
 	}
 	st.rt = rt
-	if st.token, err = readToken(f.Admin.TokenFile); err != nil {
-		return st, err
-	}
 	if f.Log.TransferLog != d.file.Log.TransferLog {
 		st.xfer = nil
 		if f.Log.TransferLog != "" {
@@ -352,26 +284,10 @@ func (st *staged) discard(cur *runtime, curX *admin.TransferLog) {
 	}
 }
 
-// readToken reads admin.token_file ("" : no token, writes off).
-func readToken(path string) (string, error) {
-	if path == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("admin.token_file: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("admin.token_file: %s is empty", path)
-	}
-	return tok, nil
-}
-
 // keepRestartOnly gives next the old value of every key that a running process cannot
 // change, with one warning per changed key: [tls] while ACME is in use before or after (a
 // second certmagic instance would contend for the same storage and HTTP-01 address).
-func keepRestartOnly(cur, next *File, log *slog.Logger) {
+func keepRestartOnly(cur, next *config.File, log *slog.Logger) {
 	if !cur.UsesACME() && !next.UsesACME() {
 		return
 	}
@@ -387,9 +303,10 @@ func keepRestartOnly(cur, next *File, log *slog.Logger) {
 }
 
 // diffKeys returns the TOML paths (prefix.key…) of the fields that differ between a and b,
-// two values of the same struct type; slices and other values are compared whole.
+// two values of the same type: a struct with toml tags (a table) field by field, anything
+// else (slices, addresses, port ranges) whole.
 func diffKeys(prefix string, a, b reflect.Value) []string {
-	if a.Kind() != reflect.Struct || a.Type().Name() == "Duration" {
+	if !isTable(a.Type()) {
 		if reflect.DeepEqual(a.Interface(), b.Interface()) {
 			return nil
 		}
@@ -406,12 +323,25 @@ func diffKeys(prefix string, a, b reflect.Value) []string {
 	return out
 }
 
+// isTable reports whether t is a struct with toml-tagged fields.
+func isTable(t reflect.Type) bool {
+	if t.Kind() != reflect.Struct {
+		return false
+	}
+	for i := range t.NumField() {
+		if t.Field(i).Tag.Get("toml") != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // reloadAttrs says what a reload changed: listeners, pools and backends added, removed and
 // changed, and the other keys changed.
-func reloadAttrs(old, next *File, ch balancer.Changes) []any {
+func reloadAttrs(old, next *config.File, ch balancer.Changes) []any {
 	var la, lr, lc []string
 	for _, l := range next.Listeners {
-		i := slices.IndexFunc(old.Listeners, func(o Listener) bool { return o.Address == l.Address })
+		i := slices.IndexFunc(old.Listeners, func(o config.Listener) bool { return o.Address == l.Address })
 		switch {
 		case i < 0:
 			la = append(la, l.Address)
@@ -420,7 +350,7 @@ func reloadAttrs(old, next *File, ch balancer.Changes) []any {
 		}
 	}
 	for _, o := range old.Listeners {
-		if !slices.ContainsFunc(next.Listeners, func(l Listener) bool { return l.Address == o.Address }) {
+		if !slices.ContainsFunc(next.Listeners, func(l config.Listener) bool { return l.Address == o.Address }) {
 			lr = append(lr, o.Address)
 		}
 	}

@@ -19,12 +19,6 @@ const upgradeTimeout = 2 * time.Minute
 // the new process took over finishes them instead of getting the shutdown 421.
 const upgradeSettle = 2 * time.Second
 
-// notifyHook tells the service manager about the process's state. It is called with
-// "READY=1" once serving, "RELOADING=1" and then "READY=1" around a reload, "STOPPING=1" when
-// a drain starts, and "MAINPID=<pid>" from the new process of an upgrade before its READY=1.
-// Helper "ops" wires systemd's notify socket to it (notify.go); until then it does nothing.
-var notifyHook = func(state string) {}
-
 // upgrader hands the listening sockets to a new process on SIGUSR2 (cloudflare/tableflip): the
 // new binary at the same path starts with every listener (client control, admin, ACME HTTP)
 // inherited, says it is ready, and the old process then stops accepting and drains. Where
@@ -63,9 +57,11 @@ func (u *upgrader) inherited() bool { return u.upg != nil && u.upg.HasParent() }
 // inherited sockets this config does not use.
 func (u *upgrader) ready() error {
 	if u.inherited() {
-		notifyHook(fmt.Sprintf("MAINPID=%d", os.Getpid()))
+		// The new process of an upgrade tells systemd it is the main one now (the unit has
+		// NotifyAccess=all); tableflip does not give the old one its pid.
+		NotifyMainPID(u.log, os.Getpid())
 	}
-	notifyHook("READY=1")
+	notifyReady(u.log)
 	if u.upg == nil {
 		return nil
 	}
