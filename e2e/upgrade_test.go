@@ -216,3 +216,20 @@ func TestUpgradeZeroDowntime(t *testing.T) {
 		t.Fatalf("API after the upgrade: %d %+v", code, list)
 	}
 }
+
+// TestUpgradeRefusedKeepsServing: when the new process cannot start (here: the config file
+// became invalid), the old one logs the failure and goes on serving on the same listeners.
+func TestUpgradeRefusedKeepsServing(t *testing.T) {
+	v := peers.StartVsftpd(t, peers.Options{PasvPorts: peers.FreePortRange(t, 20)})
+	v.WriteFile(t, "marker", []byte("v1"))
+	cfg := identityConfig(freeAddr(t), freeRange(t, 20), "0s", fmt.Sprintf("[[pool.backend]]\naddress = %q\n", v.Addr), "")
+	p := startProxy(t, cfg)
+	os.WriteFile(p.cfg, []byte("[[listener]]\naddress = 17\n"), 0o644)
+	p.signal(syscall.SIGUSR2)
+	waitLog(t, p, "upgrade failed; this process goes on serving")
+	if name, s, err := session(p.addr, "", ""); err != nil || name != "v1" {
+		t.Fatalf("after a failed upgrade: %q %v", name, err)
+	} else {
+		s.Close()
+	}
+}
