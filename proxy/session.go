@@ -264,6 +264,11 @@ func (s *session) writeRaw(b []byte) error {
 // deadline. Line errors are answered here; ok is false for them.
 func (s *session) readCommand() (Command, bool, error) {
 	s.client.SetReadDeadline(s.deadline)
+	if err := s.ctx.Err(); err != nil {
+		// Ended meanwhile (CloseSession): the deadline just set replaced the one that was to
+		// interrupt this read.
+		return Command{}, false, end421(CauseShutdown, err)
+	}
 	line, err := ReadLine(s.cr, MaxLine)
 	if err != nil {
 		if reply := lineErrorReply(err); reply != "" {
