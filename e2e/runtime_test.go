@@ -224,3 +224,54 @@ func TestDrainAndCloseByAPI(t *testing.T) {
 		return apiCall(t, "POST", api+"/sessions/"+sessions[0].ID+"/close", "tok-123", nil) == 404
 	})
 }
+
+// TestReloadRemovedBackendFinishes: a backend removed by a reload while a download runs on it
+// is listed as removed with its session until the download (intact) and the session end.
+func TestReloadRemovedBackendFinishes(t *testing.T) {
+	a := peers.StartVsftpd(t, peers.Options{PasvPorts: peers.FreePortRange(t, 20)})
+	b := peers.StartPureFTPd(t, peers.Options{})
+	_, data := randomData(t, t.TempDir(), "big", 8<<20)
+	a.WriteFile(t, "big", data)
+	a.WriteFile(t, "marker", []byte("a"))
+	b.WriteFile(t, "marker", []byte("b"))
+	listen, ports, adm := freeAddr(t), freeRange(t, 40), freeAddr(t)
+	one := fmt.Sprintf("[[pool.backend]]\nname = \"a\"\naddress = %q\n", a.Addr)
+	two := fmt.Sprintf("[[pool.backend]]\nname = \"b\"\naddress = %q\n", b.Addr)
+	extra := fmt.Sprintf("[admin]\naddress = %q\n", adm)
+	p := startProxy(t, identityConfig(listen, ports, "0s", one+two, extra))
+	api := "http://" + adm + "/api/v1/backends"
+
+	c := login(t, p.addr)
+	if w := whichBackend(t, c); w != "a" {
+		t.Fatalf("first session on %q", w)
+	}
+	rd, err := c.Retr("big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 1<<20)
+	if _, err := io.ReadFull(rd, head); err != nil {
+		t.Fatal(err)
+	}
+	reloadWith(t, p, identityConfig(listen, ports, "0s", two, extra))
+	waitLog(t, p, "backends_removed=farm/a")
+	type backend struct {
+		Name, State string
+		Sessions    int
+	}
+	var list []backend
+	apiCall(t, "GET", api, "", &list)
+	if len(list) != 2 || list[1] != (backend{"a", "removed", 1}) {
+		t.Fatalf("backends after removing a: %+v", list)
+	}
+	rest, err := io.ReadAll(rd)
+	if err != nil || rd.Close() != nil || sum(append(head, rest...)) != sum(data) {
+		t.Fatal("the download on the removed backend did not finish intact")
+	}
+	c.Quit()
+	waitFor(t, 5*time.Second, func() bool {
+		list = nil
+		apiCall(t, "GET", api, "", &list)
+		return len(list) == 1 && list[0].Name == "b"
+	})
+}
