@@ -110,6 +110,7 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 		cr:     bufio.NewReaderSize(c, readBufSize),
 	}
 	s.live.since = time.Now()
+	s.live.active.Store(s.live.since.UnixNano())
 	s.lc = s.cfg.listener(l.address)
 	if s.lc == nil {
 		s.lc = l.last // removed by a reload a moment ago

@@ -89,3 +89,22 @@ func TestCloseSessionDuringTransfer(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestQuiet: a session that just sent a command keeps the server from being quiet; one that
+// has been silent for the period does not.
+func TestQuiet(t *testing.T) {
+	be := startBackend(t, nil)
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)})
+	if !p.srv.Quiet(time.Hour) {
+		t.Fatal("a server without sessions is not quiet")
+	}
+	rc := dialRaw(t, p.addr)
+	rc.cmd("USER someone", 331)
+	if p.srv.Quiet(time.Hour) {
+		t.Fatal("quiet right after a command")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if !p.srv.Quiet(200 * time.Millisecond) {
+		t.Fatal("not quiet after 300 ms without a command")
+	}
+}

@@ -145,12 +145,13 @@ func (d *proc) loop() int {
 	}
 }
 
-// settle lets the sessions of an upgraded process go on for up to upgradeSettle after it
-// stopped accepting, so one in the middle of its commands ends by itself.
+// settle lets the sessions of an upgraded process go on after it stopped accepting until they
+// are quiet (upgradeQuiet without a command) or upgradeSettle has passed, so a client in the
+// middle of a short exchange finishes it.
 func (d *proc) settle() {
 	deadline := time.Now().Add(upgradeSettle)
-	for d.srv.Sessions() > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	for !d.srv.Quiet(upgradeQuiet) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

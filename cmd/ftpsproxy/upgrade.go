@@ -14,10 +14,14 @@ import (
 // upgradeTimeout bounds how long the old process waits for the new one to say it is ready.
 const upgradeTimeout = 2 * time.Minute
 
-// upgradeSettle is how long the old process, once it has stopped accepting, lets its sessions
-// go on before it drains as on SIGTERM: a session that was mid-way through its commands when
-// the new process took over finishes them instead of getting the shutdown 421.
-const upgradeSettle = 2 * time.Second
+// Once it has stopped accepting, the old process of an upgrade lets its sessions go on until
+// none has received a command for upgradeQuiet (at most upgradeSettle) before it drains as on
+// SIGTERM: a client that was in the middle of a short exchange when the new process took over
+// finishes it instead of getting the shutdown 421.
+const (
+	upgradeQuiet  = time.Second
+	upgradeSettle = 10 * time.Second
+)
 
 // upgrader hands the listening sockets to a new process on SIGUSR2 (cloudflare/tableflip): the
 // new binary at the same path starts with every listener (client control, admin, ACME HTTP)
