@@ -30,7 +30,7 @@ type sessionLive struct {
 	since    time.Time // set before the session is shared
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
-	closing  atomic.Bool // CloseSession was called: end with the administrator's 421
+	closing  atomic.Bool  // CloseSession was called: end with the administrator's 421
 	active   atomic.Int64 // unix nanoseconds of the start or the last command received
 
 	mu      sync.Mutex
