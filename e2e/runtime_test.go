@@ -163,8 +163,9 @@ func TestDrainAndCloseByAPI(t *testing.T) {
 	os.WriteFile(tokenFile, []byte("tok-123\n"), 0o600)
 	adm := freeAddr(t)
 	backends := fmt.Sprintf("[[pool.backend]]\nname = \"a\"\naddress = %q\n[[pool.backend]]\nname = \"b\"\naddress = %q\n", a.Addr, b.Addr)
-	p := startProxy(t, identityConfig(freeAddr(t), freeRange(t, 40), "0s", backends,
-		fmt.Sprintf("[admin]\naddress = %q\ntoken_file = %q\n", adm, tokenFile)))
+	cfg := identityConfig(freeAddr(t), freeRange(t, 40), "0s", backends,
+		fmt.Sprintf("[admin]\naddress = %q\ntoken_file = %q\n", adm, tokenFile))
+	p := startProxy(t, cfg)
 	api := "http://" + adm + "/api/v1"
 
 	// least_conn with both idle: the first session goes to a.
@@ -187,6 +188,7 @@ func TestDrainAndCloseByAPI(t *testing.T) {
 	if code := apiCall(t, "POST", api+"/backends/farm/a/drain", "tok-123", &got); code != 200 || got.State != "draining" {
 		t.Fatalf("drain: %d %+v", code, got)
 	}
+	reloadWith(t, p, cfg) // the administrator's setting survives a reload
 	for i := range 4 {
 		c2 := login(t, p.addr)
 		if w := whichBackend(t, c2); w != "b" {
