@@ -25,7 +25,10 @@ func (s *session) login(pass string) error {
 	if host == "" {
 		host = s.sni
 	}
-	pool, why := s.cfg.route(s.lc, s.user, host)
+	pool, why, r := s.cfg.route(s.lc, s.user, host)
+	if err := s.checkRouteAccess(r, why); err != nil {
+		return err
+	}
 	if pool == nil {
 		return end421(CauseNoBackend, fmt.Errorf("no pool for %s", why))
 	}

@@ -36,6 +36,8 @@ type ListenerConfig struct {
 	// ProxyProtocol requires a PROXY v1/v2 header, accepted only from TrustedProxies.
 	ProxyProtocol  bool
 	TrustedProxies []netip.Prefix
+	// Access refuses clients by their real address (listener.allow/deny).
+	Access AccessList
 }
 
 func (l *ListenerConfig) name() string {
@@ -51,6 +53,12 @@ type DataConfig struct {
 	PortRange      nat.PortRange // the proxy's own passive ports
 	AllowActive    bool          // accept PORT/EPRT
 	ConnectTimeout time.Duration // to accept or dial a data connection, either leg
+	// AddressOverrides announce another address in 227 to clients of some networks
+	// (data.public_address_override); first match wins.
+	AddressOverrides []nat.AddressOverride
+	// AnnouncePortOffset is added to the bound passive port in 227/229 replies
+	// (data.announce_port_offset), for NodePorts and port maps.
+	AnnouncePortOffset int
 }
 
 // Limits bounds sessions and their timeouts.
@@ -71,6 +79,9 @@ type Route struct {
 	User string
 	Host string
 	Pool string
+	// Access restricts the route to client networks (route.allow/deny): a client that
+	// matches the route but is refused gets the 421 of cause denied.
+	Access AccessList
 }
 
 // Config is everything a Server runs with. Listeners are fixed for the life of a Server; the
@@ -98,8 +109,9 @@ func (c *Config) pool(name string) *balancer.Pool {
 	return nil
 }
 
-// route returns the pool for a session: the first matching route, else the listener's pool.
-func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, string) {
+// route returns the pool for a session: the first matching route, else the listener's pool
+// (and then a nil *Route).
+func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, string, *Route) {
 	for i, r := range c.Routes {
 		if r.User != "" {
 			if ok, _ := path.Match(r.User, user); !ok {
@@ -111,9 +123,9 @@ func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, s
 				continue
 			}
 		}
-		return c.pool(r.Pool), "route[" + strconv.Itoa(i) + "]"
+		return c.pool(r.Pool), "route[" + strconv.Itoa(i) + "]", &c.Routes[i]
 	}
-	return c.pool(lc.Pool), "listener"
+	return c.pool(lc.Pool), "listener", nil
 }
 
 // Default timeouts, used where a Config leaves a duration zero.
@@ -154,6 +166,7 @@ type Server struct {
 	wg       sync.WaitGroup
 
 	logins atomic.Pointer[loginLimiter]
+	denied atomic.Pointer[denyLog] // rate-limited log of refused clients, see access.go
 
 	drain      <-chan struct{} // closed when Shutdown starts
 	drainCtx   context.Context
@@ -226,6 +239,9 @@ func (c *Config) validate() error {
 		if l.TLS != "" && l.TLS != TLSNone && c.TLS == nil {
 			return fmt.Errorf("proxy: listener %s: tls %q needs a certificate", l.Address, l.TLS)
 		}
+	}
+	if err := c.Data.announcer().Validate(c.Data.PortRange); err != nil {
+		return fmt.Errorf("proxy: data: %w", err)
 	}
 	for i, r := range c.Routes {
 		if c.pool(r.Pool) == nil {

@@ -135,7 +135,6 @@ func (s *session) Run(parent context.Context) {
 	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
 	defer stop()
 
-	s.log.Info("session start", "listener", s.lc.Address)
 	err := s.serve()
 
 	line, cause := finalLine(err)
@@ -196,6 +195,10 @@ func (s *session) serve() error {
 			return err
 		}
 	}
+	if err := s.checkListenerAccess(); err != nil {
+		return err
+	}
+	s.log.Info("session start", "listener", s.lc.Address)
 	lim := s.cfg.Limits
 	if !s.srv.admit(s.clientAddr.Addr(), lim) {
 		return end421(CauseTooMany, errors.New("session limit reached"))
