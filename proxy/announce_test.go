@@ -54,7 +54,9 @@ func natDialer(t *testing.T, src string, control string, announced netip.Addr) f
 // publicPeer is a control connection that reports a public remote address.
 type publicPeer struct{ net.Conn }
 
-func (publicPeer) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(198, 51, 100, 250), Port: 21} }
+func (publicPeer) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(198, 51, 100, 250), Port: 21}
+}
 
 func TestPassiveAnnounce(t *testing.T) {
 	be := startBackend(t, nil)
