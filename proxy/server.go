@@ -98,6 +98,9 @@ type Config struct {
 	// RequireDataReuse refuses (522) a protected data connection that does not resume its
 	// control connection's TLS session (tls.data_session_reuse = "required").
 	RequireDataReuse bool
+	// ClientCertUser requires the client certificate's name to equal USER
+	// (tls.client_cert_user); the certificate policy itself is in TLS.
+	ClientCertUser tlsterm.ClientCertUser
 }
 
 func (c *Config) pool(name string) *balancer.Pool {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,8 @@ type session struct {
 	pbszOK bool
 	prot   byte // 'C', 'P', or 0 before any PROT
 	sni    string
+	// clientCert is the client's verified certificate on the control connection, or nil.
+	clientCert *x509.Certificate
 
 	// Login state.
 	user     string
