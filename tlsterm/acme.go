@@ -24,6 +24,9 @@ type ACMEOptions struct {
 	CARoot      string // PEM file of an extra root to trust for the CA (private/test CA)
 	Storage     string // directory for certmagic's file storage (certificates, keys, account)
 	HTTPAddress string // where the HTTP-01 challenge is answered, e.g. ":80" or "127.0.0.1:5002"
+	// OnDemand, when set, obtains certificates during handshakes for permitted names
+	// beyond Domains (which may then be empty).
+	OnDemand *OnDemandOptions
 }
 
 // ACME is a CertSource backed by certmagic: it obtains and renews certificates for Domains,
@@ -51,8 +54,13 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if len(o.Domains) == 0 {
+	if len(o.Domains) == 0 && o.OnDemand == nil {
 		return nil, errors.New("acme: no domains")
+	}
+	if o.OnDemand != nil {
+		if err := o.OnDemand.Validate(); err != nil {
+			return nil, fmt.Errorf("acme: %w", err)
+		}
 	}
 	if o.Email == "" {
 		return nil, errors.New("acme: email is required")
@@ -87,14 +95,28 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return a.cfg, nil },
 		Logger:           zl,
 	})
-	a.cfg = certmagic.New(a.cache, certmagic.Config{
+	mc := certmagic.Config{
 		Storage: &certmagic.FileStorage{Path: o.Storage},
 		Logger:  zl,
+	}
+	if len(o.Domains) > 0 {
 		// Clients that connect by IP send no SNI (common with FTP); unknown names get the
 		// first domain's certificate rather than a failed handshake.
-		DefaultServerName:  o.Domains[0],
-		FallbackServerName: o.Domains[0],
-	})
+		mc.DefaultServerName, mc.FallbackServerName = o.Domains[0], o.Domains[0]
+	}
+	if o.OnDemand != nil {
+		d := newOnDemand(*o.OnDemand, o.Domains)
+		mc.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: func(ctx context.Context, name string) error {
+			err := d.decide(ctx, name)
+			if err != nil {
+				log.Warn("acme on-demand certificate refused", "domain", name, "err", err)
+			} else {
+				log.Info("acme on-demand certificate permitted", "domain", name)
+			}
+			return err
+		}}
+	}
+	a.cfg = certmagic.New(a.cache, mc)
 
 	ln, err := net.Listen("tcp", o.HTTPAddress)
 	if err != nil {
@@ -131,9 +153,11 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 		}
 	}()
 
-	if err := a.cfg.ManageSync(ctx, o.Domains); err != nil {
-		a.Close()
-		return nil, fmt.Errorf("acme: %w", err)
+	if len(o.Domains) > 0 {
+		if err := a.cfg.ManageSync(ctx, o.Domains); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("acme: %w", err)
+		}
 	}
 	for _, d := range o.Domains {
 		c, err := a.GetCertificate(&tls.ClientHelloInfo{ServerName: d})
