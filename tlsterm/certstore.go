@@ -129,17 +129,20 @@ func buildIndex(o CertStoreOptions, all bool) (*certIndex, []error) {
 	if o.Dir != "" {
 		pairs, dirErrs := dirPairs(o.Dir)
 		errs = append(errs, dirErrs...)
-		found := false
+		named := false // a pair called Default exists (whether or not it loads)
 		for _, np := range pairs {
 			c := add(np.pair)
 			if len(errs) > 0 && !all {
 				return nil, errs
 			}
-			if np.name == o.Default && c != nil {
-				idx.def, found = c, true
+			if np.name == o.Default {
+				named = true
+				if c != nil {
+					idx.def = c
+				}
 			}
 		}
-		if o.Default != "" && !found && len(errs) == 0 {
+		if o.Default != "" && !named {
 			errs = append(errs, fmt.Errorf("tls: default_certificate %q: no pair %s.crt/%s.key or %s.pem in %s",
 				o.Default, o.Default, o.Default, o.Default, o.Dir))
 		}

@@ -58,6 +58,8 @@ type Listener struct {
 	TrustedProxies []string `toml:"trusted_proxies"` // CIDRs or bare IPs; see TrustedPrefixes
 	Banner         string   `toml:"banner"`          // text of the proxy's own 220
 	Name           string   `toml:"name"`            // for logs and metrics; default: Address
+	Allow          []string `toml:"allow"`           // CIDRs or IPs of clients admitted (empty: all)
+	Deny           []string `toml:"deny"`            // CIDRs or IPs refused; deny wins
 }
 
 // TLS is the [tls] table: the proxy's certificate toward clients.
@@ -67,18 +69,26 @@ type TLS struct {
 	MinVersion       string `toml:"min_version"`        // 1.2 | 1.3
 	DataSessionReuse string `toml:"data_session_reuse"` // optional | required
 	ACME             ACME   `toml:"acme"`
+	// Hosting edge (config_edge.go).
+	Certificates       []CertificateFile `toml:"certificate"`
+	CertDir            string            `toml:"cert_dir"`
+	DefaultCertificate string            `toml:"default_certificate"`
+	ClientAuth         string            `toml:"client_auth"` // none | optional | required
+	ClientCAFile       string            `toml:"client_ca_file"`
+	ClientCertUser     string            `toml:"client_cert_user"` // off | cn | san-email
 }
 
 // ACME is the [tls.acme] table. It is in use when the file defines it (then
 // Domains is never empty), which File.UsesACME reports; its other fields are
 // defaulted either way.
 type ACME struct {
-	Domains     []string `toml:"domains"`
-	Email       string   `toml:"email"`
-	CA          string   `toml:"ca"`
-	CARoot      string   `toml:"ca_root"`
-	Storage     string   `toml:"storage"`
-	HTTPAddress string   `toml:"http_address"`
+	Domains     []string     `toml:"domains"`
+	Email       string       `toml:"email"`
+	CA          string       `toml:"ca"`
+	CARoot      string       `toml:"ca_root"`
+	Storage     string       `toml:"storage"`
+	HTTPAddress string       `toml:"http_address"`
+	OnDemand    ACMEOnDemand `toml:"on_demand"`
 }
 
 // Data is the [data] table: the client-side data channel.
@@ -87,6 +97,9 @@ type Data struct {
 	PortRange      string   `toml:"port_range"`     // "A-B" or "A"; see Ports
 	AllowActive    bool     `toml:"allow_active"`
 	ConnectTimeout Duration `toml:"connect_timeout"`
+	// Hosting edge (config_edge.go).
+	PublicAddressOverrides []AddressOverride `toml:"public_address_override"`
+	AnnouncePortOffset     int               `toml:"announce_port_offset"`
 }
 
 // Pool is one [[pool]] of backends with its selection policy.
@@ -118,9 +131,11 @@ type Backend struct {
 // Route is one [[route]]: sessions whose USER and/or HOST match go to Pool.
 // User and Host are path.Match patterns.
 type Route struct {
-	User string `toml:"user"`
-	Host string `toml:"host"`
-	Pool string `toml:"pool"`
+	User  string   `toml:"user"`
+	Host  string   `toml:"host"`
+	Pool  string   `toml:"pool"`
+	Allow []string `toml:"allow"` // CIDRs or IPs admitted to this route (empty: all)
+	Deny  []string `toml:"deny"`
 }
 
 // Limits is the [limits] table. Zero session limits mean unlimited; zero
@@ -212,7 +227,7 @@ func ParseConfig(data []byte) (*File, error) {
 
 // UsesACME reports whether certificates come from ACME ([tls.acme] with
 // domains), as opposed to cert_file and key_file.
-func (f *File) UsesACME() bool { return len(f.TLS.ACME.Domains) > 0 }
+func (f *File) UsesACME() bool { return len(f.TLS.ACME.Domains) > 0 || f.usesOnDemand() }
 
 // TrustedPrefixes returns TrustedProxies as prefixes (bare IPs as /32 or
 // /128), masked. On a validated File it never drops an entry.
@@ -322,6 +337,8 @@ func (l *Listener) setDefaults() {
 func (t *TLS) setDefaults() {
 	t.MinVersion = "1.2"
 	t.DataSessionReuse = "optional"
+	t.ClientAuth = "none"
+	t.ClientCertUser = "off"
 }
 
 func (a *ACME) setDefaults() {
@@ -426,6 +443,7 @@ func (f *File) resolvePaths(dir string) {
 		}
 	}
 	join(&f.Log.TransferLog)
+	f.resolveEdgePaths(join)
 }
 
 // cfgChecker collects problems while decoding and validating one file.
@@ -713,6 +731,7 @@ func (c *cfgChecker) validate(f *File) {
 	c.checkLog(f)
 	c.checkAdmin(f)
 	c.checkSockets(f)
+	c.checkEdge(f)
 }
 
 func (c *cfgChecker) enum(key, val string, legal []string) {
@@ -848,7 +867,7 @@ func (c *cfgChecker) checkTLS(f *File) {
 	t := &f.TLS
 	c.enum("tls.min_version", t.MinVersion, cfgMinVersions)
 	c.enum("tls.data_session_reuse", t.DataSessionReuse, cfgSessionReuse)
-	files := t.CertFile != "" || t.KeyFile != ""
+	files := t.hasCertFiles()
 	acme := c.defined["tls.acme"]
 	switch {
 	case files && acme:
@@ -877,7 +896,7 @@ func (c *cfgChecker) checkTLS(f *File) {
 	}
 
 	a := &t.ACME
-	if acme && len(a.Domains) == 0 {
+	if acme && len(a.Domains) == 0 && !f.usesOnDemand() {
 		c.add("tls.acme.domains", "at least one domain is required")
 	}
 	for i, d := range a.Domains {

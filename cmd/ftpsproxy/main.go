@@ -117,9 +117,11 @@ func build(f *File, log *slog.Logger, prev *runtime) (*runtime, error) {
 	rt := &runtime{}
 	pc := proxy.Config{
 		Data: proxy.DataConfig{
-			PublicAddress:  f.Data.PublicAddr(),
-			AllowActive:    f.Data.AllowActive,
-			ConnectTimeout: f.Data.ConnectTimeout.Duration,
+			PublicAddress:      f.Data.PublicAddr(),
+			AllowActive:        f.Data.AllowActive,
+			ConnectTimeout:     f.Data.ConnectTimeout.Duration,
+			AddressOverrides:   f.Data.addressOverrides(),
+			AnnouncePortOffset: f.Data.AnnouncePortOffset,
 		},
 		Limits: proxy.Limits{
 			MaxSessions:      f.Limits.MaxSessions,
@@ -144,6 +146,7 @@ func build(f *File, log *slog.Logger, prev *runtime) (*runtime, error) {
 		pc.Listeners = append(pc.Listeners, proxy.ListenerConfig{
 			Name: l.Name, Address: l.Address, TLS: l.TLS, Pool: l.Pool, Banner: l.Banner,
 			ProxyProtocol: l.ProxyProtocol == "on", TrustedProxies: l.TrustedPrefixes(),
+			Access: accessList(l.Allow, l.Deny),
 		})
 	}
 	for i, p := range f.Pools {
@@ -211,9 +214,10 @@ func build(f *File, log *slog.Logger, prev *runtime) (*runtime, error) {
 		rt.tlsKey = key
 		pc.TLS = rt.tls
 		pc.RequireDataReuse = f.TLS.DataSessionReuse == "required"
+		pc.ClientCertUser, _ = tlsterm.ParseClientCertUser(f.TLS.ClientCertUser)
 	}
 	for _, r := range f.Routes {
-		pc.Routes = append(pc.Routes, proxy.Route{User: r.User, Host: r.Host, Pool: r.Pool})
+		pc.Routes = append(pc.Routes, proxy.Route{User: r.User, Host: r.Host, Pool: r.Pool, Access: accessList(r.Allow, r.Deny)})
 	}
 	rt.cfg, rt.healthPools = pc, pc.Pools
 	return rt, nil
@@ -357,13 +361,14 @@ func newTLSServer(f *File, log *slog.Logger) (*tlsterm.Server, *tlsterm.ACME, er
 	}
 	var acme *tlsterm.ACME
 	opts := tlsterm.ServerOptions{CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile, MinVersion: minV}
+	f.edgeServerOptions(&opts)
 	if f.UsesACME() {
 		a := f.TLS.ACME
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		src, err := tlsterm.NewACME(ctx, tlsterm.ACMEOptions{
 			Domains: a.Domains, Email: a.Email, CA: a.CA, CARoot: a.CARoot,
-			Storage: a.Storage, HTTPAddress: a.HTTPAddress,
+			Storage: a.Storage, HTTPAddress: a.HTTPAddress, OnDemand: f.onDemandOptions(),
 		}, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("tls.acme: %w", err)
