@@ -25,6 +25,7 @@ APT_PACKAGES=(
 	libpcre2-8-0 libpcre2-posix3 libidn2-0 libacl1 zlib1g libsqlite3-0
 	libncursesw6 libtinfo6 passwd mount util-linux
 	chromium
+	nftables
 )
 # Unpacked, never installed: name of the unpack directory = first package.
 declare -A PEER_DEBS=(
