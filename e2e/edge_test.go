@@ -21,20 +21,9 @@ import (
 // The hosting edge (issue 17): certificates by SNI, client certificates, allow/deny lists.
 // The announced-port and per-network address tests are in edgens_test.go.
 
-// edgeProxyConfig is one explicit-FTPS listener in front of backend, with [tls] keys tlsKeys
-// and extra keys for the listener (listenerKeys) and the rest of the file (extra).
-func edgeProxyConfig(t *testing.T, listen, backend, listenerKeys, tlsKeys, extra string) string {
-	return fmt.Sprintf(`[[listener]]
-address = %q
-tls = "explicit"
-pool = "farm"
-%s
-[tls]
-%s
-[data]
-port_range = %q
-connect_timeout = "10s"
-
+// edgeFarm is the pool "farm" of one backend and limits that never get in a test's way.
+func edgeFarm(backend string) string {
+	return fmt.Sprintf(`
 [[pool]]
 name = "farm"
 policy = "round_robin"
@@ -49,7 +38,23 @@ logins_per_minute = 0
 
 [log]
 level = "debug"
-%s`, listen, listenerKeys, tlsKeys, freeRange(t, 40), backend, extra)
+`, backend)
+}
+
+// edgeProxyConfig is one explicit-FTPS listener in front of backend, with [tls] keys tlsKeys
+// and extra keys for the listener (listenerKeys) and the rest of the file (extra).
+func edgeProxyConfig(t *testing.T, listen, backend, listenerKeys, tlsKeys, extra string) string {
+	return fmt.Sprintf(`[[listener]]
+address = %q
+tls = "explicit"
+pool = "farm"
+%s
+[tls]
+%s
+[data]
+port_range = %q
+connect_timeout = "10s"
+`, listen, listenerKeys, tlsKeys, freeRange(t, 40)) + edgeFarm(backend) + extra
 }
 
 // sClientLeaf runs openssl s_client with AUTH TLS against addr, with SNI name (none when
@@ -88,24 +93,7 @@ func sClientLeaf(t *testing.T, addr, name string) string {
 func TestEdgeCertificatesBySNI(t *testing.T) {
 	ca := testpki.NewCA(t, "hoster CA")
 	dir := t.TempDir()
-	want := map[string]string{}
-	for i := range 50 {
-		name := fmt.Sprintf("ftp.customer%02d.example", i)
-		names := []string{name}
-		if i%10 == 0 {
-			names = append(names, "*.customer"+fmt.Sprintf("%02d", i)+".example")
-		}
-		l := ca.Server(t, 0, names...)
-		if i%2 == 0 {
-			l.WritePair(t, dir, name)
-		} else {
-			l.WritePEM(t, dir, name)
-		}
-		want[name] = l.Fingerprint()
-		if i%10 == 0 {
-			want[fmt.Sprintf("files.customer%02d.example", i)] = l.Fingerprint()
-		}
-	}
+	want := ca.WriteDomains(t, dir, 50, "ftp.customer%02d.example")
 	def := ca.Server(t, 0, "ftp.hoster.example")
 	def.WritePEM(t, dir, "hoster")
 	extra := ca.Server(t, 0, "ftp.partner.example")
@@ -149,7 +137,7 @@ key_file = %q
 	_, port, _ := net.SplitHostPort(listen)
 	tmp := t.TempDir()
 	src, data := randomData(t, tmp, "src", 300<<10)
-	for _, name := range []string{"ftp.customer07.example", "files.customer20.example", "ftp.newcustomer.example"} {
+	for _, name := range []string{"ftp.customer07.example", "x.ftp.customer20.example", "ftp.newcustomer.example"} {
 		url := "ftp://" + name + ":" + port + "/" + name + ".bin"
 		args := []string{"--resolve", name + ":" + port + ":127.0.0.1", "--cacert", caFile, "--ssl-reqd", "--user", peers.User + ":" + peers.Password}
 		dst := filepath.Join(tmp, name)

@@ -71,19 +71,7 @@ burst = 2
 [data]
 port_range = %q
 connect_timeout = "10s"
-
-[[pool]]
-name = "farm"
-policy = "round_robin"
-health_interval = "0s"
-
-[[pool.backend]]
-address = %q
-
-[limits]
-max_sessions_per_ip = 500
-logins_per_minute = 0
-`, listen, ca.Directory, ca.MinicaRoot, t.TempDir(), ca.HTTPAddress, ask.URL, freeRange(t, 20), vs.Addr)
+`, listen, ca.Directory, ca.MinicaRoot, t.TempDir(), ca.HTTPAddress, ask.URL, freeRange(t, 20)) + edgeFarm(vs.Addr)
 	p := startProxy(t, cfg)
 	for _, name := range []string{"a.test.example", "b.test.example", "c.test.example"} {
 		if out, ok := sClientVerify(t, listen, name, rootFile); !ok {

@@ -125,22 +125,7 @@ connect_timeout = "5s"
 [[data.public_address_override]]
 cidr = "198.51.100.0/24"
 address = %q
-
-[[pool]]
-name = "farm"
-policy = "round_robin"
-health_interval = "0s"
-
-[[pool.backend]]
-address = %q
-
-[limits]
-max_sessions_per_ip = 500
-logins_per_minute = 0
-
-[log]
-level = "debug"
-`, edgeWANProxy, edgeFirst, edgeFirst+edgePorts-1, edgeOffset, edgeLANProxy, vs.Addr)
+`, edgeWANProxy, edgeFirst, edgeFirst+edgePorts-1, edgeOffset, edgeLANProxy) + edgeFarm(vs.Addr)
 	p := startNSProxy(t, l.proxy, cfg, 1)
 	mustReach(t, l.lan, edgeLANProxy, 2121)
 	mustReach(t, l.wan, edgeWANProxy, 2121)

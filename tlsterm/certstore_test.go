@@ -2,7 +2,6 @@ package tlsterm
 
 import (
 	"crypto/tls"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,31 +11,6 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/internal/testpki"
 )
 
-// fiftyDomains writes 50 customer pairs into dir: even ones as NAME.crt + NAME.key, odd ones
-// as NAME.pem, every fifth with a wildcard SAN too. It returns the fingerprint expected per
-// server name.
-func fiftyDomains(t *testing.T, ca *testpki.CA, dir string) map[string]string {
-	want := map[string]string{}
-	for i := range 50 {
-		name := fmt.Sprintf("customer%02d.example", i)
-		names := []string{name}
-		if i%5 == 0 {
-			names = append(names, "*."+name)
-		}
-		l := ca.Server(t, 0, names...)
-		if i%2 == 0 {
-			l.WritePair(t, dir, name)
-		} else {
-			l.WritePEM(t, dir, name)
-		}
-		want[name] = l.Fingerprint()
-		if i%5 == 0 {
-			want["ftp."+name] = l.Fingerprint()
-		}
-	}
-	return want
-}
-
 func fingerprint(c *tls.Certificate) string {
 	l := testpki.Leaf{Cert: c.Leaf}
 	return l.Fingerprint()
@@ -45,7 +19,7 @@ func fingerprint(c *tls.Certificate) string {
 func TestCertStoreSNI(t *testing.T) {
 	ca := testpki.NewCA(t, "store CA")
 	dir := t.TempDir()
-	want := fiftyDomains(t, ca, dir)
+	want := ca.WriteDomains(t, dir, 50, "customer%02d.example")
 	top := ca.Server(t, 0, "ftp.hoster.example")
 	topCert, topKey := top.WritePair(t, t.TempDir(), "top")
 	extra := ca.Server(t, 0, "*.extra.example", "extra.example")

@@ -21,21 +21,29 @@ const (
 var clientAuthNames = []string{"none", "optional", "required"}
 
 // String returns the config name of the mode.
-func (a ClientAuth) String() string {
-	if int(a) < len(clientAuthNames) {
-		return clientAuthNames[a]
-	}
-	return fmt.Sprintf("ClientAuth(%d)", int(a))
-}
+func (a ClientAuth) String() string { return enumName(clientAuthNames, int(a), "ClientAuth") }
 
 // ParseClientAuth reads a config value.
 func ParseClientAuth(s string) (ClientAuth, error) {
-	for i, n := range clientAuthNames {
+	i, err := parseEnum(clientAuthNames, s)
+	return ClientAuth(i), err
+}
+
+// enumName and parseEnum map the config modes to their names (the index is the value).
+func enumName(names []string, i int, typ string) string {
+	if i >= 0 && i < len(names) {
+		return names[i]
+	}
+	return fmt.Sprintf("%s(%d)", typ, i)
+}
+
+func parseEnum(names []string, s string) (int, error) {
+	for i, n := range names {
 		if s == n {
-			return ClientAuth(i), nil
+			return i, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown value %q; must be one of %s", s, strings.Join(clientAuthNames, ", "))
+	return 0, fmt.Errorf("unknown value %q; must be one of %s", s, strings.Join(names, ", "))
 }
 
 // apply sets the client-certificate policy on the server config.
@@ -76,21 +84,12 @@ const (
 var certUserNames = []string{"off", "cn", "san-email"}
 
 // String returns the config name of the mode.
-func (m ClientCertUser) String() string {
-	if int(m) < len(certUserNames) {
-		return certUserNames[m]
-	}
-	return fmt.Sprintf("ClientCertUser(%d)", int(m))
-}
+func (m ClientCertUser) String() string { return enumName(certUserNames, int(m), "ClientCertUser") }
 
 // ParseClientCertUser reads a config value.
 func ParseClientCertUser(s string) (ClientCertUser, error) {
-	for i, n := range certUserNames {
-		if s == n {
-			return ClientCertUser(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown value %q; must be one of %s", s, strings.Join(certUserNames, ", "))
+	i, err := parseEnum(certUserNames, s)
+	return ClientCertUser(i), err
 }
 
 // CheckUser reports why user may not log in with the verified client certificate cert

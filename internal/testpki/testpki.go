@@ -15,6 +15,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -135,6 +136,33 @@ func (l *Leaf) WritePEM(t testing.TB, dir, name string) string {
 	p := filepath.Join(dir, name+".pem")
 	write(t, p, append(append([]byte{}, l.CertPEM...), l.KeyPEM...))
 	return p
+}
+
+// WriteDomains writes n server pairs into dir, one per name fmt.Sprintf(pattern, i): even
+// ones as NAME.crt + NAME.key, odd ones as NAME.pem, and every fifth with a wildcard SAN
+// "*.NAME" too. It returns the fingerprint expected per server name, with "x.NAME" for the
+// wildcards.
+func (ca *CA) WriteDomains(t testing.TB, dir string, n int, pattern string) map[string]string {
+	t.Helper()
+	want := map[string]string{}
+	for i := range n {
+		name := fmt.Sprintf(pattern, i)
+		names := []string{name}
+		if i%5 == 0 {
+			names = append(names, "*."+name)
+		}
+		l := ca.Server(t, 0, names...)
+		if i%2 == 0 {
+			l.WritePair(t, dir, name)
+		} else {
+			l.WritePEM(t, dir, name)
+		}
+		want[name] = l.Fingerprint()
+		if i%5 == 0 {
+			want["x."+name] = l.Fingerprint()
+		}
+	}
+	return want
 }
 
 // WriteCA writes the CA certificate to dir/name and returns its path.
