@@ -7,11 +7,11 @@ import (
 )
 
 // AddressOverride announces Address in 227 replies to clients inside Net
-// ([[data.public_address_override]]): LAN clients get the internal address, the rest the
-// public one.
+// ([[data.public_address_override]], whose keys the toml tags name): LAN clients get the
+// internal address, the rest the public one.
 type AddressOverride struct {
-	Net     netip.Prefix
-	Address netip.Addr
+	Net     netip.Prefix `toml:"cidr"`
+	Address netip.Addr   `toml:"address"`
 }
 
 // Announce is what the proxy tells clients about its passive ports: the address of a 227

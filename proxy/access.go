@@ -94,9 +94,12 @@ func (s *session) checkListenerAccess() error {
 	return end421(CauseDenied, errDenied)
 }
 
+// access returns the route's allow/deny lists.
+func (r *Route) access() AccessList { return AccessList{Allow: r.Allow, Deny: r.Deny} }
+
 // checkRouteAccess refuses a client that the matched route's allow/deny lists do not admit.
 func (s *session) checkRouteAccess(r *Route, why string) error {
-	if r == nil || r.Access.Permits(s.clientAddr.Addr()) {
+	if r == nil || r.access().Permits(s.clientAddr.Addr()) {
 		return nil
 	}
 	s.srv.denyLogs().warn(s.log, "client refused", "route", why, "client", s.clientAddr.Addr().String(),

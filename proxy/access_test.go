@@ -168,8 +168,8 @@ func TestRouteAllowDeny(t *testing.T) {
 		}
 		c.Pools = append(c.Pools, office)
 		c.Routes = []proxy.Route{
-			{User: "*@office", Pool: "office", Access: proxy.AccessList{Allow: prefixes("10.0.0.0/8")}},
-			{User: "demo", Pool: "default", Access: proxy.AccessList{Allow: prefixes("127.0.0.0/8"), Deny: prefixes("127.0.0.2/32")}},
+			{User: "*@office", Pool: "office", Allow: prefixes("10.0.0.0/8")},
+			{User: "demo", Pool: "default", Allow: prefixes("127.0.0.0/8"), Deny: prefixes("127.0.0.2/32")},
 		}
 	})
 	t.Run("route refuses a client outside its allow list", func(t *testing.T) {

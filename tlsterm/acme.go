@@ -16,17 +16,29 @@ import (
 	"github.com/caddyserver/certmagic"
 )
 
-// ACMEOptions mirrors [tls.acme].
+// ACMEOptions configures certificates from ACME. It is also the [tls.acme] table of the config file (the toml tags name the keys; package
+// config decodes and validates them, starting from DefaultACMEOptions).
 type ACMEOptions struct {
-	Domains     []string
-	Email       string // required: with no email certmagic would prompt on stdin
-	CA          string // directory URL; empty: Let's Encrypt production (its retries go to staging)
-	CARoot      string // PEM file of an extra root to trust for the CA (private/test CA)
-	Storage     string // directory for certmagic's file storage (certificates, keys, account)
-	HTTPAddress string // where the HTTP-01 challenge is answered, e.g. ":80" or "127.0.0.1:5002"
-	// OnDemand, when set, obtains certificates during handshakes for permitted names
+	Domains     []string `toml:"domains"`
+	Email       string   `toml:"email"`        // required: with no email certmagic would prompt on stdin
+	CA          string   `toml:"ca"`           // directory URL; empty: Let's Encrypt production (its retries go to staging)
+	CARoot      string   `toml:"ca_root"`      // PEM file of an extra root to trust for the CA (private/test CA)
+	Storage     string   `toml:"storage"`      // directory for certmagic's file storage (certificates, keys, account)
+	HTTPAddress string   `toml:"http_address"` // where the HTTP-01 challenge is answered, e.g. ":80" or "127.0.0.1:5002"
+	// OnDemand, when enabled, obtains certificates during handshakes for permitted names
 	// beyond Domains (which may then be empty).
-	OnDemand *OnDemandOptions
+	OnDemand OnDemandOptions `toml:"on_demand"`
+}
+
+// DefaultACMEOptions returns the [tls.acme] settings a config file gets for the keys it
+// leaves out: Let's Encrypt production, the FHS state directory, HTTP-01 on port 80.
+func DefaultACMEOptions() ACMEOptions {
+	return ACMEOptions{
+		CA:          "https://acme-v02.api.letsencrypt.org/directory",
+		Storage:     "/var/lib/ftpsproxy/acme",
+		HTTPAddress: ":80",
+		OnDemand:    DefaultOnDemandOptions(),
+	}
 }
 
 // ACME is a CertSource backed by certmagic: it obtains and renews certificates for Domains,
@@ -43,6 +55,8 @@ type ACME struct {
 	srv   *http.Server
 	done  chan struct{} // closed when the challenge server has stopped
 
+	domains []string // managed names, for Certificates
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -54,10 +68,10 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if len(o.Domains) == 0 && o.OnDemand == nil {
+	if len(o.Domains) == 0 && !o.OnDemand.Enabled() {
 		return nil, errors.New("acme: no domains")
 	}
-	if o.OnDemand != nil {
+	if o.OnDemand.Enabled() {
 		if err := o.OnDemand.Validate(); err != nil {
 			return nil, fmt.Errorf("acme: %w", err)
 		}
@@ -90,7 +104,7 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 	}
 
 	zl := newZapLogger(log.Handler())
-	a := &ACME{done: make(chan struct{})}
+	a := &ACME{done: make(chan struct{}), domains: o.Domains}
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return a.cfg, nil },
 		Logger:           zl,
@@ -104,8 +118,8 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 		// first domain's certificate rather than a failed handshake.
 		mc.DefaultServerName, mc.FallbackServerName = o.Domains[0], o.Domains[0]
 	}
-	if o.OnDemand != nil {
-		d := newOnDemand(*o.OnDemand, o.Domains)
+	if o.OnDemand.Enabled() {
+		d := newOnDemand(o.OnDemand, o.Domains)
 		mc.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: func(ctx context.Context, name string) error {
 			err := d.decide(ctx, name)
 			if err != nil {

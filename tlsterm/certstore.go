@@ -13,9 +13,10 @@ import (
 )
 
 // CertPair names a certificate file (PEM, chain first) and its key file. They may be the same
-// file when it holds both.
+// file when it holds both. It is also one [[tls.certificate]] of the config file.
 type CertPair struct {
-	CertFile, KeyFile string
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
 }
 
 // CertStoreOptions lists where the client-facing certificates come from.
@@ -46,6 +47,7 @@ type CertStore struct {
 type certIndex struct {
 	byName map[string]*tls.Certificate // lower-case SAN (exact or "*.suffix") → certificate
 	def    *tls.Certificate
+	all    []*tls.Certificate // in load order
 	count  int
 }
 
@@ -158,6 +160,7 @@ func buildIndex(o CertStoreOptions, all bool) (*certIndex, []error) {
 
 func (idx *certIndex) add(c *tls.Certificate) {
 	idx.count++
+	idx.all = append(idx.all, c)
 	names := c.Leaf.DNSNames
 	if len(names) == 0 && c.Leaf.Subject.CommonName != "" {
 		names = []string{c.Leaf.Subject.CommonName} // an old certificate without SANs

@@ -4,11 +4,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"github.com/ftpsproxy/ftpsproxy/internal/enum"
 	"strings"
 )
 
 // ClientAuth is tls.client_auth: whether clients must present a certificate.
-type ClientAuth int
+type ClientAuth uint8
 
 // The client_auth modes. With Optional a certificate, when given, must verify against the
 // client CA; with Required a handshake without one fails.
@@ -18,32 +19,18 @@ const (
 	ClientAuthRequired
 )
 
-var clientAuthNames = []string{"none", "optional", "required"}
+var clientAuthNames = enum.Names[ClientAuth]{"none", "optional", "required"}
 
 // String returns the config name of the mode.
-func (a ClientAuth) String() string { return enumName(clientAuthNames, int(a), "ClientAuth") }
+func (a ClientAuth) String() string { return clientAuthNames.Name(a) }
+
+// UnmarshalText parses a config name; an unknown one is an error listing the legal names.
+func (a *ClientAuth) UnmarshalText(b []byte) error { return clientAuthNames.Parse(a, b) }
 
 // ParseClientAuth reads a config value.
 func ParseClientAuth(s string) (ClientAuth, error) {
-	i, err := parseEnum(clientAuthNames, s)
-	return ClientAuth(i), err
-}
-
-// enumName and parseEnum map the config modes to their names (the index is the value).
-func enumName(names []string, i int, typ string) string {
-	if i >= 0 && i < len(names) {
-		return names[i]
-	}
-	return fmt.Sprintf("%s(%d)", typ, i)
-}
-
-func parseEnum(names []string, s string) (int, error) {
-	for i, n := range names {
-		if s == n {
-			return i, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown value %q; must be one of %s", s, strings.Join(names, ", "))
+	var a ClientAuth
+	return a, a.UnmarshalText([]byte(s))
 }
 
 // apply sets the client-certificate policy on the server config.
@@ -72,7 +59,7 @@ func (a ClientAuth) apply(c *tls.Config, caFile string) error {
 
 // ClientCertUser is tls.client_cert_user: which name of a client certificate must equal the
 // USER of the session.
-type ClientCertUser int
+type ClientCertUser uint8
 
 // The client_cert_user modes.
 const (
@@ -81,15 +68,18 @@ const (
 	CertUserSANEmail                // one of the rfc822Name SANs
 )
 
-var certUserNames = []string{"off", "cn", "san-email"}
+var certUserNames = enum.Names[ClientCertUser]{"off", "cn", "san-email"}
 
 // String returns the config name of the mode.
-func (m ClientCertUser) String() string { return enumName(certUserNames, int(m), "ClientCertUser") }
+func (m ClientCertUser) String() string { return certUserNames.Name(m) }
+
+// UnmarshalText parses a config name; an unknown one is an error listing the legal names.
+func (m *ClientCertUser) UnmarshalText(b []byte) error { return certUserNames.Parse(m, b) }
 
 // ParseClientCertUser reads a config value.
 func ParseClientCertUser(s string) (ClientCertUser, error) {
-	i, err := parseEnum(certUserNames, s)
-	return ClientCertUser(i), err
+	var m ClientCertUser
+	return m, m.UnmarshalText([]byte(s))
 }
 
 // CheckUser reports why user may not log in with the verified client certificate cert

@@ -20,12 +20,21 @@ import (
 // approves are issued, and issuance is rate-limited, because a client chooses the SNI and
 // the CA limits how many certificates an account may get.
 type OnDemandOptions struct {
-	Allow []string // globs on the server name, "*" within one label: "*.customers.example"
+	Allow []string `toml:"allow"` // globs on the server name, "*" within one label: "*.customers.example"
 	// Ask is a URL asked with GET ?domain=NAME for names Allow does not match; 200 permits.
-	Ask       string
-	PerMinute int // issuance attempts per minute; 0: DefaultOnDemandPerMinute
-	Burst     int // 0: DefaultOnDemandBurst
+	Ask       string `toml:"ask"`
+	PerMinute int    `toml:"per_minute"` // issuance attempts per minute; 0: DefaultOnDemandPerMinute
+	Burst     int    `toml:"burst"`      // 0: DefaultOnDemandBurst
 }
+
+// DefaultOnDemandOptions returns the [tls.acme.on_demand] settings a config file gets for the
+// keys it leaves out (not enabled: no allow, no ask).
+func DefaultOnDemandOptions() OnDemandOptions {
+	return OnDemandOptions{PerMinute: DefaultOnDemandPerMinute, Burst: DefaultOnDemandBurst}
+}
+
+// Enabled reports whether on-demand issuance is configured (allow or ask set).
+func (o OnDemandOptions) Enabled() bool { return len(o.Allow) > 0 || o.Ask != "" }
 
 // Defaults of the on-demand rate limit: enough for a new customer's first connections,
 // far below Let's Encrypt's 300 new orders per 3 hours.

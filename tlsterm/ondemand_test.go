@@ -87,7 +87,7 @@ func TestACMEOnDemand(t *testing.T) {
 		CARoot:      peb.MinicaRoot,
 		Storage:     t.TempDir(),
 		HTTPAddress: peb.HTTPAddress,
-		OnDemand:    &OnDemandOptions{Allow: []string{"b.test.example", "*.burst.example"}, Ask: ask, PerMinute: 1, Burst: 2},
+		OnDemand:    OnDemandOptions{Allow: []string{"b.test.example", "*.burst.example"}, Ask: ask, PerMinute: 1, Burst: 2},
 	}, slog.New(logs.handler()))
 	if err != nil {
 		t.Fatal(err)

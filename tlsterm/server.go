@@ -48,6 +48,7 @@ type Server struct {
 	base *tls.Config
 	// files is set for file sources so Reload can replace the certificates.
 	files *CertStore
+	src   CertSource // files or ACME, for Certificates
 }
 
 // NewServer loads the certificate source and builds the shared config.
@@ -62,6 +63,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 		s.files = fs
 		src = fs
 	}
+	s.src = src
 	minV := o.MinVersion
 	if minV == 0 {
 		minV = tls.VersionTLS12
