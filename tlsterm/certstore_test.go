@@ -196,3 +196,51 @@ func TestClientCertUser(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCertLookup: any server name a client sends is looked up without panicking, the same
+// whatever its case, and a certificate is only returned for a name one of its SANs covers.
+func FuzzCertLookup(f *testing.F) {
+	f.Add("a.example")        // exact
+	f.Add("x.wild.example")   // wildcard
+	f.Add("x.y.wild.example") // two labels below a wildcard: no match
+	f.Add("WILD.example.")    // case and trailing dot
+	f.Add("")                 // no SNI
+	f.Add(".")                // nothing but a dot
+	f.Add("*.wild.example")   // a client sending the wildcard itself
+	ca := testpki.NewCA(f, "fuzz CA")
+	dir := f.TempDir()
+	ca.Server(f, 0, "a.example").WritePEM(f, dir, "a")
+	ca.Server(f, 0, "*.wild.example", "wild.example").WritePEM(f, dir, "wild")
+	s, err := LoadCertStore(CertStoreOptions{Dir: dir})
+	if err != nil {
+		f.Fatal(err)
+	}
+	idx := s.idx.Load()
+	f.Fuzz(func(t *testing.T, name string) {
+		c := idx.lookup(name)
+		if c != idx.lookup(strings.ToUpper(name)) && strings.ToLower(strings.ToUpper(name)) == strings.ToLower(name) {
+			t.Fatalf("lookup(%q) depends on case", name)
+		}
+		if c == nil {
+			return
+		}
+		n := strings.TrimSuffix(strings.ToLower(name), ".")
+		if err := c.Leaf.VerifyHostname(n); err != nil && n != "*.wild.example" {
+			t.Fatalf("lookup(%q) returned a certificate for %v: %v", name, c.Leaf.DNSNames, err)
+		}
+	})
+}
+
+// FuzzLabelMatch: a glob's "*" never spans a dot, so a match has as many labels as the glob.
+func FuzzLabelMatch(f *testing.F) {
+	f.Add("*.customers.example", "a.customers.example")
+	f.Add("*.customers.example", "a.b.customers.example")
+	f.Add("ftp-*.example", "ftp-x.example")
+	f.Add("[", "x")
+	f.Add("a[+-0]b", "a.b") // a range that includes the dot's stand-in
+	f.Fuzz(func(t *testing.T, glob, name string) {
+		if labelMatch(glob, strings.ToLower(name)) && strings.Count(glob, ".") != strings.Count(name, ".") {
+			t.Fatalf("labelMatch(%q, %q): label counts differ", glob, name)
+		}
+	})
+}

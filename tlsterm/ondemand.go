@@ -148,6 +148,9 @@ func (d *onDemand) permitted(ctx context.Context, name string) error {
 // label or part of one, never for several ("*.example" does not match "a.b.example", as a
 // wildcard certificate would not).
 func labelMatch(glob, name string) bool {
+	if strings.Count(glob, ".") != strings.Count(name, ".") {
+		return false // a character class such as "[+-0]" could still match the dot
+	}
 	ok, _ := path.Match(strings.ReplaceAll(strings.ToLower(glob), ".", "/"), strings.ReplaceAll(name, ".", "/"))
 	return ok
 }
