@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -105,16 +106,21 @@ func setupEdgeNS(t *testing.T) edgeLayout {
 	return l
 }
 
-// TestEdgeAnnounceNetNS: curl and lftp in PASV and EPSV from the LAN and the internet side,
-// uploads and downloads sha256-checked, through the DNAT that maps announced ports onto
+// TestEdgeAnnounceNetNS: curl and lftp in PASV and EPSV, plain and over TLS (AUTH TLS, PROT
+// P), from the LAN and the internet side, uploads and downloads sha256-checked, through the DNAT that maps announced ports onto
 // bound ones; the raw 227/229 replies carry the expected address and offset ports.
 func TestEdgeAnnounceNetNS(t *testing.T) {
 	l := setupEdgeNS(t)
 	vs := peers.StartVsftpd(t, peers.Options{NetNS: l.proxy, Addr: "127.0.0.1:2101", PasvPorts: [2]int{41000, 41019}})
+	certFile, keyFile, _ := proxyCertFor(t, edgeLANProxy, edgeWANProxy) // clients verify it by IP
 	cfg := fmt.Sprintf(`[[listener]]
 address = "0.0.0.0:2121"
-tls = "none"
+tls = "explicit"
 pool = "farm"
+
+[tls]
+cert_file = %q
+key_file = %q
 
 [data]
 public_address = %q
@@ -125,7 +131,7 @@ connect_timeout = "5s"
 [[data.public_address_override]]
 cidr = "198.51.100.0/24"
 address = %q
-`, edgeWANProxy, edgeFirst, edgeFirst+edgePorts-1, edgeOffset, edgeLANProxy) + edgeFarm(vs.Addr)
+`, certFile, keyFile, edgeWANProxy, edgeFirst, edgeFirst+edgePorts-1, edgeOffset, edgeLANProxy) + edgeFarm(vs.Addr)
 	p := startNSProxy(t, l.proxy, cfg, 1)
 	mustReach(t, l.lan, edgeLANProxy, 2121)
 	mustReach(t, l.wan, edgeWANProxy, 2121)
@@ -170,6 +176,8 @@ address = %q
 		for _, m := range []string{"pasv", "epsv"} {
 			t.Run(s.name+"/curl/"+m, func(t *testing.T) { natCurl(t, tg, m) })
 			t.Run(s.name+"/lftp/"+m, func(t *testing.T) { natLftp(t, tg, m) })
+			t.Run(s.name+"/curl-tls/"+m, func(t *testing.T) { edgeCurlTLS(t, tg, m, certFile) })
+			t.Run(s.name+"/lftp-tls/"+m, func(t *testing.T) { edgeLftpTLS(t, tg, m, certFile) })
 		}
 	}
 	// The bound ports are closed from outside (reset): only the DNAT leads to them.
@@ -181,5 +189,61 @@ address = %q
 		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
 			t.Errorf("proxy: %s", line)
 		}
+	}
+}
+
+// edgeCurlTLS: upload and download with curl over AUTH TLS and PROT P, verifying the
+// proxy's certificate; mode pasv trusts the 227 address.
+func edgeCurlTLS(t *testing.T, tg natTarget, mode, caFile string) {
+	args := []string{"-sS", "--fail", "--max-time", "50", "--ssl-reqd", "--cacert", caFile, "--user", peers.User + ":" + peers.Password}
+	if mode == "pasv" {
+		args = append(args, "--disable-epsv", "--no-ftp-skip-pasv-ip")
+	}
+	tmp := t.TempDir()
+	src, data := randomData(t, tmp, "src", tg.size)
+	dst := filepath.Join(tmp, "down")
+	d := "cutls-" + mode + "-" + tg.tag
+	url := "ftp://" + tg.addr + "/" + d + "/up.bin"
+	for _, a := range [][]string{{"--ftp-create-dirs", "-T", src, url}, {"-o", dst, url}} {
+		if out, err := nsRun(natCtx(t), tg.ns, nil, "curl", append(append([]string{}, args...), a...)...); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	}
+	tg.checkAtRest(t, d+"/up.bin", data)
+	if fileSum(t, dst) != sum(data) {
+		t.Fatal("curl download differs")
+	}
+}
+
+// edgeLftpTLS: the same with lftp (GnuTLS).
+func edgeLftpTLS(t *testing.T, tg natTarget, mode, caFile string) {
+	tmp := t.TempDir()
+	src, data := randomData(t, tmp, "src", tg.size)
+	dst := filepath.Join(tmp, "down")
+	d := "lftls-" + mode + "-" + tg.tag
+	epsv := map[string]string{"pasv": "no", "epsv": "yes"}[mode]
+	script := fmt.Sprintf(`set ftp:ssl-force yes
+set ftp:ssl-protect-data yes
+set ssl:ca-file %s
+set ftp:passive-mode on
+set ftp:prefer-epsv %s
+set ftp:fix-pasv-address no
+open -u %s,%s ftp://%s
+mkdir %s
+cd %s
+put %s -o up.bin
+get up.bin -o %s
+`, caFile, epsv, peers.User, peers.Password, tg.addr, d, d, src, dst)
+	f := filepath.Join(tmp, "script.lftp")
+	if err := os.WriteFile(f, []byte(peers.LftpPrelude+script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"HOME=" + tmp, "LFTP_HOME=" + tmp, "XDG_CONFIG_HOME=" + tmp, "XDG_DATA_HOME=" + tmp, "XDG_CACHE_HOME=" + tmp}
+	if out, err := nsRun(natCtx(t), tg.ns, env, "lftp", "-f", f); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	tg.checkAtRest(t, d+"/up.bin", data)
+	if fileSum(t, dst) != sum(data) {
+		t.Fatal("lftp download differs")
 	}
 }
