@@ -68,39 +68,12 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if len(o.Domains) == 0 && !o.OnDemand.Enabled() {
-		return nil, errors.New("acme: no domains")
-	}
-	if o.OnDemand.Enabled() {
-		if err := o.OnDemand.Validate(); err != nil {
-			return nil, fmt.Errorf("acme: %w", err)
-		}
-	}
-	if o.Email == "" {
-		return nil, errors.New("acme: email is required")
-	}
-	if o.Storage == "" {
-		return nil, errors.New("acme: storage directory is required")
-	}
 	if o.HTTPAddress == "" {
 		o.HTTPAddress = ":80"
 	}
-	host, _, err := net.SplitHostPort(o.HTTPAddress)
+	host, roots, err := o.check()
 	if err != nil {
-		return nil, fmt.Errorf("acme: http_address %q: %w", o.HTTPAddress, err)
-	}
-	var roots *x509.CertPool
-	if o.CARoot != "" {
-		pemBytes, err := os.ReadFile(o.CARoot)
-		if err != nil {
-			return nil, fmt.Errorf("acme: ca_root: %w", err)
-		}
-		if roots, err = x509.SystemCertPool(); err != nil {
-			roots = x509.NewCertPool()
-		}
-		if !roots.AppendCertsFromPEM(pemBytes) {
-			return nil, fmt.Errorf("acme: ca_root %s: no PEM certificate found", o.CARoot)
-		}
+		return nil, err
 	}
 
 	zl := newZapLogger(log.Handler())
@@ -119,16 +92,7 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 		mc.DefaultServerName, mc.FallbackServerName = o.Domains[0], o.Domains[0]
 	}
 	if o.OnDemand.Enabled() {
-		d := newOnDemand(o.OnDemand, o.Domains)
-		mc.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: func(ctx context.Context, name string) error {
-			err := d.decide(ctx, name)
-			if err != nil {
-				log.Warn("acme on-demand certificate refused", "domain", name, "err", err)
-			} else {
-				log.Info("acme on-demand certificate permitted", "domain", name)
-			}
-			return err
-		}}
+		mc.OnDemand = newOnDemand(o.OnDemand, o.Domains).config(log)
 	}
 	a.cfg = certmagic.New(a.cache, mc)
 
@@ -184,6 +148,42 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 	log.Info("acme managing certificates", "domains", o.Domains, "http_address", ln.Addr().String(),
 		"ca", issuer.CA, "storage", o.Storage)
 	return a, nil
+}
+
+// check validates the options and returns the challenge server's host and the CA's extra
+// roots (nil: the system's).
+func (o ACMEOptions) check() (host string, roots *x509.CertPool, err error) {
+	if len(o.Domains) == 0 && !o.OnDemand.Enabled() {
+		return "", nil, errors.New("acme: no domains")
+	}
+	if o.OnDemand.Enabled() {
+		if err := o.OnDemand.Validate(); err != nil {
+			return "", nil, fmt.Errorf("acme: %w", err)
+		}
+	}
+	if o.Email == "" {
+		return "", nil, errors.New("acme: email is required")
+	}
+	if o.Storage == "" {
+		return "", nil, errors.New("acme: storage directory is required")
+	}
+	if host, _, err = net.SplitHostPort(o.HTTPAddress); err != nil {
+		return "", nil, fmt.Errorf("acme: http_address %q: %w", o.HTTPAddress, err)
+	}
+	if o.CARoot == "" {
+		return host, nil, nil
+	}
+	pemBytes, err := os.ReadFile(o.CARoot)
+	if err != nil {
+		return "", nil, fmt.Errorf("acme: ca_root: %w", err)
+	}
+	if roots, err = x509.SystemCertPool(); err != nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pemBytes) {
+		return "", nil, fmt.Errorf("acme: ca_root %s: no PEM certificate found", o.CARoot)
+	}
+	return host, roots, nil
 }
 
 // GetCertificate returns the managed certificate for the handshake's server name (the first

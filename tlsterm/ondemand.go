@@ -1,9 +1,12 @@
 package tlsterm
 
 import (
+	"log/slog"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/caddyserver/certmagic"
 	"io"
 	"net/http"
 	"net/url"
@@ -108,6 +111,19 @@ func newOnDemand(o OnDemandOptions, managed []string) *onDemand {
 		asks:   rate.NewLimiter(per*10, o.burst()*10),
 		client: &http.Client{Timeout: askTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
+}
+
+// config is certmagic's OnDemand setting with d's decision, logging each outcome.
+func (d *onDemand) config(log *slog.Logger) *certmagic.OnDemandConfig {
+	return &certmagic.OnDemandConfig{DecisionFunc: func(ctx context.Context, name string) error {
+		err := d.decide(ctx, name)
+		if err != nil {
+			log.Warn("acme on-demand certificate refused", "domain", name, "err", err)
+		} else {
+			log.Info("acme on-demand certificate permitted", "domain", name)
+		}
+		return err
+	}}
 }
 
 // decide permits name or says why not: the managed domains always, others by permission
