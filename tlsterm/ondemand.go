@@ -1,19 +1,18 @@
 package tlsterm
 
 import (
-	"log/slog"
-
 	"context"
 	"errors"
 	"fmt"
-	"github.com/caddyserver/certmagic"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"path"
 	"strings"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"golang.org/x/time/rate"
 )
 
