@@ -21,11 +21,17 @@ var (
 // login runs at PASS: choose a backend, connect, relay USER and PASS, and report the outcome.
 // A wrong user and a wrong password get the same 530, and the session may try again.
 func (s *session) login(pass string) error {
+	if refused, err := s.certUserRefused(); refused {
+		return err
+	}
 	host := s.host
 	if host == "" {
 		host = s.sni
 	}
-	pool, why := s.cfg.route(s.lc, s.user, host)
+	pool, why, r := s.cfg.route(s.lc, s.user, host)
+	if err := s.checkRouteAccess(r, why); err != nil {
+		return err
+	}
 	if pool == nil {
 		return end421(CauseNoBackend, fmt.Errorf("no pool for %s", why))
 	}
