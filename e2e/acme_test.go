@@ -95,6 +95,14 @@ level = "info"
 	}
 	acmeNoSNI(t, listen, roots, serial)
 
+	// A reload that changes [tls.acme] keeps the old value, says so in one warning per key,
+	// and applies the rest; the certificate in use stays and nothing is ordered.
+	reloadWith(t, p, strings.Replace(cfg, `email = "ops@test.example"`, `email = "new@test.example"`, 1))
+	waitLog(t, p, `level=WARN msg="tls.acme.email: changed; takes effect at restart"`)
+	if got := acmeTransfer(t, listen, roots, "after-reload.bin"); got != serial || ca.Orders() != 1 {
+		t.Fatalf("after a reload changing tls.acme.email: serial %s (want %s), %d orders", got, serial, ca.Orders())
+	}
+
 	// SIGTERM: clean exit.
 	p.signal(syscall.SIGTERM)
 	select {
