@@ -79,6 +79,26 @@ func shortSession(addr string, st *loopStats) {
 	st.ok.Add(1)
 }
 
+// upgrade sends SIGUSR2 to p (started with -pidfile pidFile) and returns the new process's pid
+// once it is ready and the old one drains. The new process, not the test's child, is stopped
+// when the test ends.
+func upgrade(t *testing.T, p *proxyProc, pidFile string) int {
+	t.Helper()
+	oldPid := p.cmd.Process.Pid
+	waitFor(t, 10*time.Second, func() bool { return readPid(pidFile) == oldPid })
+	p.signal(syscall.SIGUSR2)
+	var newPid int
+	waitFor(t, 60*time.Second, func() bool { newPid = readPid(pidFile); return newPid != 0 && newPid != oldPid })
+	t.Cleanup(func() { // before the harness waits for the pipe the new process holds
+		if alive(newPid) {
+			syscall.Kill(newPid, syscall.SIGTERM)
+			waitFor(t, 30*time.Second, func() bool { return !alive(newPid) })
+		}
+	})
+	waitLog(t, p, "upgrade: the new process is ready; draining this one")
+	return newPid
+}
+
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 func readPid(path string) int {
@@ -104,14 +124,6 @@ func TestUpgradeZeroDowntime(t *testing.T) {
 	cfg = strings.Replace(cfg, `shutdown_grace = "20s"`, `shutdown_grace = "120s"`, 1)
 	p := startProxyArgs(t, cfg, "-pidfile", pidFile)
 	oldPid := p.cmd.Process.Pid
-	waitFor(t, 10*time.Second, func() bool { return readPid(pidFile) == oldPid })
-	var newPid int
-	t.Cleanup(func() { // the new process is not the test's child: stop it before the harness waits
-		if newPid != 0 && alive(newPid) {
-			syscall.Kill(newPid, syscall.SIGTERM)
-			waitFor(t, 30*time.Second, func() bool { return !alive(newPid) })
-		}
-	})
 
 	// 10 downloads, each paused after its first MiB until the upgrade has started.
 	var dl sync.WaitGroup
@@ -177,9 +189,7 @@ func TestUpgradeZeroDowntime(t *testing.T) {
 	}()
 	time.Sleep(time.Second)
 
-	p.signal(syscall.SIGUSR2)
-	waitFor(t, 60*time.Second, func() bool { newPid = readPid(pidFile); return newPid != 0 && newPid != oldPid })
-	waitLog(t, p, "upgrade: the new process is ready; draining this one")
+	newPid := upgrade(t, p, pidFile)
 	close(resume)
 	dl.Wait()
 	close(results)
