@@ -287,6 +287,7 @@ func (st *staged) discard(cur *runtime, curX *admin.TransferLog) {
 		st.rt.acme.Close()
 	}
 	if st.adm != nil {
+		st.adm.Unbind() // tableflip keeps a copy of the socket: stop it there too
 		st.adm.Shutdown(context.Background())
 	}
 }
