@@ -243,3 +243,19 @@ func TestUpgradeRefusedKeepsServing(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestSystemdNotifyUpgrade: under a NOTIFY_SOCKET, a SIGUSR2 upgrade tells systemd the new
+// process is the main one (MAINPID=<new pid>, then its READY=1), and only then the old one
+// reports STOPPING=1 as it drains.
+func TestSystemdNotifyUpgrade(t *testing.T) {
+	ns := listenNotify(t)
+	t.Setenv("NOTIFY_SOCKET", ns.path)
+	pidFile := filepath.Join(t.TempDir(), "ftpsproxy.pid")
+	p := startProxyArgs(t, reloadConfig(freeAddr(t), "", freeRange(t, 10), freeAddr(t)), "-pidfile", pidFile)
+	ns.expect("READY=1")
+	newPid := upgrade(t, p, pidFile)
+	ns.expect(fmt.Sprintf("MAINPID=%d", newPid))
+	ns.expect("READY=1")
+	ns.expect("STOPPING=1")
+	waitFor(t, 30*time.Second, func() bool { return !alive(p.cmd.Process.Pid) })
+}
