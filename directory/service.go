@@ -136,18 +136,14 @@ func (d *Directory) askLookup(ctx context.Context, q Query) (Answer, bool, error
 // concurrent logins of one user wait for the same answer.
 func (d *Directory) lookupURL(ctx context.Context, q Query) (Answer, bool, error) {
 	key := q.User + "\x00" + q.Host
-	now := time.Now()
-	if ans, found, ok := d.cache.get(key, now); ok {
-		ans.Source, ans.Cached = "url", true
-		return ans, found, nil
+	e, c, leader := d.cache.join(key, time.Now())
+	if c == nil {
+		e.ans.Source, e.ans.Cached = "url", true
+		return e.ans, e.found, nil
 	}
-	c, leader := d.cache.join(key)
 	if leader {
 		c.ans, c.found, c.err = d.askLookup(ctx, q)
-		if c.err == nil {
-			d.cache.put(key, c.ans, c.found, time.Now().Add(d.cfg.cacheTTL()))
-		}
-		d.cache.leave(key, c)
+		d.cache.leave(key, c, time.Now().Add(d.cfg.cacheTTL()))
 	} else {
 		select {
 		case <-c.done:
@@ -191,38 +187,37 @@ func newCache(max int) *cache {
 	return &cache{max: max, m: make(map[string]cached), flight: make(map[string]*call)}
 }
 
-func (c *cache) get(key string, now time.Time) (Answer, bool, bool) {
+// join returns the cached answer of key when it has not expired (and a nil call), else the
+// call in flight for key, or a new one with leader set. Checking both under one lock means a
+// login arriving as an answer lands either sees the answer or waits for it, never asks again.
+func (c *cache) join(key string, now time.Time) (cached, *call, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.m[key]
-	if !ok || now.After(e.exp) {
-		return Answer{}, false, false
+	if e, ok := c.m[key]; ok && !now.After(e.exp) {
+		return e, nil, false
 	}
-	return e.ans, e.found, true
-}
-
-// join returns the call in flight for key, or starts one (leader).
-func (c *cache) join(key string) (*call, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if f, ok := c.flight[key]; ok {
-		return f, false
+		return cached{}, f, false
 	}
 	f := &call{done: make(chan struct{})}
 	c.flight[key] = f
-	return f, true
+	return cached{}, f, true
 }
 
-func (c *cache) leave(key string, f *call) {
+// leave ends the leader's call: a successful answer is cached until exp, and the waiters
+// are woken. A failure is not cached, so the next login asks again.
+func (c *cache) leave(key string, f *call, exp time.Time) {
 	c.mu.Lock()
 	delete(c.flight, key)
+	if f.err == nil {
+		c.putLocked(key, cached{ans: f.ans, found: f.found, exp: exp})
+	}
 	c.mu.Unlock()
 	close(f.done)
 }
 
-func (c *cache) put(key string, ans Answer, found bool, exp time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// putLocked stores e, making room first when the cache is full. c.mu is held.
+func (c *cache) putLocked(key string, e cached) {
 	if len(c.m) >= c.max {
 		now := time.Now()
 		for k, e := range c.m {
@@ -237,7 +232,7 @@ func (c *cache) put(key string, ans Answer, found bool, exp time.Time) {
 			delete(c.m, k)
 		}
 	}
-	c.m[key] = cached{ans: ans, found: found, exp: exp}
+	c.m[key] = e
 }
 
 // AuthRequest is what the authentication service is told about a login.
