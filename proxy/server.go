@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
@@ -87,6 +88,9 @@ type Config struct {
 	// RequireDataReuse refuses (522) a protected data connection that does not resume its
 	// control connection's TLS session (tls.data_session_reuse = "required").
 	RequireDataReuse bool
+	// Directory, when set, chooses backends per user before [[route]] (and may authenticate
+	// logins itself); see choose.
+	Directory *directory.Directory
 }
 
 func (c *Config) pool(name string) *balancer.Pool {
