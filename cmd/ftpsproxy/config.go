@@ -47,6 +47,20 @@ type File struct {
 	Limits    Limits     `toml:"limits"`
 	Log       Log        `toml:"log"`
 	Admin     Admin      `toml:"admin"`
+	Directory Directory  `toml:"directory"`
+}
+
+// Directory is the [directory] table: per-user routing and proxy-side authentication. Zero
+// durations and an empty on_error take the directory package's defaults.
+type Directory struct {
+	File            string   `toml:"file"`             // CSV user,target[,backend_user]
+	URL             string   `toml:"url"`              // lookup service for users not in File
+	Timeout         Duration `toml:"timeout"`          // per request to url or auth_url
+	CacheTTL        Duration `toml:"cache_ttl"`        // url answers, found and not found
+	OnError         string   `toml:"on_error"`         // routes | refuse
+	DomainSeparator string   `toml:"domain_separator"` // "@": USER alice@shop.example
+	AuthURL         string   `toml:"auth_url"`         // authentication service
+	CAFile          string   `toml:"ca_file"`          // roots for https url and auth_url
 }
 
 // Listener is one [[listener]]: an address where clients connect.
@@ -426,6 +440,8 @@ func (f *File) resolvePaths(dir string) {
 		}
 	}
 	join(&f.Log.TransferLog)
+	join(&f.Directory.File)
+	join(&f.Directory.CAFile)
 }
 
 // cfgChecker collects problems while decoding and validating one file.
@@ -713,6 +729,27 @@ func (c *cfgChecker) validate(f *File) {
 	c.checkLog(f)
 	c.checkAdmin(f)
 	c.checkSockets(f)
+	c.checkDirectory(f)
+}
+
+func (c *cfgChecker) checkDirectory(f *File) {
+	d := f.Directory
+	if d.OnError != "" {
+		c.enum("directory.on_error", d.OnError, []string{"routes", "refuse"})
+	}
+	if c.defined["directory.timeout"] {
+		c.positive("directory.timeout", d.Timeout)
+	}
+	if c.defined["directory.cache_ttl"] {
+		c.positive("directory.cache_ttl", d.CacheTTL)
+	}
+	dc := d.config()
+	if err := dc.Validate(); err != nil {
+		c.add("directory", strings.TrimPrefix(err.Error(), "directory."))
+	}
+	if d.CAFile != "" {
+		c.readFile("directory.ca_file", d.CAFile)
+	}
 }
 
 func (c *cfgChecker) enum(key, val string, legal []string) {

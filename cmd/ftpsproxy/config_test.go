@@ -238,6 +238,16 @@ func TestConfigDefaults(t *testing.T) {
 		{"log.format", f.Log.Format, "text"},
 		{"log.transfer_log", f.Log.TransferLog, ""},
 		{"admin.address", f.Admin.Address, ""},
+		// [directory]: zero here; the directory package applies its defaults (timeout 2s,
+		// cache_ttl 60s, on_error refuse), see TestDirectoryConfigDefaults.
+		{"directory.file", f.Directory.File, ""},
+		{"directory.url", f.Directory.URL, ""},
+		{"directory.timeout", f.Directory.Timeout, Duration{}},
+		{"directory.cache_ttl", f.Directory.CacheTTL, Duration{}},
+		{"directory.on_error", f.Directory.OnError, ""},
+		{"directory.domain_separator", f.Directory.DomainSeparator, ""},
+		{"directory.auth_url", f.Directory.AuthURL, ""},
+		{"directory.ca_file", f.Directory.CAFile, ""},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -249,7 +259,7 @@ func TestConfigDefaults(t *testing.T) {
 	// Every key with a default is checked here: all but the tables and
 	// the required keys.
 	noDefault := []string{"listener", "listener.address", "tls", "tls.acme", "data", "pool", "pool.name",
-		"pool.backend", "pool.backend.address", "route.user", "route.host", "route.pool", "limits", "log", "admin"}
+		"pool.backend", "pool.backend.address", "route.user", "route.host", "route.pool", "limits", "log", "admin", "directory"}
 	for _, k := range configKeys() {
 		if !covered[k] && !slices.Contains(noDefault, k) {
 			t.Errorf("no default test for %s", k)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ftpsproxy/ftpsproxy/admin"
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
@@ -109,6 +110,9 @@ type runtime struct {
 	acme        *tlsterm.ACME
 	stopHealth  context.CancelFunc
 	healthPools []*balancer.Pool
+	dir         *directory.Directory
+	dirKey      string             // the [directory] settings dir was built from
+	stopDir     context.CancelFunc // ends dir's file watcher
 }
 
 // build turns a validated config file into the proxy's config. prev, when set, is the
@@ -215,6 +219,9 @@ func build(f *File, log *slog.Logger, prev *runtime) (*runtime, error) {
 	for _, r := range f.Routes {
 		pc.Routes = append(pc.Routes, proxy.Route{User: r.User, Host: r.Host, Pool: r.Pool})
 	}
+	if err := buildDirectory(f, &pc, rt, prev, log); err != nil {
+		return nil, err
+	}
 	rt.cfg, rt.healthPools = pc, pc.Pools
 	return rt, nil
 }
@@ -274,6 +281,7 @@ func serve(path string, f *File, log *slog.Logger) int {
 		metrics.SetSource(src)
 	}
 	rt.startHealth(log)
+	rt.startDirectory()
 	for _, a := range srv.Addrs() {
 		log.Info("listening", "address", a.String(), "version", version)
 	}
@@ -345,6 +353,8 @@ func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, l
 	}
 	old.stopHealth()
 	rt.startHealth(log)
+	rt.stopDirectoryFor(old)
+	rt.startDirectory()
 	log.Info("config reloaded", "pools", len(rt.cfg.Pools), "routes", len(rt.cfg.Routes))
 	return rt, f.Limits.ShutdownGrace.Duration
 }
