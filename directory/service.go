@@ -132,10 +132,13 @@ func (d *Directory) askLookup(ctx context.Context, q Query) (Answer, bool, error
 	return Answer{Target: t, Kind: k, BackendUser: a.BackendUser}, true, nil
 }
 
-// lookupURL answers from the cache or asks the service, one request per key at a time:
-// concurrent logins of one user wait for the same answer.
+// lookupURL answers from the cache or asks the service, one request per user name at a
+// time: concurrent logins of one user wait for the same answer. The cache is keyed by the
+// user name as sent (with its @domain when there is one), not by HOST or SNI, which clients
+// fill in differently (lftp sends the address it dialled): the service is asked once per
+// user per TTL, so its answer must not depend on the other fields.
 func (d *Directory) lookupURL(ctx context.Context, q Query) (Answer, bool, error) {
-	key := q.User + "\x00" + q.Host
+	key := q.User
 	e, c, leader := d.cache.join(key, time.Now())
 	if c == nil {
 		e.ans.Source, e.ans.Cached = "url", true
