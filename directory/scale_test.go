@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -38,6 +39,15 @@ func writeUsers(tb testing.TB, n int) string {
 	return path
 }
 
+// cpuTime is the process's user plus system CPU time.
+func cpuTime(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func heapInUse() uint64 {
 	runtime.GC()
 	runtime.GC()
@@ -47,28 +57,29 @@ func heapInUse() uint64 {
 }
 
 // TestScale100k loads 100,000 users and checks the issue's bounds: the table costs at most
-// 30 MiB of heap and loads within a second (a bound the issue sets; typical is ~10x under),
-// and every user is found.
+// 30 MiB of heap and loads within a second of CPU (a bound the issue sets; typical is ~10x
+// under, ~90 ms), and every user is found.
 func TestScale100k(t *testing.T) {
 	const n = 100_000
 	path := writeUsers(t, n)
 	before := heapInUse()
-	start := time.Now()
+	cpu0, start := cpuTime(t), time.Now()
 	d, err := New(Config{File: path}, nil, nil)
-	took := time.Since(start)
+	took, wall := cpuTime(t)-cpu0, time.Since(start)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cost := heapInUse() - before
-	t.Logf("100,000 users: loaded in %v, heap %.1f MiB", took, float64(cost)/(1<<20))
+	t.Logf("100,000 users: loaded in %v (CPU %v), heap %.1f MiB", wall, took, float64(cost)/(1<<20))
 	if d.Len() != n {
 		t.Fatalf("Len = %d", d.Len())
 	}
 	if cost > 30<<20 {
 		t.Fatalf("heap %d bytes > 30 MiB", cost)
 	}
-	if took > time.Second {
-		t.Fatalf("load took %v > 1s", took)
+	// CPU time rather than wall time, so other processes on a shared CI machine do not count.
+	if !raceEnabled && took > time.Second {
+		t.Fatalf("load took %v of CPU > 1s", took)
 	}
 	for i := 0; i < n; i += 997 {
 		a, found, err := d.Lookup(context.Background(), Query{User: fmt.Sprintf("customer%06d", i)})
