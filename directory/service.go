@@ -145,7 +145,9 @@ func (d *Directory) lookupURL(ctx context.Context, q Query) (Answer, bool, error
 		return e.ans, e.found, nil
 	}
 	if leader {
-		c.ans, c.found, c.err = d.askLookup(ctx, q)
+		// Detached from the leader's session: its client hanging up must not fail the
+		// logins waiting for the same answer. post bounds it with the timeout.
+		c.ans, c.found, c.err = d.askLookup(context.WithoutCancel(ctx), q)
 		d.cache.leave(key, c, time.Now().Add(d.cfg.cacheTTL()))
 	} else {
 		select {

@@ -70,52 +70,25 @@ func (s *session) choose(pass string) (*choice, error) {
 	if domain != "" {
 		host = domain
 	}
-	ch := &choice{user: local, pass: pass, authed: dir.HasAuth()}
-	target, kind := "", directory.KindAny
+	ch := &choice{user: local, pass: pass}
+	var t target
 	if dir.HasAuth() {
-		ans, err := dir.Authenticate(s.ctx, s.authRequest(pass))
-		if err != nil {
-			s.srv.obs.DirectoryLookup("auth", "error", false)
-			s.srv.obs.Login("error")
-			s.log.Warn("authentication service failed; login refused", "err", err)
-			return nil, end421(CauseNoBackend, err)
+		ok, err := s.authenticate(dir, ch, &t)
+		if !ok {
+			return nil, err
 		}
-		if !ans.Allow {
-			s.srv.obs.DirectoryLookup("auth", "deny", false)
-			return nil, s.loginRefused("denied by the authentication service", nil)
-		}
-		s.srv.obs.DirectoryLookup("auth", "allow", false)
-		ch.by, target, kind = "auth", ans.Target, ans.Kind
-		setIf(&ch.user, ans.BackendUser)
-		setIf(&ch.pass, ans.BackendPassword)
 	}
-	if target == "" {
+	if t.name == "" {
 		q := directory.Query{User: s.user, Domain: domain, ClientIP: s.clientAddr.Addr(), Listener: s.lc.name(), SNI: s.sni, Host: host}
-		ans, found, err := dir.Lookup(s.ctx, q)
-		switch {
-		case err != nil:
-			s.srv.obs.DirectoryLookup(ans.Source, "error", false)
-			if dir.Config().OnError == directory.OnErrorRefuse {
-				s.srv.obs.Login("error")
-				s.log.Warn("directory lookup failed; login refused (on_error = refuse)", "err", err)
-				return nil, end421(CauseNoBackend, err)
-			}
-			s.log.Warn("directory lookup failed; using the routes (on_error = routes)", "err", err)
-		case found:
-			s.srv.obs.DirectoryLookup(ans.Source, "found", ans.Cached)
-			target, kind, ch.by = ans.Target, ans.Kind, directoryBy(ans.Source)
-			if ch.user == local {
-				setIf(&ch.user, ans.BackendUser)
-			}
-		default:
-			s.srv.obs.DirectoryLookup(ans.Source, "not_found", ans.Cached)
+		if err := s.lookup(dir, q, ch, local, &t); err != nil {
+			return nil, err
 		}
 	}
-	if target != "" {
-		if ch.pool, ch.backend = s.cfg.target(target, kind); ch.pool == nil {
+	if t.name != "" {
+		if ch.pool, ch.backend = s.cfg.target(t.name, t.kind); ch.pool == nil {
 			s.srv.obs.Login("error")
-			s.log.Warn("directory target is not in the config; login refused", "target", target, "by", ch.by)
-			return nil, end421(CauseNoBackend, fmt.Errorf("%s target %q is not a pool or backend of the config", ch.by, target))
+			s.log.Warn("directory target is not in the config; login refused", "target", t.name, "by", ch.by)
+			return nil, end421(CauseNoBackend, fmt.Errorf("%s target %q is not a pool or backend of the config", ch.by, t.name))
 		}
 		return ch, nil
 	}
@@ -128,6 +101,61 @@ func (s *session) choose(pass string) (*choice, error) {
 		ch2.authed = ch.authed
 	}
 	return ch2, err
+}
+
+// target is a pool or backend named by the directory or a service.
+type target struct {
+	name string
+	kind directory.Kind
+}
+
+// authenticate asks the authentication service and applies its answer to ch and t. It
+// returns false when the login ends here: refused with 530 (err is the write's) or, with the
+// service failing, with a 421 error. Never fail open.
+func (s *session) authenticate(dir *directory.Directory, ch *choice, t *target) (bool, error) {
+	ans, err := dir.Authenticate(s.ctx, s.authRequest(ch.pass))
+	if err != nil {
+		s.srv.obs.DirectoryLookup("auth", "error", false)
+		s.srv.obs.Login("error")
+		s.log.Warn("authentication service failed; login refused", "err", err)
+		return false, end421(CauseNoBackend, err)
+	}
+	if !ans.Allow {
+		s.srv.obs.DirectoryLookup("auth", "deny", false)
+		return false, s.loginRefused("denied by the authentication service", nil)
+	}
+	s.srv.obs.DirectoryLookup("auth", "allow", false)
+	ch.authed, ch.by = true, "auth"
+	*t = target{ans.Target, ans.Kind}
+	setIf(&ch.user, ans.BackendUser)
+	setIf(&ch.pass, ans.BackendPassword)
+	return true, nil
+}
+
+// lookup asks the directory (file, then lookup service) for q and applies a found answer to
+// ch and t. An error (the service failing with on_error = refuse) ends the session.
+func (s *session) lookup(dir *directory.Directory, q directory.Query, ch *choice, local string, t *target) error {
+	ans, found, err := dir.Lookup(s.ctx, q)
+	switch {
+	case err != nil:
+		s.srv.obs.DirectoryLookup(ans.Source, "error", false)
+		if dir.Config().OnError == directory.OnErrorRefuse {
+			s.srv.obs.Login("error")
+			s.log.Warn("directory lookup failed; login refused (on_error = refuse)", "err", err)
+			return end421(CauseNoBackend, err)
+		}
+		s.log.Warn("directory lookup failed; using the routes (on_error = routes)", "err", err)
+	case found:
+		s.srv.obs.DirectoryLookup(ans.Source, "found", ans.Cached)
+		*t = target{ans.Target, ans.Kind}
+		ch.by = directoryBy(ans.Source)
+		if ch.user == local { // a backend user from the authentication service wins
+			setIf(&ch.user, ans.BackendUser)
+		}
+	default:
+		s.srv.obs.DirectoryLookup(ans.Source, "not_found", ans.Cached)
+	}
+	return nil
 }
 
 // routeChoice is a choice made by [[route]] or the listener's pool.
