@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/textproto"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -467,5 +469,26 @@ func TestDirectoryAuth(t *testing.T) {
 		if got := metric(t, admin, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)
 		}
+	}
+}
+
+// TestDirectoryBadFileAtStart: a directory file that does not load stops the start with the
+// file and line, exit status 1.
+func TestDirectoryBadFileAtStart(t *testing.T) {
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "users.csv")
+	writeAtomic(t, csv, "alice,web\nbob,nowhere\n")
+	cfg := filepath.Join(dir, "ftpsproxy.toml")
+	toml := fmt.Sprintf("[[listener]]\naddress = %q\n[[pool]]\nname = \"web\"\n[[pool.backend]]\naddress = \"127.0.0.1:1\"\n[directory]\nfile = \"users.csv\"\n", freeAddr(t))
+	if err := os.WriteFile(cfg, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(binary, "-config", cfg).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), csv+`:2: target \"nowhere\" is not a pool or backend of the config`) {
+		t.Fatalf("output does not name the file and line:\n%s", out)
 	}
 }
