@@ -312,6 +312,7 @@ type authServer struct {
 	calls atomic.Int64
 	down  atomic.Bool
 	pool  string
+	tls   atomic.Bool // what the last request said about the client's TLS
 }
 
 const bobPass = "hunter2-bob"
@@ -327,6 +328,7 @@ func (a *authServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(400)
 		return
 	}
+	a.tls.Store(q.TLS)
 	switch {
 	case q.User == "bob" && q.Password == bobPass:
 		json.NewEncoder(w).Encode(map[string]any{"allow": true, "backend_user": demoUser, "backend_password": demoPass, "pool": a.pool})
@@ -350,6 +352,9 @@ func TestDirectoryAuth(t *testing.T) {
 
 	if got := mustFetch(t, p.addr, "bob", bobPass); got != mapped.sum {
 		t.Fatal("bob not mapped to pool-mapped")
+	}
+	if svc.tls.Load() {
+		t.Fatal("plain login reported as TLS")
 	}
 	// A denial is a 530 like a wrong password, and the session may try again.
 	rc := dialRaw(t, p.addr)
@@ -383,5 +388,28 @@ func TestDirectoryAuth(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q", want)
 		}
+	}
+}
+
+// TestDirectoryAuthTLS: the authentication service is told the client logged in over TLS.
+func TestDirectoryAuthTLS(t *testing.T) {
+	mapped := startMarked(t)
+	svc := &authServer{pool: "pool-mapped"}
+	ts := httptest.NewServer(svc)
+	defer ts.Close()
+	dirOpt, _ := withDirectory(t, directory.Config{AuthURL: ts.URL})
+	tlsOpt, cc := withTLS(t, proxy.TLSExplicit, false)
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(mapped.addr)},
+		withPools(t, map[string][]string{"pool-mapped": {mapped.addr}}), dirOpt, tlsOpt)
+	c, err := ftp.Dial(p.addr, ftp.DialWithTimeout(10*time.Second), ftp.DialWithExplicitTLS(cc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Quit()
+	if err := c.Login("bob", bobPass); err != nil {
+		t.Fatal(err)
+	}
+	if !svc.tls.Load() {
+		t.Fatal("TLS login reported as plain")
 	}
 }
