@@ -45,20 +45,40 @@ func (o OnError) String() string {
 	return "refuse"
 }
 
-// Config is the [directory] section. The zero value is a directory that knows nobody.
+// UnmarshalText parses the config name of on_error.
+func (o *OnError) UnmarshalText(b []byte) error {
+	v, err := ParseOnError(string(b))
+	if err != nil {
+		return err
+	}
+	*o = v
+	return nil
+}
+
+// MarshalText returns the config name of o.
+func (o OnError) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// Config is the [directory] section (the toml tags name its keys). The zero value is a
+// directory that knows nobody.
 type Config struct {
-	File            string        // CSV file user,target[,backend_user]; empty: none
-	URL             string        // lookup service (http or https); empty: none
-	Timeout         time.Duration // per request to URL or AuthURL; 0: DefaultTimeout
-	CacheTTL        time.Duration // how long URL answers (found and not found) are kept; 0: DefaultCacheTTL
-	OnError         OnError
-	DomainSeparator string // "@": USER alice@shop.example routes by shop.example; empty: off
-	AuthURL         string // authentication service; empty: the backend checks passwords
-	CAFile          string // PEM roots for https URLs; empty: the system's
+	File            string        `toml:"file"`      // CSV file user,target[,backend_user]; empty: none
+	URL             string        `toml:"url"`       // lookup service (http or https); empty: none
+	Timeout         time.Duration `toml:"timeout"`   // per request to URL or AuthURL; 0: DefaultTimeout
+	CacheTTL        time.Duration `toml:"cache_ttl"` // URL answers (found and not found); 0: DefaultCacheTTL
+	OnError         OnError       `toml:"on_error"`
+	DomainSeparator string        `toml:"domain_separator"` // "@": USER alice@shop.example routes by shop.example; empty: off
+	AuthURL         string        `toml:"auth_url"`         // authentication service; empty: the backend checks passwords
+	CAFile          string        `toml:"ca_file"`          // PEM roots for https URLs; empty: the system's
 	// PollInterval is how often the file's mtime is checked; 0: DefaultPollInterval.
-	PollInterval time.Duration
+	PollInterval time.Duration `toml:"-"`
 	// MaxCache bounds the URL answer cache; 0: DefaultMaxCache.
-	MaxCache int
+	MaxCache int `toml:"-"`
+}
+
+// DefaultConfig returns the settings a config file gets for the [directory] keys it leaves
+// out: nothing enabled, the default timeout and cache TTL, on_error refuse.
+func DefaultConfig() Config {
+	return Config{Timeout: DefaultTimeout, CacheTTL: DefaultCacheTTL, OnError: OnErrorRefuse}
 }
 
 // Defaults for the zero fields of Config.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseLine(t *testing.T) {
@@ -200,4 +201,23 @@ func FuzzSplitUser(f *testing.F) {
 			t.Fatalf("join %q+%q+%q != %q", u, sep, d, name)
 		}
 	})
+}
+
+func TestOnErrorText(t *testing.T) {
+	for _, s := range []string{"routes", "refuse"} {
+		var o OnError
+		if err := o.UnmarshalText([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := o.MarshalText(); string(b) != s {
+			t.Fatalf("%s round trip: %s", s, b)
+		}
+	}
+	var o OnError
+	if err := o.UnmarshalText([]byte("open")); err == nil {
+		t.Fatal("open accepted")
+	}
+	if d := DefaultConfig(); d.Enabled() || d.Timeout != 2*time.Second || d.CacheTTL != time.Minute || d.OnError != OnErrorRefuse {
+		t.Fatalf("DefaultConfig() = %+v", d)
+	}
 }
