@@ -178,11 +178,11 @@ func Parse(r io.Reader, name string, known func(target string) bool) (*Table, er
 		if first, dup := t.entries[e.User]; dup {
 			return nil, fmt.Errorf("%s:%d: user %q already on line %d", name, n, e.User, first.line)
 		}
-		if known != nil && !known(e.Target) {
-			return nil, fmt.Errorf("%s:%d: target %q is not a pool or backend of the config", name, n, e.Target)
-		}
 		tg, ok := targets[e.Target]
-		if !ok {
+		if !ok { // a new target: checked once, then shared by every line naming it
+			if known != nil && !known(e.Target) {
+				return nil, fmt.Errorf("%s:%d: target %q is not a pool or backend of the config", name, n, e.Target)
+			}
 			tg = e.Target
 			targets[tg] = tg
 		}
