@@ -371,7 +371,7 @@ func TestDirectoryUserDomain(t *testing.T) {
 		}
 	}
 	// Never a dial: every backend chosen belongs to one of the three good logins.
-	waitFor(t, 5*time.Second, func() bool { return strings.Count(p.logs.String(), `msg="login failed"`) == len(hostile) })
+	waitFor(t, 5*time.Second, func() bool { return strings.Count(p.logs.String(), `msg="login refused by the proxy"`) == len(hostile) })
 	for _, line := range strings.Split(p.logs.String(), "\n") {
 		if strings.Contains(line, `msg="backend chosen"`) && !strings.Contains(line, "@other.example ") &&
 			!strings.Contains(line, "user="+peers.User+"@shop.example ") {

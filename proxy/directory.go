@@ -206,7 +206,7 @@ func (s *session) loginRefused(reason string, err error, attrs ...any) error {
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}
-	s.log.Info("login failed", attrs...)
+	s.log.Info("login refused by the proxy", attrs...)
 	s.srv.obs.Login("failed")
 	return s.writeLine(replyLoginBad)
 }
