@@ -14,10 +14,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/internal/enum"
 )
 
 // OnError says what a login does when the lookup service fails (down, slow, 5xx, garbage).
-type OnError int
+type OnError uint8
 
 // The on_error values. The zero value refuses: a login is never sent somewhere the
 // directory did not say because the directory was unreachable, unless the operator asks.
@@ -26,34 +28,14 @@ const (
 	OnErrorRoutes                // carry on with [[route]] and the listener's pool
 )
 
-// ParseOnError parses the config value of on_error.
-func ParseOnError(s string) (OnError, error) {
-	switch s {
-	case "", "refuse":
-		return OnErrorRefuse, nil
-	case "routes":
-		return OnErrorRoutes, nil
-	}
-	return 0, fmt.Errorf("unknown on_error %q; must be routes or refuse", s)
-}
+var onErrorNames = enum.Names[OnError]{"refuse", "routes"}
 
 // String returns the config name of o.
-func (o OnError) String() string {
-	if o == OnErrorRoutes {
-		return "routes"
-	}
-	return "refuse"
-}
+func (o OnError) String() string { return onErrorNames.Name(o) }
 
-// UnmarshalText parses the config name of on_error.
-func (o *OnError) UnmarshalText(b []byte) error {
-	v, err := ParseOnError(string(b))
-	if err != nil {
-		return err
-	}
-	*o = v
-	return nil
-}
+// UnmarshalText parses the config name of on_error; an unknown one is an error listing the
+// legal names.
+func (o *OnError) UnmarshalText(b []byte) error { return onErrorNames.Parse(o, b) }
 
 // MarshalText returns the config name of o.
 func (o OnError) MarshalText() ([]byte, error) { return []byte(o.String()), nil }

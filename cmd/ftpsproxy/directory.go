@@ -5,25 +5,17 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/ftpsproxy/ftpsproxy/config"
 	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
-
-// config is the directory package's typed config for [directory]; on_error was validated.
-func (d Directory) config() directory.Config {
-	onErr, _ := directory.ParseOnError(d.OnError)
-	return directory.Config{
-		File: d.File, URL: d.URL, Timeout: d.Timeout.Duration, CacheTTL: d.CacheTTL.Duration,
-		OnError: onErr, DomainSeparator: d.DomainSeparator, AuthURL: d.AuthURL, CAFile: d.CAFile,
-	}
-}
 
 // buildDirectory sets pc.Directory from [directory]. A reload with the same settings keeps
 // the directory (its cache, its watcher) and re-reads its file: a bad file then keeps the
 // table in force and is logged, it does not refuse the reload. New settings build a new one,
 // whose file must load.
-func buildDirectory(f *File, pc *proxy.Config, rt, prev *runtime, log *slog.Logger) error {
-	dc := f.Directory.config()
+func buildDirectory(f *config.File, pc *proxy.Config, rt, prev *runtime, log *slog.Logger) error {
+	dc := f.Directory
 	if !dc.Enabled() {
 		return nil
 	}
