@@ -18,7 +18,7 @@ import (
 // cannot grow the label space.
 var (
 	loginOutcomes  = []string{"ok", "failed", "error", "rate_limited"}
-	causes421      = []string{"no_backend", "too_many", "login_rate", "timeout", "shutdown", "backend_lost"}
+	causes421      = []string{"no_backend", "too_many", "login_rate", "timeout", "shutdown", "backend_lost", "denied"}
 	refusedReasons = []string{"foreign_peer", "bounce"}
 	tlsSides       = []string{"client", "backend"}
 	tlsResults     = []string{"ok", "error"}

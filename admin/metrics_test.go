@@ -321,7 +321,7 @@ func TestMetricsScripted(t *testing.T) {
 
 	// 421s: counts in the fixed order, recent ones newest first.
 	wantCounts := []CauseCount{{"no_backend", 1}, {"too_many", 1}, {"login_rate", 1}, {"timeout", 2},
-		{"shutdown", 1}, {"backend_lost", 1}, {"other", 1}}
+		{"shutdown", 1}, {"backend_lost", 1}, {"denied", 0}, {"other", 1}}
 	if got := m.Counts421(); !slices.Equal(got, wantCounts) {
 		t.Errorf("Counts421 = %v, want %v", got, wantCounts)
 	}

@@ -29,6 +29,7 @@ func (c *checker) validate(f *File) {
 	c.checkLog(f)
 	c.checkAdmin(f)
 	c.checkSockets(f)
+	c.checkEdge(f)
 	c.checkDirectory(f)
 }
 
@@ -159,7 +160,7 @@ func poolNames(f *File) string {
 
 func (c *checker) checkTLS(f *File) {
 	t := &f.TLS
-	files := t.CertFile != "" || t.KeyFile != ""
+	files := t.hasCertFiles()
 	acme := c.defined["tls.acme"]
 	switch {
 	case files && acme:
@@ -185,7 +186,7 @@ func (c *checker) checkTLS(f *File) {
 
 func (c *checker) checkACME(f *File, acme bool) {
 	a := &f.TLS.ACME
-	if acme && len(a.Domains) == 0 {
+	if acme && len(a.Domains) == 0 && !a.OnDemand.Enabled() {
 		c.add("tls.acme.domains", "at least one domain is required")
 	}
 	for i, d := range a.Domains {

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -60,7 +59,10 @@ func (s *session) choose(pass string) (*choice, error) {
 		host = s.sni
 	}
 	if dir == nil {
-		pool, why := s.cfg.route(s.lc, s.user, host)
+		pool, why, err := s.route(host)
+		if err != nil {
+			return nil, err
+		}
 		return routeChoice(pool, why, s.user, pass)
 	}
 	local, domain, err := directory.SplitUser(s.user, dir.Config().DomainSeparator)
@@ -92,7 +94,10 @@ func (s *session) choose(pass string) (*choice, error) {
 		}
 		return ch, nil
 	}
-	pool, why := s.cfg.route(s.lc, s.user, host)
+	pool, why, err := s.route(host)
+	if err != nil {
+		return nil, err
+	}
 	if why == "listener" && domain != "" {
 		return nil, s.loginRefused("no directory entry or route for the domain", nil, "domain", domain)
 	}
@@ -158,6 +163,16 @@ func (s *session) lookup(dir *directory.Directory, q directory.Query, ch *choice
 	return nil
 }
 
+// route is the [[route]] (or the listener's pool) for this session's user and host, with the
+// route's client access list applied.
+func (s *session) route(host string) (*balancer.Pool, string, error) {
+	pool, why, r := s.cfg.route(s.lc, s.user, host)
+	if err := s.checkRouteAccess(r, why); err != nil {
+		return nil, why, err
+	}
+	return pool, why, nil
+}
+
 // routeChoice is a choice made by [[route]] or the listener's pool.
 func routeChoice(pool *balancer.Pool, why, user, pass string) (*choice, error) {
 	if pool == nil {
@@ -214,10 +229,8 @@ func (s *session) loginRefused(reason string, err error, attrs ...any) error {
 // authRequest is what the authentication service is told about this login.
 func (s *session) authRequest(pass string) directory.AuthRequest {
 	r := directory.AuthRequest{User: s.user, Password: pass, ClientIP: s.clientAddr.Addr().String(), TLS: s.tlsOn}
-	if tc, ok := s.client.(*tls.Conn); ok {
-		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
-			r.ClientCertSubject = certs[0].Subject.String()
-		}
+	if s.clientCert != nil {
+		r.ClientCertSubject = s.clientCert.Subject.String()
 	}
 	return r
 }

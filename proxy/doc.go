@@ -2,7 +2,9 @@
 // listeners, answers the pre-login commands (AUTH, PBSZ, PROT, FEAT, HOST, USER…) on its
 // own, picks and logs in to a backend at PASS, then relays every command re-serialised from
 // its parsed form and every reply framed whole, while owning both data legs (its own passive
-// ports and PORT/EPRT checks toward the client, passive or active toward the backend).
+// ports and PORT/EPRT checks toward the client, passive or active toward the backend). It
+// refuses clients by address (listener and route allow/deny lists, access.go) and checks a
+// client certificate's name against USER (clientcert.go).
 //
 // It does not parse addresses (package nat), build TLS configurations (tlsterm), choose
 // backends (balancer) or count anything (an Observer does).

@@ -21,6 +21,9 @@ var (
 // login runs at PASS: choose a backend, connect, relay USER and PASS, and report the outcome.
 // A wrong user and a wrong password get the same 530, and the session may try again.
 func (s *session) login(pass string) error {
+	if refused, err := s.certUserRefused(); refused {
+		return err
+	}
 	ch, err := s.choose(pass)
 	if ch == nil {
 		return err

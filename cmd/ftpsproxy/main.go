@@ -72,6 +72,7 @@ func build(f *config.File, log *slog.Logger, prev *runtime) (*runtime, error) {
 		pc.Listeners = append(pc.Listeners, proxy.ListenerConfig{
 			Name: l.Name, Address: l.Address, TLS: l.TLS, Pool: l.Pool, Banner: l.Banner,
 			ProxyProtocol: l.ProxyProtocol.On(), TrustedProxies: l.TrustedProxies,
+			Access: proxy.AccessList{Allow: l.Allow, Deny: l.Deny},
 		})
 	}
 	for i, p := range f.Pools {
@@ -87,6 +88,7 @@ func build(f *config.File, log *slog.Logger, prev *runtime) (*runtime, error) {
 		}
 		pc.TLS = rt.tls
 		pc.RequireDataReuse = f.TLS.DataSessionReuse == config.ReuseRequired
+		pc.ClientCertUser = f.TLS.ClientCertUser
 	}
 	if err := buildDirectory(f, &pc, rt, prev, log); err != nil {
 		return nil, err
@@ -304,7 +306,12 @@ func newTLSServer(f *config.File, log *slog.Logger) (*tlsterm.Server, *tlsterm.A
 		minV = tls.VersionTLS13
 	}
 	var acme *tlsterm.ACME
-	opts := tlsterm.ServerOptions{CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile, MinVersion: minV}
+	t := &f.TLS
+	opts := tlsterm.ServerOptions{
+		CertFile: t.CertFile, KeyFile: t.KeyFile, MinVersion: minV,
+		Certificates: t.Certificates, CertDir: t.CertDir, DefaultCertificate: t.DefaultCertificate,
+		ClientAuth: t.ClientAuth, ClientCAFile: t.ClientCAFile,
+	}
 	if f.UsesACME() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
