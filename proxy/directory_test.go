@@ -3,6 +3,8 @@ package proxy_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -18,7 +20,9 @@ import (
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/directory"
+	"github.com/ftpsproxy/ftpsproxy/internal/testpki"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
+	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 	"github.com/jlaffaye/ftp"
 )
 
@@ -312,7 +316,8 @@ type authServer struct {
 	calls atomic.Int64
 	down  atomic.Bool
 	pool  string
-	tls   atomic.Bool // what the last request said about the client's TLS
+	tls   atomic.Bool  // what the last request said about the client's TLS
+	cert  atomic.Value // string: the last request's client_cert_subject
 }
 
 const bobPass = "hunter2-bob"
@@ -329,6 +334,7 @@ func (a *authServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.tls.Store(q.TLS)
+	a.cert.Store(q.ClientCertSubject)
 	switch {
 	case q.User == "bob" && q.Password == bobPass:
 		json.NewEncoder(w).Encode(map[string]any{"allow": true, "backend_user": demoUser, "backend_password": demoPass, "pool": a.pool})
@@ -391,25 +397,45 @@ func TestDirectoryAuth(t *testing.T) {
 	}
 }
 
-// TestDirectoryAuthTLS: the authentication service is told the client logged in over TLS.
+// TestDirectoryAuthTLS: the authentication service is told that the client logged in over
+// TLS, and the subject of its verified client certificate.
 func TestDirectoryAuthTLS(t *testing.T) {
 	mapped := startMarked(t)
 	svc := &authServer{pool: "pool-mapped"}
 	ts := httptest.NewServer(svc)
 	defer ts.Close()
 	dirOpt, _ := withDirectory(t, directory.Config{AuthURL: ts.URL})
-	tlsOpt, cc := withTLS(t, proxy.TLSExplicit, false)
-	p := startProxy(t, []balancer.BackendConfig{plainBackend(mapped.addr)},
-		withPools(t, map[string][]string{"pool-mapped": {mapped.addr}}), dirOpt, tlsOpt)
-	c, err := ftp.Dial(p.addr, ftp.DialWithTimeout(10*time.Second), ftp.DialWithExplicitTLS(cc))
+
+	ca := testpki.NewCA(t, "server CA")
+	dir := t.TempDir()
+	ca.Server(t, 0, "ftp.example").WritePEM(t, dir, "ftp")
+	clients := testpki.NewCA(t, "client CA")
+	srv, err := tlsterm.NewServer(tlsterm.ServerOptions{CertDir: dir, ClientAuth: tlsterm.ClientAuthOptional, ClientCAFile: clients.WriteCA(t, dir, "clients.ca")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Quit()
-	if err := c.Login("bob", bobPass); err != nil {
-		t.Fatal(err)
-	}
-	if !svc.tls.Load() {
-		t.Fatal("TLS login reported as plain")
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(mapped.addr)},
+		withPools(t, map[string][]string{"pool-mapped": {mapped.addr}}), dirOpt, withServerTLS(srv, tlsterm.CertUserOff))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca.PEM)
+	for _, tc := range []struct {
+		name, subject string
+		leaf          *testpki.Leaf
+	}{{"no certificate", "", nil}, {"certificate", "CN=bob,O=ftpsproxy tests", clients.Client(t, "bob")}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc := &tls.Config{RootCAs: roots, ServerName: "ftp.example"}
+			if tc.leaf != nil {
+				cc.Certificates = []tls.Certificate{tc.leaf.TLS(t)}
+			}
+			rc, _ := authTLS(t, p.addr, cc)
+			rc.cmd("USER bob", 331)
+			rc.cmd("PASS "+bobPass, 230)
+			if !svc.tls.Load() {
+				t.Fatal("TLS login reported as plain")
+			}
+			if got := svc.cert.Load().(string); got != tc.subject {
+				t.Fatalf("client_cert_subject %q, want %q", got, tc.subject)
+			}
+		})
 	}
 }
