@@ -89,6 +89,8 @@ func (f *File) resolvePaths(dir string) {
 	}
 	join(&f.Log.TransferLog)
 	join(&f.Admin.TokenFile)
+	join(&f.Directory.File)
+	join(&f.Directory.CAFile)
 }
 
 // checker collects problems while decoding and validating one file.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
@@ -242,6 +243,14 @@ func TestConfigDefaults(t *testing.T) {
 		{"tls.acme.on_demand.burst", f.TLS.ACME.OnDemand.Burst, 5},
 		{"data.public_address_override", len(f.Data.AddressOverrides), 0},
 		{"data.announce_port_offset", f.Data.AnnouncePortOffset, 0},
+		{"directory.file", f.Directory.File, ""},
+		{"directory.url", f.Directory.URL, ""},
+		{"directory.timeout", f.Directory.Timeout, 2 * time.Second},
+		{"directory.cache_ttl", f.Directory.CacheTTL, 60 * time.Second},
+		{"directory.on_error", f.Directory.OnError, directory.OnErrorRefuse},
+		{"directory.domain_separator", f.Directory.DomainSeparator, ""},
+		{"directory.auth_url", f.Directory.AuthURL, ""},
+		{"directory.ca_file", f.Directory.CAFile, ""},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -255,7 +264,7 @@ func TestConfigDefaults(t *testing.T) {
 	noDefault := []string{"listener", "listener.address", "tls", "tls.acme", "data", "pool", "pool.name",
 		"pool.backend", "pool.backend.address", "route.user", "route.host", "route.pool", "limits", "log", "admin",
 		"tls.acme.on_demand", "tls.certificate.cert_file", "tls.certificate.key_file",
-		"data.public_address_override.cidr", "data.public_address_override.address", "route.allow", "route.deny"}
+		"data.public_address_override.cidr", "data.public_address_override.address", "route.allow", "route.deny", "directory"}
 	for _, k := range Keys() {
 		if !covered[k] && !slices.Contains(noDefault, k) {
 			t.Errorf("no default test for %s", k)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/internal/enum"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
@@ -29,6 +30,7 @@ type File struct {
 	Limits    proxy.Limits     `toml:"limits"`
 	Log       Log              `toml:"log"`
 	Admin     Admin            `toml:"admin"`
+	Directory directory.Config `toml:"directory"`
 }
 
 // Listener is one [[listener]]: an address where clients connect.
@@ -123,6 +125,7 @@ var tableDefaults = map[reflect.Type]func() any{
 	reflect.TypeFor[tlsterm.OnDemandOptions](): func() any { return tlsterm.DefaultOnDemandOptions() },
 	reflect.TypeFor[proxy.DataConfig]():        func() any { return proxy.DefaultDataConfig() },
 	reflect.TypeFor[proxy.Limits]():            func() any { return proxy.DefaultLimits() },
+	reflect.TypeFor[directory.Config]():        func() any { return directory.DefaultConfig() },
 	reflect.TypeFor[Log]():                     func() any { return Log{Level: LevelInfo, Format: FormatText} },
 	reflect.TypeFor[Pool](): func() any {
 		h := balancer.DefaultHealth()

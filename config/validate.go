@@ -30,6 +30,22 @@ func (c *checker) validate(f *File) {
 	c.checkAdmin(f)
 	c.checkSockets(f)
 	c.checkEdge(f)
+	c.checkDirectory(f)
+}
+
+// checkDirectory validates [directory]: on_error was parsed while decoding; the file itself
+// is loaded when the proxy starts (and on reloads), where a bad line is reported with its
+// number.
+func (c *checker) checkDirectory(f *File) {
+	d := f.Directory
+	c.positive("directory.timeout", d.Timeout)
+	c.positive("directory.cache_ttl", d.CacheTTL)
+	if err := d.Validate(); err != nil {
+		c.add("directory", strings.TrimPrefix(err.Error(), "directory."))
+	}
+	if d.CAFile != "" {
+		c.readFile("directory.ca_file", d.CAFile)
+	}
 }
 
 func (c *checker) positive(key string, d time.Duration) {

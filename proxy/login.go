@@ -24,18 +24,12 @@ func (s *session) login(pass string) error {
 	if refused, err := s.certUserRefused(); refused {
 		return err
 	}
-	host := s.host
-	if host == "" {
-		host = s.sni
-	}
-	pool, why, r := s.cfg.route(s.lc, s.user, host)
-	if err := s.checkRouteAccess(r, why); err != nil {
+	ch, err := s.choose(pass)
+	if ch == nil {
 		return err
 	}
-	if pool == nil {
-		return end421(CauseNoBackend, fmt.Errorf("no pool for %s", why))
-	}
-	conn, b, err := s.connectBackend(pool)
+	pool := ch.pool
+	conn, b, err := s.connectChoice(ch)
 	if err != nil {
 		s.srv.obs.Login("error")
 		if errors.Is(err, errBackendFull) {
@@ -43,11 +37,11 @@ func (s *session) login(pass string) error {
 		}
 		return end421(CauseNoBackend, err)
 	}
-	s.log.Debug("backend chosen", "pool", pool.Name, "policy", pool.Policy.String(), "by", why, "backend", b.String())
+	s.log.Debug("backend chosen", append(ch.logAttrs(s.user), "backend", b.String())...)
 
-	rep, err := s.backendExchange(conn, "USER "+s.user)
+	rep, err := s.backendExchange(conn, "USER "+ch.user)
 	if err == nil && rep.Code == 331 {
-		rep, err = s.backendExchange(conn, "PASS "+pass)
+		rep, err = s.backendExchange(conn, "PASS "+ch.pass)
 	}
 	if err == nil && rep.Code == 332 {
 		// The backend wants an account: relay its reply and the client's ACCT.
@@ -83,7 +77,7 @@ func (s *session) login(pass string) error {
 	s.bAddr = addrPortOf(conn.RemoteAddr())
 	s.bLocal = addrPortOf(conn.LocalAddr())
 	s.log = s.log.With("backend", b.String())
-	s.log.Info("login ok", "pool", pool.Name, "policy", pool.Policy.String(), "by", why)
+	s.log.Info("login ok", ch.logAttrs(s.user)...)
 	s.srv.obs.Login("ok")
 	s.srv.obs.BackendSession(pool.Name, b.String())
 	s.live.setBackend(pool.Name, b.String())

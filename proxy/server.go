@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
@@ -99,6 +100,9 @@ type Config struct {
 	// ClientCertUser requires the client certificate's name to equal USER
 	// (tls.client_cert_user); the certificate policy itself is in TLS.
 	ClientCertUser tlsterm.ClientCertUser
+	// Directory, when set, chooses backends per user before [[route]] (and may authenticate
+	// logins itself); see choose.
+	Directory *directory.Directory
 }
 
 func (c *Config) pool(name string) *balancer.Pool {

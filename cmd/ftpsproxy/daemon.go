@@ -80,6 +80,7 @@ func (d *proc) start() error {
 		return err
 	}
 	rt.startHealth(d.log)
+	rt.startDirectory()
 	for _, a := range d.srv.Addrs() {
 		d.log.Info("listening", "address", a.String(), "version", version)
 	}

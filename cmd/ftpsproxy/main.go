@@ -23,6 +23,7 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/admin"
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/config"
+	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
@@ -47,6 +48,9 @@ type runtime struct {
 	acme        *tlsterm.ACME
 	stopHealth  context.CancelFunc
 	healthPools []*balancer.Pool
+	dir         *directory.Directory
+	dirKey      string             // the [directory] settings dir was built from
+	stopDir     context.CancelFunc // ends dir's file watcher
 }
 
 // build turns a validated config file into the proxy's config. prev, when set, is the
@@ -75,6 +79,9 @@ func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenF
 		pc.TLS = rt.tls
 		pc.RequireDataReuse = f.TLS.DataSessionReuse == config.ReuseRequired
 		pc.ClientCertUser = f.TLS.ClientCertUser
+	}
+	if err := buildDirectory(f, &pc, rt, prev, log); err != nil {
+		return nil, err
 	}
 	rt.cfg, rt.healthPools = pc, pc.Pools
 	return rt, nil
@@ -210,6 +217,8 @@ func (d *proc) reload() bool {
 	d.reg.Commit(st.rt.cfg.Pools)
 	d.rt.stopHealth()
 	st.rt.startHealth(d.log)
+	st.rt.stopDirectoryFor(d.rt)
+	st.rt.startDirectory()
 	d.rt, d.file = st.rt, f
 	d.logs.apply(f.Log)
 	d.api.SetToken(f.Admin.Token)
@@ -369,6 +378,7 @@ func reloadAttrs(old, next *config.File, ch balancer.Changes) []any {
 	}{
 		{"tls", old.TLS, next.TLS}, {"data", old.Data, next.Data}, {"limits", old.Limits, next.Limits},
 		{"log", old.Log, next.Log}, {"admin", old.Admin, next.Admin}, {"route", old.Routes, next.Routes},
+		{"directory", old.Directory, next.Directory},
 	} {
 		keys = append(keys, diffKeys(t.name, reflect.ValueOf(t.a), reflect.ValueOf(t.b))...)
 	}
