@@ -44,12 +44,17 @@ func serve(path, pidFile string, f *config.File, logs *logOutput, log *slog.Logg
 	defer up.stop()
 	d := &proc{path: path, logs: logs, log: log, file: f, up: up, reg: &balancer.Registry{}, metrics: admin.NewMetrics()}
 	d.metrics.SetBuildInfo(version)
+	// Signals are caught before the listeners accept: one sent as soon as a client can
+	// connect (a reload, an upgrade) waits for the loop instead of being lost or fatal.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
 	if err := d.start(); err != nil {
 		log.Error("cannot start", "err", err)
 		d.closeAll()
 		return exitConfig
 	}
-	return d.loop()
+	return d.loop(sigs)
 }
 
 // start builds the config, binds every listener (inherited ones after an upgrade) and serves.
@@ -105,12 +110,9 @@ func (d *proc) closeAll() {
 
 // loop serves until SIGINT/SIGTERM or a completed upgrade, handling reloads (SIGHUP),
 // transfer-log reopening (SIGUSR1) and upgrades (SIGUSR2) meanwhile.
-func (d *proc) loop() int {
+func (d *proc) loop(sigs <-chan os.Signal) int {
 	served := make(chan error, 1)
 	go func() { served <- d.srv.Serve() }()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
 	if err := d.up.ready(); err != nil {
 		d.log.Error("upgrade: cannot signal readiness", "err", err)
 	}
