@@ -259,3 +259,30 @@ func TestSystemdNotifyUpgrade(t *testing.T) {
 	ns.expect("STOPPING=1")
 	waitFor(t, 30*time.Second, func() bool { return !alive(p.cmd.Process.Pid) })
 }
+
+// TestUpgradeKeepsAdminState: a backend drained through the API before a SIGUSR2 upgrade is
+// still draining in the new process (the setting is handed over with the sockets).
+func TestUpgradeKeepsAdminState(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("tok-9"), 0o600)
+	adm, pidFile := freeAddr(t), filepath.Join(t.TempDir(), "ftpsproxy.pid")
+	// Never dialled: no login happens and health checks are off.
+	backends := fmt.Sprintf("[[pool.backend]]\nname = \"a\"\naddress = %q\n[[pool.backend]]\nname = \"b\"\naddress = %q\n", freeAddr(t), freeAddr(t))
+	p := startProxyArgs(t, identityConfig(freeAddr(t), freeRange(t, 10), "0s", backends,
+		fmt.Sprintf("[admin]\naddress = %q\ntoken_file = %q\n", adm, tokenFile)), "-pidfile", pidFile)
+	api := "http://" + adm + "/api/v1/backends"
+	waitLog(t, p, "admin listening")
+	if code := apiCall(t, "POST", api+"/farm/a/drain", "tok-9", nil); code != 200 {
+		t.Fatalf("drain: %d", code)
+	}
+	if code := apiCall(t, "POST", api+"/farm/b/disable", "tok-9", nil); code != 200 {
+		t.Fatalf("disable: %d", code)
+	}
+	upgrade(t, p, pidFile)
+	waitFor(t, 30*time.Second, func() bool { return !alive(p.cmd.Process.Pid) }) // the API is the new process's alone
+	var list []struct{ Name, State string }
+	apiCall(t, "GET", api, "", &list)
+	if len(list) != 2 || list[0].State != "draining" || list[1].State != "disabled" {
+		t.Fatalf("after the upgrade: %+v", list)
+	}
+}

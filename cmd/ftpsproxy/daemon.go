@@ -66,6 +66,7 @@ func (d *proc) start() error {
 	d.rt = rt
 	d.reg.Carry(rt.cfg.Pools)
 	d.reg.Commit(rt.cfg.Pools)
+	d.up.takeAdminState(d.reg)
 	if err := d.openTransferLog(d.file.Log.TransferLog); err != nil {
 		return err
 	}
@@ -140,7 +141,7 @@ func (d *proc) loop(sigs <-chan os.Signal) int {
 			case syscall.SIGUSR1:
 				d.reopenTransferLog()
 			case syscall.SIGUSR2:
-				go d.up.upgrade()
+				go d.up.upgrade(d.reg)
 			default:
 				return d.shutdown(sig.String())
 			}
