@@ -272,8 +272,8 @@ func TestReportSession(t *testing.T) {
 	}
 }
 
-// TestCandidatesPanic: with no healthy backend, panic mode offers every backend that is not
-// full, in policy order; with panic off, none.
+// TestCandidatesPanic: with no healthy backend, panic mode offers every enabled backend that
+// is not full, in policy order; with panic off, none.
 func TestCandidatesPanic(t *testing.T) {
 	no := false
 	for _, panicOn := range []*bool{nil, &no} {
@@ -298,6 +298,10 @@ func TestCandidatesPanic(t *testing.T) {
 		}
 		if !panicking || len(order) != 2 || slices.Contains(order, p.Backends[1]) {
 			t.Fatalf("panic: %v, panicking %v", order, panicking)
+		}
+		p.Backends[2].SetAdmin(AdminDisabled) // an administrator's setting holds in panic too
+		if order, _ := p.Candidates(Client{}); len(order) != 1 || order[0] != p.Backends[0] {
+			t.Fatalf("panic with one backend disabled: %v", order)
 		}
 	}
 }

@@ -3,6 +3,9 @@
 // It owns pools of backends, the selection policies (round_robin, least_conn, random, ip_hash,
 // user_hash), per-backend accounting (active sessions against max_sessions) and health state.
 // A policy returns an ordering of the available backends, so failover is walking that list.
+// A Registry keeps each backend's state (sessions, health, administrative drain/disable,
+// counters) across config reloads: a backend is the same when its pool and name (or, without
+// a name, its address) are.
 //
 // It does not dial backends or speak FTP: the active health check (Pool.Check) runs a probe
 // function its caller provides (the proxy's own dial path), and keeps the rise/fall
@@ -18,4 +21,9 @@
 //		defer b.Release()
 //		// dial b.Config.Address …
 //	}
+//
+//	// On a reload: carry the state over, swap the pools in, then commit.
+//	changes := reg.Carry(newPools)
+//	// … proxy.Server.Reload(cfg with newPools) …
+//	reg.Commit(newPools)
 package balancer

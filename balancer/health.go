@@ -76,6 +76,7 @@ func (p *Pool) observe(b *Backend, ok bool) bool {
 	b.health = n
 	if n.healthy != b.healthy.Load() {
 		b.healthy.Store(n.healthy)
+		b.touch()
 		return true
 	}
 	return false

@@ -69,22 +69,24 @@ func (p *Pool) Order(c Client) []*Backend {
 }
 
 // Candidates returns the backends a session for c should try, best first: Order, or, when no
-// backend is healthy and the pool's panic mode is on, every backend that is not full, in
-// policy order (panicking is then true).
+// enabled backend is healthy and the pool's panic mode is on, every enabled backend that is
+// not full, in policy order (panicking is then true). Draining and disabled backends are
+// never offered: health may be wrong, an administrator's setting is not.
 func (p *Pool) Candidates(c Client) (order []*Backend, panicking bool) {
-	if !p.Panic || slices.ContainsFunc(p.Backends, (*Backend).Healthy) {
+	enabled := func(b *Backend) bool { return b.Admin() == AdminEnabled }
+	if !p.Panic || slices.ContainsFunc(p.Backends, func(b *Backend) bool { return enabled(b) && b.Healthy() }) {
 		return p.Order(c), false
 	}
-	notFull := func(b *Backend) bool { return !b.Full() }
-	return p.Policy.Order(filter(p.Backends, notFull), c), true
+	return p.Policy.Order(filter(p.Backends, func(b *Backend) bool { return enabled(b) && !b.Full() }), c), true
 }
 
-// AllFull reports whether every healthy backend is at its max_sessions (and at least one is
-// healthy): the proxy then answers "too many connections" rather than "not available".
+// AllFull reports whether every healthy, enabled backend is at its max_sessions (and at least
+// one is healthy and enabled): the proxy then answers "too many connections" rather than "not
+// available".
 func (p *Pool) AllFull() bool {
 	healthy := 0
 	for _, b := range p.Backends {
-		if b.Healthy() {
+		if b.Healthy() && b.Admin() == AdminEnabled {
 			healthy++
 			if !b.Full() {
 				return false

@@ -221,20 +221,13 @@ func (s *session) connectBackend(pool *balancer.Pool) (net.Conn, *balancer.Backe
 			full++
 			continue
 		}
-		start := time.Now()
-		conn, err := s.dialBackend(b)
+		conn, err := s.dialReported(pool, b)
 		if err == nil {
-			if pool.ReportSession(b, start, true) {
-				s.log.Info("backend up", "pool", pool.Name, "backend", b.String(), "by", "session")
-			}
 			return conn, b, nil
 		}
 		b.Release()
 		if s.ctx.Err() != nil {
 			return nil, nil, err // the session is ending: not the backend's fault
-		}
-		if pool.ReportSession(b, start, false) {
-			s.log.Warn("backend down", "pool", pool.Name, "backend", b.String(), "by", "session", "err", err)
 		}
 		s.log.Warn("backend failed, trying next", "backend", b.String(), "err", err)
 		errs = append(errs, err)
@@ -243,6 +236,23 @@ func (s *session) connectBackend(pool *balancer.Pool) (net.Conn, *balancer.Backe
 		return nil, nil, errBackendFull
 	}
 	return nil, nil, fmt.Errorf("pool %s: %w: %w", pool.Name, balancer.ErrNoBackend, errors.Join(errs...))
+}
+
+// dialReported dials b for this session and reports the outcome to pool (passive health),
+// unless the session itself is ending.
+func (s *session) dialReported(pool *balancer.Pool, b *balancer.Backend) (net.Conn, error) {
+	start := time.Now()
+	conn, err := s.dialBackend(b)
+	switch {
+	case err == nil:
+		if pool.ReportSession(b, start, true) {
+			s.log.Info("backend up", "pool", pool.Name, "backend", b.String(), "by", "session")
+		}
+	case s.ctx.Err() != nil:
+	case pool.ReportSession(b, start, false):
+		s.log.Warn("backend down", "pool", pool.Name, "backend", b.String(), "by", "session", "err", err)
+	}
+	return conn, err
 }
 
 // dialBackend connects to b for this session, with a TLS config of the session's own when b

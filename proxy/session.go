@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,8 @@ type session struct {
 	pbszOK bool
 	prot   byte // 'C', 'P', or 0 before any PROT
 	sni    string
+	// clientCert is the client's verified certificate on the control connection, or nil.
+	clientCert *x509.Certificate
 
 	// Login state.
 	user     string
@@ -78,6 +81,7 @@ type session struct {
 	epsvAll bool
 
 	stats sessionStats
+	live  sessionLive // what the admin API may read (sessions.go)
 }
 
 type sessionStats struct {
@@ -108,6 +112,8 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 		client: c,
 		cr:     bufio.NewReaderSize(c, readBufSize),
 	}
+	s.live.since = time.Now()
+	s.live.active.Store(s.live.since.UnixNano())
 	s.lc = s.cfg.listener(l.address)
 	if s.lc == nil {
 		s.lc = l.last // removed by a reload a moment ago
@@ -133,15 +139,19 @@ func (s *session) Run(parent context.Context) {
 	start := time.Now()
 	s.ctx, s.done = context.WithCancel(parent)
 	defer s.done()
-	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
+	stop := context.AfterFunc(s.ctx, s.interrupt)
 	defer stop()
+	s.live.setCancel(s.done)
 
-	s.log.Info("session start", "listener", s.lc.Address)
 	err := s.serve()
 
 	line, cause := finalLine(err)
 	if cause == CauseNone && s.ctx.Err() != nil && parent.Err() != nil {
 		line, cause = Line421(CauseShutdown), CauseShutdown
+	}
+	if s.live.closing.Load() {
+		line, cause = Line421(CauseAdmin), CauseAdmin
+		err = errors.Join(errors.New("closed by an administrator"), err)
 	}
 	if line != "" {
 		s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
@@ -197,6 +207,10 @@ func (s *session) serve() error {
 			return err
 		}
 	}
+	if err := s.checkListenerAccess(); err != nil {
+		return err
+	}
+	s.log.Info("session start", "listener", s.lc.Address)
 	lim := s.cfg.Limits
 	if !s.srv.admit(s.clientAddr.Addr(), lim) {
 		return end421(CauseTooMany, errors.New("session limit reached"))
@@ -257,6 +271,11 @@ func (s *session) writeRaw(b []byte) error {
 // deadline. Line errors are answered here; ok is false for them.
 func (s *session) readCommand() (Command, bool, error) {
 	s.client.SetReadDeadline(s.deadline)
+	if err := s.ctx.Err(); err != nil {
+		// Ended meanwhile (CloseSession): the deadline just set replaced the one that was to
+		// interrupt this read.
+		return Command{}, false, end421(CauseShutdown, err)
+	}
 	line, err := ReadLine(s.cr, MaxLine)
 	if err != nil {
 		if reply := lineErrorReply(err); reply != "" {
@@ -327,6 +346,7 @@ func (s *session) preLogin() error {
 				break
 			}
 			s.user = cmd.Arg
+			s.live.setUser(s.user)
 			s.log = s.base.With("user", s.user)
 			err = s.writeLine(replyUserOK)
 		case "PASS":
@@ -445,6 +465,7 @@ func validHost(h string) bool {
 // logCommand logs a client command at debug level, PASS redacted. The check first keeps the
 // per-command cost nil when debug is off.
 func (s *session) logCommand(cmd Command) {
+	s.live.setCommand(cmd)
 	if s.log.Enabled(s.ctx, slog.LevelDebug) {
 		s.log.Debug("command", "cmd", cmd.LogString())
 	}
