@@ -105,7 +105,7 @@ func (s *session) relayAcct(conn net.Conn) (Reply, error) {
 			continue
 		}
 		if cmd.Verb != "ACCT" {
-			if err := s.writeLine("503 ACCT expected."); err != nil {
+			if err := s.writeLine(replyAcctExpected); err != nil {
 				return Reply{}, err
 			}
 			continue

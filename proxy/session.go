@@ -322,7 +322,7 @@ func (s *session) preLogin() error {
 				break
 			}
 			if cmd.Arg == "" {
-				err = s.writeLine("501 USER needs a user name.")
+				err = s.writeLine(replyUserEmpty)
 				break
 			}
 			s.user = cmd.Arg
@@ -398,8 +398,7 @@ func (s *session) localCommand(cmd Command) (bool, error) {
 		case "CLNT":
 			reply = replyClnt
 		case "HELP":
-			return true, s.writeRaw([]byte("214-The following commands are recognized before login:\r\n" +
-				" USER PASS AUTH PBSZ PROT FEAT OPTS SYST NOOP HELP HOST CLNT QUIT\r\n214 Help OK.\r\n"))
+			return true, s.writeRaw([]byte(replyHelpPreLogin))
 		case "QUIT":
 			s.writeLine(replyGoodbye)
 			return true, errQuit
