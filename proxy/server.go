@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/internal/logthrottle"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
@@ -57,13 +58,19 @@ type DataConfig struct {
 type Limits struct {
 	MaxSessions      int
 	MaxSessionsPerIP int
-	LoginsPerMinute  int // per client IP (and per user name); 0: off
-	LoginBurst       int
-	IdleTimeout      time.Duration
-	LoginTimeout     time.Duration
-	BackendTimeout   time.Duration // connect plus greeting, per backend tried
-	TLSHandshake     time.Duration // each TLS handshake, either side
-	ShutdownGrace    time.Duration
+	// LoginsPerMinute and LoginBurst count failed logins per client IP; past them the
+	// address is banned for BanTime, doubled with each ban up to MaxBanTime. 0: off (no
+	// bans, no tarpit). AttemptsPerMinute caps all login attempts per client IP; 0: off.
+	LoginsPerMinute   int
+	LoginBurst        int // default DefaultLoginBurst
+	AttemptsPerMinute int
+	BanTime           time.Duration // default DefaultBanTime
+	MaxBanTime        time.Duration // default DefaultMaxBanTime
+	IdleTimeout       time.Duration
+	LoginTimeout      time.Duration
+	BackendTimeout    time.Duration // connect plus greeting, per backend tried
+	TLSHandshake      time.Duration // each TLS handshake, either side
+	ShutdownGrace     time.Duration
 }
 
 // Route sends sessions whose USER (and/or HOST) matches to a pool. Globs use path.Match.
@@ -84,6 +91,9 @@ type Config struct {
 	// TLS is the client-side TLS, shared by control and data connections so session
 	// tickets resume. Required when a listener's TLS is not none.
 	TLS *tlsterm.Server
+	// LoginLimiter, when set, replaces the in-memory login limiter built from Limits (for a
+	// limiter shared by several proxies). It is fixed for the life of the Server.
+	LoginLimiter LoginLimiter
 	// RequireDataReuse refuses (522) a protected data connection that does not resume its
 	// control connection's TLS session (tls.data_session_reuse = "required").
 	RequireDataReuse bool
@@ -153,7 +163,11 @@ type Server struct {
 	perIP    map[netip.Addr]int
 	wg       sync.WaitGroup
 
-	logins atomic.Pointer[loginLimiter]
+	// limitLog rate-limits the log lines an outsider can cause, per cause.
+	limitLog *logthrottle.Throttle
+
+	logins LoginLimiter // nil: no login limits
+	memLim *memLimiter  // logins, when it is the in-memory one (reloads configure it)
 
 	drain      <-chan struct{} // closed when Shutdown starts
 	drainCtx   context.Context
@@ -198,6 +212,7 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 	}
 	s := &Server{
 		log:      log,
+		limitLog: logthrottle.New(log, logthrottle.Options{}),
 		obs:      obs,
 		sessions: make(map[*session]struct{}),
 		perIP:    make(map[netip.Addr]int),
@@ -211,7 +226,14 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 		s.log.Warn("data connection from a foreign address refused", "peer", peer.String())
 	})
 	s.cfg.Store(&cfg)
-	s.logins.Store(newLoginLimiter(cfg.Limits.LoginsPerMinute, cfg.Limits.LoginBurst))
+	switch {
+	case cfg.LoginLimiter != nil:
+		s.logins = cfg.LoginLimiter
+	default:
+		// Built even with the limits off, so a reload can turn them on.
+		s.memLim = newMemLimiter(cfg.Limits)
+		s.logins = s.memLim
+	}
 	return s, nil
 }
 
@@ -262,8 +284,8 @@ func (s *Server) Reload(cfg Config) error {
 		added = append(added, &listener{address: l.Address, ln: ln, last: l})
 	}
 	old := s.cfg.Load()
-	if cfg.Limits.LoginsPerMinute != old.Limits.LoginsPerMinute || cfg.Limits.LoginBurst != old.Limits.LoginBurst {
-		s.logins.Store(newLoginLimiter(cfg.Limits.LoginsPerMinute, cfg.Limits.LoginBurst))
+	if s.memLim != nil && cfg.Limits != old.Limits {
+		s.memLim.configure(cfg.Limits)
 	}
 	s.cfg.Store(&cfg)
 	kept := s.listeners[:0]
@@ -454,10 +476,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.hardStop()
+		s.limitLog.Close()
 		return nil
 	case <-ctx.Done():
 		s.hardStop()
 		<-done
+		s.limitLog.Close()
 		return ctx.Err()
 	}
 }
@@ -470,5 +494,6 @@ func (s *Server) Close() error {
 	})
 	s.hardStop()
 	s.wg.Wait()
+	s.limitLog.Close()
 	return nil
 }

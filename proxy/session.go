@@ -196,6 +196,9 @@ func (s *session) serve() error {
 			return err
 		}
 	}
+	if err := s.refuseBanned("connect"); err != nil {
+		return err
+	}
 	lim := s.cfg.Limits
 	if !s.srv.admit(s.clientAddr.Addr(), lim) {
 		return end421(CauseTooMany, errors.New("session limit reached"))
@@ -325,6 +328,9 @@ func (s *session) preLogin() error {
 				err = s.writeLine(replyUserEmpty)
 				break
 			}
+			if err := s.refuseBanned("USER"); err != nil {
+				return err
+			}
 			s.user = cmd.Arg
 			s.log = s.base.With("user", s.user)
 			err = s.writeLine(replyUserOK)
@@ -333,11 +339,8 @@ func (s *session) preLogin() error {
 				err = s.writeLine(replyUserFirst)
 				break
 			}
-			if !s.srv.logins.Load().allow(s.clientAddr.Addr().String(), s.user, time.Now()) {
-				s.log.Warn("login rate limit exceeded")
-				s.srv.obs.Login("rate_limited")
-				s.srv.obs.RateLimited()
-				return end421(CauseLoginRate, errors.New("login rate limit"))
+			if err := s.loginAttempt(); err != nil {
+				return err
 			}
 			err = s.login(cmd.Arg)
 		default:

@@ -101,6 +101,15 @@ func newLogger(c Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// attemptsCap is the attempts cap while the config has no key for it: the default when login
+// limits are on, off with them.
+func attemptsCap(loginsPerMinute int) int {
+	if loginsPerMinute > 0 {
+		return proxy.DefaultAttemptsPerMinute
+	}
+	return 0
+}
+
 // runtime is what one config builds: the proxy config plus the health checkers' lifetime.
 type runtime struct {
 	cfg         proxy.Config
@@ -126,11 +135,13 @@ func build(f *File, log *slog.Logger, prev *runtime) (*runtime, error) {
 			MaxSessionsPerIP: f.Limits.MaxSessionsPerIP,
 			LoginsPerMinute:  f.Limits.LoginsPerMinute,
 			LoginBurst:       f.Limits.LoginBurst,
-			IdleTimeout:      f.Limits.IdleTimeout.Duration,
-			LoginTimeout:     f.Limits.LoginTimeout.Duration,
-			BackendTimeout:   f.Limits.BackendTimeout.Duration,
-			TLSHandshake:     f.Limits.TLSHandshakeTimeout.Duration,
-			ShutdownGrace:    f.Limits.ShutdownGrace.Duration,
+			// Until [limits] attempts_per_minute is a key: the cap is on with the failure limit.
+			AttemptsPerMinute: attemptsCap(f.Limits.LoginsPerMinute),
+			IdleTimeout:       f.Limits.IdleTimeout.Duration,
+			LoginTimeout:      f.Limits.LoginTimeout.Duration,
+			BackendTimeout:    f.Limits.BackendTimeout.Duration,
+			TLSHandshake:      f.Limits.TLSHandshakeTimeout.Duration,
+			ShutdownGrace:     f.Limits.ShutdownGrace.Duration,
 		},
 	}
 	r, err := nat.ParsePortRange(f.Data.PortRange)
