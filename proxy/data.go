@@ -61,7 +61,7 @@ func (s *session) passive(verb, arg string) error {
 	lease, err := s.srv.alloc.Reserve(s.ctx, s.localAddr.Addr(), s.clientAddr.Addr())
 	if err != nil {
 		if errors.Is(err, nat.ErrPortsExhausted) {
-			s.log.Warn("passive port range exhausted")
+			s.srv.limitLog.Warn(s.log, "passive port range exhausted")
 			s.srv.obs.PortsExhausted()
 		} else {
 			s.log.Warn("passive port reservation failed", "err", err)
@@ -105,7 +105,7 @@ func (s *session) active(verb, arg string) error {
 		return s.writeLine(replyPortBad)
 	}
 	if ap.Addr().Unmap() != s.clientAddr.Addr() || ap.Port() < 1024 || s.ownPort(ap) {
-		s.log.Warn("data connection target refused", "verb", verb, "target", ap.String())
+		s.srv.limitLog.Warn(s.log, "data connection target refused", "verb", verb, "target", ap.String())
 		s.srv.obs.DataRefused("bounce")
 		return s.writeLine(replyPortRefused)
 	}
@@ -117,6 +117,9 @@ func (s *session) active(verb, arg string) error {
 // ownPort reports a PORT/EPRT target that is one of the proxy's own sockets: a client on the
 // proxy's host could otherwise make it dial its own listeners or passive ports.
 func (s *session) ownPort(ap netip.AddrPort) bool {
+	if s.cfg.ownAddr(ap, s.localAddr.Addr()) {
+		return true
+	}
 	if ap.Addr().Unmap() != s.localAddr.Addr() {
 		return false
 	}
@@ -150,7 +153,7 @@ func (s *session) transfer(cmd Command) error {
 	cconn, err := s.openClientData(timeout)
 	s.clearData()
 	if err != nil {
-		s.log.Warn("client data connection failed", "err", err)
+		s.srv.limitLog.Warn(s.log, "client data connection failed", "err", err)
 		return s.writeLine(replyCantOpen)
 	}
 	protected := s.prot == 'P'
@@ -161,7 +164,7 @@ func (s *session) transfer(cmd Command) error {
 		}
 		tc, err := s.clientDataTLS(cconn, upload(cmd.Verb))
 		if err != nil {
-			s.log.Warn("client data TLS refused", "err", err)
+			s.srv.limitLog.Warn(s.log, "client data TLS refused", "err", err)
 			if errors.Is(err, errNotResumed) {
 				return s.writeLine(replyReuseRequired)
 			}

@@ -65,6 +65,12 @@ type proxyOpt func(*proxy.Config, *balancer.PoolConfig)
 
 func startProxy(t testing.TB, backends []balancer.BackendConfig, opts ...proxyOpt) *testProxy {
 	t.Helper()
+	return startProxyLogging(t, slog.LevelDebug, backends, opts...)
+}
+
+// startProxyLogging is startProxy with its log at level.
+func startProxyLogging(t testing.TB, level slog.Level, backends []balancer.BackendConfig, opts ...proxyOpt) *testProxy {
+	t.Helper()
 	pc := balancer.PoolConfig{Name: "default", Policy: "round_robin", Backends: backends}
 	cfg := proxy.Config{
 		Listeners: []proxy.ListenerConfig{{Address: "127.0.0.1:0", TLS: proxy.TLSNone, Pool: "default", Banner: "FTP proxy ready"}},
@@ -84,7 +90,7 @@ func startProxy(t testing.TB, backends []balancer.BackendConfig, opts ...proxyOp
 	}
 	cfg.Pools = append(cfg.Pools, pool)
 	logs := &lockedWriter{w: &bytes.Buffer{}}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
 	srv, err := proxy.New(cfg, log, nil)
 	if err != nil {
 		t.Fatal(err)

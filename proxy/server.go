@@ -91,6 +91,10 @@ type Config struct {
 	// TLS is the client-side TLS, shared by control and data connections so session
 	// tickets resume. Required when a listener's TLS is not none.
 	TLS *tlsterm.Server
+	// OwnAddrs are the proxy's sockets other than its FTP listeners and passive ports (the
+	// admin and ACME HTTP addresses, as configured or bound): PORT/EPRT to one is refused like
+	// any bounce. An unspecified address stands for every address of this host.
+	OwnAddrs []netip.AddrPort
 	// LoginLimiter, when set, replaces the in-memory login limiter built from Limits (for a
 	// limiter shared by several proxies). It is fixed for the life of the Server.
 	LoginLimiter LoginLimiter
@@ -223,7 +227,7 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 	s.alloc = nat.NewAllocator(cfg.Data.PortRange, func(peer netip.AddrPort) {
 		s.Foreign.Add(1)
 		s.obs.DataRefused("foreign_peer")
-		s.log.Warn("data connection from a foreign address refused", "peer", peer.String())
+		s.limitLog.Warn(s.log, "data connection from a foreign address refused", "peer", peer.String())
 	})
 	s.cfg.Store(&cfg)
 	switch {

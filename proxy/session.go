@@ -76,7 +76,8 @@ type session struct {
 	port    netip.AddrPort // PORT/EPRT target
 	epsvAll bool
 
-	stats sessionStats
+	stats   sessionStats
+	started bool // "session start" was logged
 }
 
 type sessionStats struct {
@@ -135,7 +136,7 @@ func (s *session) Run(parent context.Context) {
 	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
 	defer stop()
 
-	s.log.Info("session start", "listener", s.lc.Address)
+	s.log.Debug("connection accepted", "listener", s.lc.Address)
 	err := s.serve()
 
 	line, cause := finalLine(err)
@@ -145,21 +146,11 @@ func (s *session) Run(parent context.Context) {
 	if line != "" {
 		s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		io.WriteString(s.client, line+"\r\n")
-		s.log.Info("session closed with 421", "cause", cause.String())
+		s.audit(slog.LevelInfo, "session closed with 421", "cause", cause.String())
 		s.srv.obs.Closed421(cause)
 	}
 	s.teardown()
-	attrs := []any{
-		"duration", time.Since(start).Round(time.Millisecond),
-		"commands", s.stats.commands, "transfers", s.stats.transfers,
-		"bytes_in", s.stats.bytesIn, "bytes_out", s.stats.bytesOut,
-	}
-	if err != nil && !errors.Is(err, errQuit) {
-		attrs = append(attrs, "end", err.Error())
-	} else {
-		attrs = append(attrs, "end", "quit")
-	}
-	s.log.Info("session end", attrs...)
+	s.logEnd(start, err)
 }
 
 // teardown closes both legs, waits for the reader goroutines, and returns resources.
@@ -192,7 +183,7 @@ var errQuit = errors.New("client quit")
 func (s *session) serve() error {
 	if s.lc.ProxyProtocol {
 		if err := s.readProxyHeader(); err != nil {
-			s.log.Warn("connection refused", "err", err)
+			s.srv.limitLog.Warn(s.log, "connection refused", "err", err)
 			return err
 		}
 	}
@@ -333,6 +324,7 @@ func (s *session) preLogin() error {
 			}
 			s.user = cmd.Arg
 			s.log = s.base.With("user", s.user)
+			s.logStart()
 			err = s.writeLine(replyUserOK)
 		case "PASS":
 			if s.user == "" {

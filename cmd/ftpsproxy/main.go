@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -101,6 +103,28 @@ func newLogger(c Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// ownAddrs are the admin and ACME HTTP addresses, which no PORT/EPRT may target. A host
+// that does not resolve is left out (the listener will not bind there either).
+func ownAddrs(f *File) []netip.AddrPort {
+	var out []netip.AddrPort
+	add := func(addr string) {
+		ta, err := net.ResolveTCPAddr("tcp", addr)
+		if addr == "" || err != nil {
+			return
+		}
+		if ta.IP == nil {
+			out = append(out, netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(ta.Port)))
+			return
+		}
+		out = append(out, ta.AddrPort())
+	}
+	add(f.Admin.Address)
+	if f.UsesACME() {
+		add(f.TLS.ACME.HTTPAddress)
+	}
+	return out
+}
+
 // attemptsCap is the attempts cap while the config has no key for it: the default when login
 // limits are on, off with them.
 func attemptsCap(loginsPerMinute int) int {
@@ -144,6 +168,7 @@ func build(f *File, log *slog.Logger, prev *runtime) (*runtime, error) {
 			ShutdownGrace:     f.Limits.ShutdownGrace.Duration,
 		},
 	}
+	pc.OwnAddrs = ownAddrs(f)
 	r, err := nat.ParsePortRange(f.Data.PortRange)
 	if err != nil {
 		return nil, fmt.Errorf("data.port_range: %w", err)
@@ -259,6 +284,7 @@ func serve(path string, f *File, log *slog.Logger) int {
 			return exitConfig
 		}
 		defer xfer.Close()
+		xfer.LogErrorsTo(log)
 		metrics.SetTransferLog(xfer)
 	}
 	srv, err := proxy.New(rt.cfg, log, metrics)
