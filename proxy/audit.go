@@ -15,9 +15,12 @@ import (
 // are always written.
 
 // audit logs msg at level for this session: at once when it has logged in, else through
-// the outsider rate limit.
+// the outsider rate limit; a health check's lines at debug only.
 func (s *session) audit(level slog.Level, msg string, args ...any) {
-	if s.loggedIn {
+	if s.healthCheck {
+		level = slog.LevelDebug
+	}
+	if s.loggedIn || s.healthCheck {
 		s.log.Log(s.ctx, level, msg, args...)
 		return
 	}

@@ -30,6 +30,10 @@ type Observer interface {
 	TLSHandshake(side string, err error)
 	// Transfer reports one finished (or failed) transfer.
 	Transfer(TransferRecord)
+	// HealthCheck reports a connection that a trusted proxy opened with a PROXY v2 LOCAL
+	// header (a load balancer's health check). It is not a session: SessionStarted and
+	// SessionEnded are not called for it.
+	HealthCheck(listener string)
 }
 
 // TransferRecord describes one transfer, with what an xferlog line needs.
@@ -65,3 +69,4 @@ func (nopObserver) PortsExhausted()               {}
 func (nopObserver) RateLimited()                  {}
 func (nopObserver) TLSHandshake(string, error)    {}
 func (nopObserver) Transfer(TransferRecord)       {}
+func (nopObserver) HealthCheck(string)            {}

@@ -414,8 +414,6 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
-	name := sess.lc.name()
-	s.obs.SessionStarted(name)
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, sess)
@@ -424,7 +422,9 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 		if sess.backend != nil {
 			backend = sess.backend.String()
 		}
-		s.obs.SessionEnded(name, backend)
+		if sess.counted {
+			s.obs.SessionEnded(sess.lc.name(), backend)
+		}
 	}()
 	sess.Run(s.hardCtx)
 }

@@ -78,6 +78,10 @@ type session struct {
 
 	stats   sessionStats
 	started bool // "session start" was logged
+	counted bool // reported to the Observer as a session (health checks are not)
+	// healthCheck marks a connection a trusted proxy opened with a PROXY v2 LOCAL header: it
+	// is greeted like a client but logged at debug only and counted apart.
+	healthCheck bool
 }
 
 type sessionStats struct {
@@ -147,7 +151,9 @@ func (s *session) Run(parent context.Context) {
 		s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		io.WriteString(s.client, line+"\r\n")
 		s.audit(slog.LevelInfo, "session closed with 421", "cause", cause.String())
-		s.srv.obs.Closed421(cause)
+		if !s.healthCheck {
+			s.srv.obs.Closed421(cause)
+		}
 	}
 	s.teardown()
 	s.logEnd(start, err)
@@ -186,6 +192,12 @@ func (s *session) serve() error {
 			s.srv.limitLog.Warn(s.log, "connection refused", "err", err)
 			return err
 		}
+	}
+	if s.healthCheck {
+		s.srv.obs.HealthCheck(s.lc.name())
+	} else {
+		s.srv.obs.SessionStarted(s.lc.name())
+		s.counted = true
 	}
 	if err := s.refuseBanned("connect"); err != nil {
 		return err
