@@ -66,3 +66,33 @@ func (s *session) tlsAttrs() []any {
 		"resumed", st.DidResume,
 	}
 }
+
+// auditFileOp logs, at info, a file operation the backend answered (DELE, MKD, RMD, SITE
+// CHMOD; RNFR and RNTO as one rename record), with the backend's reply code, so the log tells
+// who changed what and whether it worked. Uploads (STOR, APPE, STOU) are logged by their
+// transfer record.
+func (s *session) auditFileOp(cmd Command, code int) {
+	from := s.rnfr
+	s.rnfr = ""
+	switch cmd.Verb {
+	case "DELE":
+		s.log.Info("file op", "op", "delete", "path", cmd.Arg, "reply", code)
+	case "MKD", "XMKD":
+		s.log.Info("file op", "op", "mkdir", "path", cmd.Arg, "reply", code)
+	case "RMD", "XRMD":
+		s.log.Info("file op", "op", "rmdir", "path", cmd.Arg, "reply", code)
+	case "RNFR":
+		if code == 350 {
+			s.rnfr = cmd.Arg // the record is written at the RNTO
+			return
+		}
+		s.log.Info("file op", "op", "rename", "from", cmd.Arg, "reply", code)
+	case "RNTO":
+		s.log.Info("file op", "op", "rename", "from", from, "to", cmd.Arg, "reply", code)
+	case "SITE":
+		if verb, rest, _ := strings.Cut(cmd.Arg, " "); strings.EqualFold(verb, "CHMOD") {
+			mode, path, _ := strings.Cut(strings.TrimSpace(rest), " ")
+			s.log.Info("file op", "op", "chmod", "mode", mode, "path", path, "reply", code)
+		}
+	}
+}

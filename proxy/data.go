@@ -399,7 +399,7 @@ func (s *session) runTransfer(cmd Command, cconn, bconn net.Conn) error {
 	}
 	s.srv.obs.Transfer(rec)
 	s.log.Info("transfer", "cmd", cmd.Verb, "path", cmd.Arg, "bytes", result.primary,
-		"duration", rec.Duration.Round(time.Millisecond), "reply", finalCode, "complete", rec.Complete,
+		"duration_s", rec.Duration.Round(time.Millisecond).Seconds(), "reply", finalCode, "complete", rec.Complete,
 		"aborted", abortSent, "err", errString(result.err))
 	return nil
 }

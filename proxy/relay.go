@@ -237,7 +237,10 @@ func (s *session) roundTrip(line string) (Reply, error) {
 // relayCommand forwards a command and relays every reply up to the final one. A backend 421
 // ends the session with that line.
 func (s *session) relayCommand(cmd Command) error {
-	_, err := s.relayCommandCode(cmd)
+	code, err := s.relayCommandCode(cmd)
+	if err == nil {
+		s.auditFileOp(cmd, code)
+	}
 	return err
 }
 

@@ -77,8 +77,9 @@ type session struct {
 	epsvAll bool
 
 	stats   sessionStats
-	started bool // "session start" was logged
-	counted bool // reported to the Observer as a session (health checks are not)
+	started bool   // "session start" was logged
+	rnfr    string // the path of an RNFR the backend accepted, until the RNTO
+	counted bool   // reported to the Observer as a session (health checks are not)
 	// healthCheck marks a connection a trusted proxy opened with a PROXY v2 LOCAL header: it
 	// is greeted like a client but logged at debug only and counted apart.
 	healthCheck bool

@@ -341,7 +341,7 @@ func serve(path string, f *File, log *slog.Logger) int {
 				}
 				continue
 			}
-			log.Info("shutting down", "signal", sig.String(), "grace", grace)
+			log.Info("shutting down", "signal", sig.String(), "grace_s", grace.Seconds())
 			src.Draining.Store(true)
 			ctx, cancel := context.WithTimeout(context.Background(), grace)
 			err := srv.Shutdown(ctx)
