@@ -104,6 +104,7 @@ address = %q
 
 [limits]
 logins_per_minute = 0
+attempts_per_minute = 0
 
 [log]
 level = "debug"

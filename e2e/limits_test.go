@@ -189,8 +189,11 @@ func TestLoginLimitsCurl(t *testing.T) {
 	t.Run("200 failures on one user from 50 addresses", func(t *testing.T) {
 		var wg sync.WaitGroup
 		var failed, other atomic.Int64
-		// Two clients per address, each failing twice in a row on its own connection.
+		// Two clients per address, each failing twice in a row on its own connection. They
+		// start 20 ms apart: vsftpd listens with a backlog of 32, and a burst of 100 connects
+		// would make some wait for SYN retransmits past the proxy's backend_timeout.
 		for i := range 100 {
+			time.Sleep(20 * time.Millisecond)
 			wg.Go(func() {
 				c, err := dialFrom(p.addr, fmt.Sprintf("127.0.0.%d", 2+i%50))
 				if err != nil {

@@ -214,3 +214,32 @@ func FuzzParseLPRT(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParsePortRange(f *testing.F) {
+	for _, s := range []string{
+		"20000-20999",            // the default
+		"2121",                   // one port
+		"1023-2000",              // below MinPort
+		"50999-50000",            // reversed
+		"1-99999999999999999999", // overflow
+		"20000:20999",            // wrong separator
+		"",                       // empty
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		r, err := ParsePortRange(in)
+		if err != nil {
+			if strings.ContainsAny(err.Error(), "\r\n") {
+				t.Fatalf("ParsePortRange(%q): error on two lines: %q", in, err)
+			}
+			return
+		}
+		if r.Validate() != nil || r.First < MinPort {
+			t.Fatalf("ParsePortRange(%q) = %v, an invalid range", in, r)
+		}
+		if back, err := ParsePortRange(r.String()); err != nil || back != r {
+			t.Fatalf("ParsePortRange(%q) = %v, %v; want %v (from %q)", r.String(), back, err, r, in)
+		}
+	})
+}

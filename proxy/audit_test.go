@@ -119,8 +119,8 @@ func TestAuditTLSFailureInWords(t *testing.T) {
 		t.Fatalf("curl accepted an untrusted certificate:\n%s", out)
 	}
 	line := logLine(t, p, "client TLS handshake failed", "conn=control")
-	if !strings.Contains(line, `reason="certificate rejected by the peer"`) {
+	if !strings.Contains(line, `reason="bad or refused certificate"`) {
 		t.Fatalf("cause not in words: %s", line)
 	}
-	logLine(t, p, "session end", `end="client control TLS handshake failed (certificate rejected by the peer)`)
+	logLine(t, p, "session end", `end="client control TLS handshake failed (bad or refused certificate)`)
 }

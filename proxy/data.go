@@ -143,13 +143,13 @@ func upload(verb string) bool { return verb == "STOR" || verb == "STOU" || verb 
 // (clients such as ftplib start it only after a 1xx) before the backend is told anything, so
 // a refused or failed handshake never starts, truncates or aborts a transfer on the backend.
 func (s *session) transfer(cmd Command) error {
-	if s.lc.TLS == TLSRequired && s.prot != 'P' {
+	if s.lc.TLS.RequiresAUTH() && s.prot != 'P' {
 		return s.writeLine(replyDataTLS)
 	}
 	if s.pasv == nil && !s.port.IsValid() {
 		return s.writeLine(replyNeedData)
 	}
-	timeout := orDefault(s.cfg.Data.ConnectTimeout, defaultConnectTimeout)
+	timeout := orDefault(s.cfg.Data.ConnectTimeout, DefaultConnectTimeout)
 	cconn, err := s.openClientData(timeout)
 	s.clearData()
 	if err != nil {
@@ -392,7 +392,7 @@ func (s *session) runTransfer(cmd Command, cconn, bconn net.Conn) error {
 	}
 	rec := TransferRecord{
 		Start: start, Duration: time.Since(start), Client: s.clientAddr.Addr(), User: s.user,
-		Listener: s.lc.name(), Backend: s.backend.String(), Command: cmd.Verb, Path: cmd.Arg,
+		Listener: s.lc.name(), Pool: s.pool, Backend: s.backend.String(), Command: cmd.Verb, Path: cmd.Arg,
 		Bytes: result.primary, Upload: up, ASCII: s.ascii, TLS: s.prot == 'P',
 		Complete: finalCode/100 == 2 && result.err == nil && !abortSent, Aborted: abortSent,
 		ReplyCode: finalCode, SessionID: s.id,

@@ -35,16 +35,6 @@ type LoginLimiter interface {
 	Failed(ip netip.Addr, user string, now time.Time) (delay, ban time.Duration)
 }
 
-// Defaults of the login limits (SPEC §8). The counts are defaults of the config file: in a
-// Limits value 0 turns that limit off. BanTime and MaxBanTime default when zero.
-const (
-	DefaultLoginsPerMinute   = 10 // failed logins per client IP
-	DefaultLoginBurst        = 5
-	DefaultAttemptsPerMinute = 120 // all login attempts per client IP
-	DefaultBanTime           = time.Minute
-	DefaultMaxBanTime        = time.Hour
-)
-
 // The per-user tarpit: the 530 of a user's n-th recent failure waits tarpitBase << (n-1), at
 // most tarpitMax; one failure is forgiven every tarpitForgive. Long enough to make guessing
 // one account from many addresses slow, short enough that the owner who mistypes notices

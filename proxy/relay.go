@@ -114,7 +114,7 @@ func (s *session) nextCommand() (clientEvent, error) {
 // of the owner (there is one at a time), so a command costs no timer allocation; since Go
 // 1.23 Reset also discards an expiry nobody received.
 func (s *session) idleTimer() *time.Timer {
-	d := orDefault(s.cfg.Limits.IdleTimeout, defaultIdleTimeout)
+	d := orDefault(s.cfg.Limits.IdleTimeout, DefaultIdleTimeout)
 	if s.idle == nil {
 		s.idle = time.NewTimer(d)
 	} else {
@@ -280,7 +280,7 @@ func (s *session) relayFeat(cmd Command) error {
 	if rep.Code != 211 {
 		return s.writeRaw([]byte(s.preLoginFeat()))
 	}
-	return s.writeRaw(RewriteFeat(rep.Raw, s.lc.TLS != "" && s.lc.TLS != TLSNone))
+	return s.writeRaw(RewriteFeat(rep.Raw, s.lc.TLS.Enabled()))
 }
 
 // featDropped are features that belong to a leg the proxy terminates: TLS is the proxy's

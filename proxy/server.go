@@ -19,19 +19,11 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
 
-// Listener TLS modes (SPEC §3).
-const (
-	TLSNone     = "none"
-	TLSExplicit = "explicit"
-	TLSRequired = "required"
-	TLSImplicit = "implicit"
-)
-
 // ListenerConfig describes one client-facing listener.
 type ListenerConfig struct {
 	Name    string
 	Address string // host:port
-	TLS     string // TLSNone, TLSExplicit, TLSRequired or TLSImplicit
+	TLS     TLSMode
 	Pool    string // pool used when no route matches
 	Banner  string // text of the 220 greeting
 	// ProxyProtocol requires a PROXY v1/v2 header, accepted only from TrustedProxies.
@@ -46,38 +38,42 @@ func (l *ListenerConfig) name() string {
 	return l.Address
 }
 
-// DataConfig configures the data channel toward clients.
+// DataConfig configures the data channel toward clients. It is also the [data] table of the
+// config file (the toml tags name the keys; package config decodes and validates them).
 type DataConfig struct {
-	PublicAddress  netip.Addr    // announced in 227; invalid: the control connection's local address
-	PortRange      nat.PortRange // the proxy's own passive ports
-	AllowActive    bool          // accept PORT/EPRT
-	ConnectTimeout time.Duration // to accept or dial a data connection, either leg
+	PublicAddress  netip.Addr    `toml:"public_address"`  // announced in 227; invalid: the control connection's local address
+	PortRange      nat.PortRange `toml:"port_range"`      // the proxy's own passive ports
+	AllowActive    bool          `toml:"allow_active"`    // accept PORT/EPRT
+	ConnectTimeout time.Duration `toml:"connect_timeout"` // to accept or dial a data connection, either leg
 }
 
-// Limits bounds sessions and their timeouts.
+// Limits bounds sessions and their timeouts. It is also the [limits] table of the config
+// file; DefaultLimits holds the file's defaults. Zero session limits mean unlimited, zero
+// LoginsPerMinute turns the login limit off, zero timeouts fall back to the defaults.
 type Limits struct {
-	MaxSessions      int
-	MaxSessionsPerIP int
+	MaxSessions      int `toml:"max_sessions"`
+	MaxSessionsPerIP int `toml:"max_sessions_per_ip"`
 	// LoginsPerMinute and LoginBurst count failed logins per client IP; past them the
 	// address is banned for BanTime, doubled with each ban up to MaxBanTime. 0: off (no
 	// bans, no tarpit). AttemptsPerMinute caps all login attempts per client IP; 0: off.
-	LoginsPerMinute   int
-	LoginBurst        int // default DefaultLoginBurst
-	AttemptsPerMinute int
-	BanTime           time.Duration // default DefaultBanTime
-	MaxBanTime        time.Duration // default DefaultMaxBanTime
-	IdleTimeout       time.Duration
-	LoginTimeout      time.Duration
-	BackendTimeout    time.Duration // connect plus greeting, per backend tried
-	TLSHandshake      time.Duration // each TLS handshake, either side
-	ShutdownGrace     time.Duration
+	LoginsPerMinute   int           `toml:"logins_per_minute"`
+	LoginBurst        int           `toml:"login_burst"` // 0 in code: DefaultLoginBurst
+	AttemptsPerMinute int           `toml:"attempts_per_minute"`
+	BanTime           time.Duration `toml:"ban_time"`     // 0 in code: DefaultBanTime
+	MaxBanTime        time.Duration `toml:"max_ban_time"` // 0 in code: DefaultMaxBanTime
+	IdleTimeout       time.Duration `toml:"idle_timeout"`
+	LoginTimeout      time.Duration `toml:"login_timeout"`
+	ShutdownGrace     time.Duration `toml:"shutdown_grace"`        // read by the command's signal handling
+	BackendTimeout    time.Duration `toml:"backend_timeout"`       // connect plus greeting, per backend tried
+	TLSHandshake      time.Duration `toml:"tls_handshake_timeout"` // each TLS handshake, either side
 }
 
 // Route sends sessions whose USER (and/or HOST) matches to a pool. Globs use path.Match.
+// It is also one [[route]] of the config file.
 type Route struct {
-	User string
-	Host string
-	Pool string
+	User string `toml:"user"`
+	Host string `toml:"host"`
+	Pool string `toml:"pool"`
 }
 
 // Config is everything a Server runs with. Listeners are fixed for the life of a Server; the
@@ -130,17 +126,11 @@ func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, s
 	return c.pool(lc.Pool), "listener"
 }
 
-// Default timeouts, used where a Config leaves a duration zero.
+// Fixed timeouts (the configurable ones have their defaults in settings.go).
 const (
-	defaultConnectTimeout = 30 * time.Second
-	defaultIdleTimeout    = 15 * time.Minute
-	defaultLoginTimeout   = 60 * time.Second
-	defaultBackendTimeout = 10 * time.Second
-	defaultShutdownGrace  = 60 * time.Second
-	defaultTLSHandshake   = 10 * time.Second
-	writeTimeout          = 30 * time.Second
-	lingerTimeout         = 5 * time.Second
-	abortReplyTimeout     = 10 * time.Second
+	writeTimeout      = 30 * time.Second
+	lingerTimeout     = 5 * time.Second
+	abortReplyTimeout = 10 * time.Second
 )
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -249,7 +239,7 @@ func (c *Config) validate() error {
 		if c.pool(l.Pool) == nil {
 			return fmt.Errorf("proxy: listener %s: unknown pool %q", l.Address, l.Pool)
 		}
-		if l.TLS != "" && l.TLS != TLSNone && c.TLS == nil {
+		if l.TLS.Enabled() && c.TLS == nil {
 			return fmt.Errorf("proxy: listener %s: tls %q needs a certificate", l.Address, l.TLS)
 		}
 	}
@@ -414,6 +404,7 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
+	start := time.Now()
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, sess)
@@ -424,6 +415,7 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 		}
 		if sess.counted {
 			s.obs.SessionEnded(sess.lc.name(), backend)
+			s.obs.SessionDuration(time.Since(start))
 		}
 	}()
 	sess.Run(s.hardCtx)

@@ -58,6 +58,7 @@ type session struct {
 
 	// Backend leg, set once logged in.
 	backend *balancer.Backend
+	pool    string // the pool backend was chosen from, for TransferRecord
 	bconn   net.Conn
 	br      *bufio.Reader
 	bAddr   netip.AddrPort // backend control peer
@@ -214,18 +215,18 @@ func (s *session) serve() error {
 	default:
 	}
 
-	s.deadline = time.Now().Add(orDefault(lim.LoginTimeout, defaultLoginTimeout))
-	if s.lc.TLS != "" && s.lc.TLS != TLSNone {
+	s.deadline = time.Now().Add(orDefault(lim.LoginTimeout, DefaultLoginTimeout))
+	if s.lc.TLS.Enabled() {
 		s.bind = s.cfg.TLS.NewBinding()
 	}
-	if s.lc.TLS == TLSImplicit {
+	if s.lc.TLS.Implicit() {
 		if err := s.upgradeClient(); err != nil {
 			return err
 		}
 	}
 	banner := s.lc.Banner
 	if banner == "" {
-		banner = "FTP proxy ready"
+		banner = DefaultBanner
 	}
 	if err := s.writeLine("220 " + banner); err != nil {
 		return err
@@ -324,7 +325,7 @@ func (s *session) preLogin() error {
 		}
 		switch cmd.Verb {
 		case "USER":
-			if s.lc.TLS == TLSRequired && !s.tlsOn {
+			if s.lc.TLS.RequiresAUTH() && !s.tlsOn {
 				err = s.writeLine(replyTLSRequired)
 				break
 			}
@@ -423,7 +424,7 @@ func (s *session) localCommand(cmd Command) (bool, error) {
 func (s *session) preLoginFeat() string {
 	var b strings.Builder
 	b.WriteString("211-Features:\r\n")
-	if s.lc.TLS != "" && s.lc.TLS != TLSNone {
+	if s.lc.TLS.Enabled() {
 		b.WriteString(" AUTH TLS\r\n PBSZ\r\n PROT\r\n")
 	}
 	b.WriteString(" EPRT\r\n EPSV\r\n HOST\r\n UTF8\r\n211 End\r\n")
