@@ -17,15 +17,18 @@ type Observer interface {
 	SessionDuration(d time.Duration)
 	// BackendSession reports a session placed on a backend (after login succeeded).
 	BackendSession(pool, backend string)
-	// Login reports a PASS outcome: "ok", "failed" (530), "error" (backend trouble) or
-	// "rate_limited".
+	// Login reports a PASS outcome: "ok", "failed" (530, also the failure that earns a ban),
+	// "error" (backend trouble) or "rate_limited" (refused before any backend was asked: the
+	// attempts cap, or the address is banned).
 	Login(outcome string)
 	// Closed421 reports a session ended with a 421 of cause.
 	Closed421(cause Cause)
 	// DataRefused reports a data connection refused: "foreign_peer" (passive connection from
 	// another address) or "bounce" (PORT/EPRT to another address or a privileged port).
 	DataRefused(reason string)
-	// RateLimited reports a login refused by the login rate limit.
+	// RateLimited reports a connection (at connect or USER) refused because its address is
+	// banned. A PASS refused by a limit is reported by Login("rate_limited") instead, so no
+	// event is counted twice.
 	RateLimited()
 	// PortsExhausted reports a PASV/EPSV refused because the port range was used up.
 	PortsExhausted()
