@@ -18,12 +18,15 @@ import (
 // cannot grow the label space.
 var (
 	loginOutcomes  = []string{"ok", "failed", "error", "rate_limited"}
-	causes421      = []string{"no_backend", "too_many", "login_rate", "timeout", "shutdown", "backend_lost"}
+	causes421      = []string{"no_backend", "too_many", "login_rate", "timeout", "shutdown", "backend_lost", "denied", "admin"}
 	refusedReasons = []string{"foreign_peer", "bounce"}
 	tlsSides       = []string{"client", "backend"}
 	tlsResults     = []string{"ok", "error"}
 	directions     = []string{"upload", "download"}
 	xferResults    = []string{"complete", "failed", "aborted"}
+	// dirLookups are the user directory's (source, result) pairs.
+	dirLookups = [][2]string{{"file", "found"}, {"file", "not_found"}, {"url", "found"}, {"url", "not_found"},
+		{"url", "error"}, {"auth", "allow"}, {"auth", "deny"}, {"auth", "error"}}
 )
 
 // otherLabel replaces a label value outside its fixed set.
@@ -63,6 +66,7 @@ type Metrics struct {
 	tls       map[[2]string]*metrics.Counter
 	transfers map[[2]string]*metrics.Counter
 	bytes     map[string]*metrics.Counter
+	dir       map[[2]string]*metrics.Counter
 
 	// Families of opsmetrics.go.
 	tlsFailures      map[[2]string]*metrics.Counter // side, reason
@@ -76,6 +80,7 @@ type Metrics struct {
 	portsExhausted *metrics.Counter
 	rateLimited    *metrics.Counter
 	xferlogErrors  *metrics.Counter
+	dirCacheHits   *metrics.Counter
 
 	mu     sync.Mutex // guards recent and next
 	recent [recent421Size]Event421
@@ -86,6 +91,7 @@ type Metrics struct {
 	scrapeMu sync.Mutex
 	gauged   map[backendKey]struct{} // backends with registered gauges; guarded by scrapeMu
 	live     atomic.Pointer[map[backendKey]*balancer.Backend]
+	removed  atomic.Pointer[map[*balancer.Backend]bool] // backends of live that left the config
 }
 
 // backendKey names a backend as its metrics' labels do.
@@ -110,6 +116,7 @@ func NewMetrics() *Metrics {
 		tls:       make(map[[2]string]*metrics.Counter),
 		transfers: make(map[[2]string]*metrics.Counter),
 		bytes:     make(map[string]*metrics.Counter),
+		dir:       make(map[[2]string]*metrics.Counter),
 		gauged:    make(map[backendKey]struct{}),
 	}
 	for _, o := range loginOutcomes {
@@ -136,6 +143,10 @@ func NewMetrics() *Metrics {
 	m.portsExhausted = s.NewCounter("ftpsproxy_data_ports_exhausted_total")
 	m.rateLimited = s.NewCounter("ftpsproxy_rate_limited_total")
 	m.xferlogErrors = s.NewCounter("ftpsproxy_transfer_log_errors_total")
+	for _, k := range dirLookups {
+		m.dir[k] = s.NewCounter(series("ftpsproxy_directory_lookups_total", "source", k[0], "result", k[1]))
+	}
+	m.dirCacheHits = s.NewCounter("ftpsproxy_directory_cache_hits_total")
 
 	s.NewGauge("ftpsproxy_data_ports_in_use", func() float64 {
 		if src := m.source(); src != nil {
@@ -225,6 +236,15 @@ func (m *Metrics) refreshLocked() {
 			}
 		}
 	}
+	removed := map[*balancer.Backend]bool{}
+	for pool, bs := range removedBackends(src) { // still counted until their sessions end
+		for _, b := range bs {
+			if k := (backendKey{pool, b.String()}); live[k] == nil {
+				live[k], removed[b] = b, true
+			}
+		}
+	}
+	m.removed.Store(&removed)
 	m.live.Store(&live)
 	for k := range live {
 		if _, ok := m.gauged[k]; ok {
@@ -245,16 +265,26 @@ func (m *Metrics) refreshLocked() {
 		m.set.GetOrCreateGauge(backendSeries("ftpsproxy_backend_max_sessions", k), m.backendGauge(k, func(b *balancer.Backend) float64 {
 			return float64(b.Config.MaxSessions)
 		}))
+		m.set.GetOrCreateGauge(backendSeries("ftpsproxy_backend_admin_state", k), m.backendGauge(k, m.adminState))
 	}
 	for k := range m.gauged {
 		if _, ok := live[k]; ok {
 			continue
 		}
 		delete(m.gauged, k)
-		for _, name := range []string{"ftpsproxy_backend_active_sessions", "ftpsproxy_backend_up", "ftpsproxy_backend_max_sessions"} {
+		for _, name := range []string{"ftpsproxy_backend_active_sessions", "ftpsproxy_backend_up", "ftpsproxy_backend_max_sessions", "ftpsproxy_backend_admin_state"} {
 			m.set.UnregisterMetric(backendSeries(name, k))
 		}
 	}
+}
+
+// adminState is ftpsproxy_backend_admin_state: 0 enabled, 1 draining, 2 disabled, 3 removed
+// from the config (finishing its sessions).
+func (m *Metrics) adminState(b *balancer.Backend) float64 {
+	if r := m.removed.Load(); r != nil && (*r)[b] {
+		return 3
+	}
+	return float64(b.Admin())
 }
 
 // backendGauge returns a gauge callback reading k's backend in the pools of the last refresh.
@@ -300,6 +330,22 @@ func (m *Metrics) BackendSession(pool, backend string) {
 		return
 	}
 	m.set.GetOrCreateCounter(series("ftpsproxy_backend_sessions_total", "pool", pool, "backend", backend)).Inc()
+}
+
+// DirectoryLookup implements proxy.Observer: lookups by source and result (errors are the
+// result "error"), and lookup service answers served from the cache.
+func (m *Metrics) DirectoryLookup(source, result string, cached bool) {
+	if m == nil {
+		return
+	}
+	c := m.dir[[2]string{source, result}]
+	if c == nil {
+		c = m.set.GetOrCreateCounter(series("ftpsproxy_directory_lookups_total", "source", otherLabel, "result", otherLabel))
+	}
+	c.Inc()
+	if cached {
+		m.dirCacheHits.Inc()
+	}
 }
 
 // Login implements proxy.Observer.

@@ -29,6 +29,23 @@ func (c *checker) validate(f *File) {
 	c.checkLog(f)
 	c.checkAdmin(f)
 	c.checkSockets(f)
+	c.checkEdge(f)
+	c.checkDirectory(f)
+}
+
+// checkDirectory validates [directory]: on_error was parsed while decoding; the file itself
+// is loaded when the proxy starts (and on reloads), where a bad line is reported with its
+// number.
+func (c *checker) checkDirectory(f *File) {
+	d := f.Directory
+	c.positive("directory.timeout", d.Timeout)
+	c.positive("directory.cache_ttl", d.CacheTTL)
+	if err := d.Validate(); err != nil {
+		c.add("directory", strings.TrimPrefix(err.Error(), "directory."))
+	}
+	if d.CAFile != "" {
+		c.readFile("directory.ca_file", d.CAFile)
+	}
 }
 
 func (c *checker) positive(key string, d time.Duration) {
@@ -88,6 +105,13 @@ func (c *checker) checkBackend(k string, b *Backend, addrs map[string]int, j int
 			addrs[norm] = j
 		}
 	}
+	if b.Name != "" {
+		if prev, dup := addrs["name:"+b.Name]; dup {
+			c.addf(k+".name", "duplicate backend name %q in this pool (also backend[%d])", b.Name, prev)
+		} else {
+			addrs["name:"+b.Name] = j
+		}
+	}
 	c.atLeast(k+".weight", b.Weight, 1, "")
 	c.atLeast(k+".max_sessions", b.MaxSessions, 0, " (0: unlimited)")
 	if b.TLS != balancer.TLSNone && b.TLSVerify && b.CAFile != "" {
@@ -143,7 +167,7 @@ func poolNames(f *File) string {
 
 func (c *checker) checkTLS(f *File) {
 	t := &f.TLS
-	files := t.CertFile != "" || t.KeyFile != ""
+	files := t.hasCertFiles()
 	acme := c.defined["tls.acme"]
 	switch {
 	case files && acme:
@@ -169,7 +193,7 @@ func (c *checker) checkTLS(f *File) {
 
 func (c *checker) checkACME(f *File, acme bool) {
 	a := &f.TLS.ACME
-	if acme && len(a.Domains) == 0 {
+	if acme && len(a.Domains) == 0 && !a.OnDemand.Enabled() {
 		c.add("tls.acme.domains", "at least one domain is required")
 	}
 	for i, d := range a.Domains {

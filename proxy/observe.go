@@ -40,6 +40,10 @@ type Observer interface {
 	// header (a load balancer's health check). It is not a session: SessionStarted and
 	// SessionEnded are not called for it.
 	HealthCheck(listener string)
+	// DirectoryLookup reports a user directory step of a login: source "file", "url" or
+	// "auth"; result "found", "not_found" or "error" ("allow", "deny" or "error" for auth);
+	// cached when the lookup service's answer came from the cache.
+	DirectoryLookup(source, result string, cached bool)
 }
 
 // TransferRecord describes one transfer, with what an xferlog line needs.
@@ -66,15 +70,16 @@ type TransferRecord struct {
 // nopObserver is used when the Config has none.
 type nopObserver struct{}
 
-func (nopObserver) SessionStarted(string)         {}
-func (nopObserver) SessionEnded(string, string)   {}
-func (nopObserver) SessionDuration(time.Duration) {}
-func (nopObserver) BackendSession(string, string) {}
-func (nopObserver) Login(string)                  {}
-func (nopObserver) Closed421(Cause)               {}
-func (nopObserver) DataRefused(string)            {}
-func (nopObserver) PortsExhausted()               {}
-func (nopObserver) RateLimited()                  {}
-func (nopObserver) TLSHandshake(string, error)    {}
-func (nopObserver) Transfer(TransferRecord)       {}
-func (nopObserver) HealthCheck(string)            {}
+func (nopObserver) SessionStarted(string)                {}
+func (nopObserver) SessionEnded(string, string)          {}
+func (nopObserver) SessionDuration(time.Duration)        {}
+func (nopObserver) BackendSession(string, string)        {}
+func (nopObserver) Login(string)                         {}
+func (nopObserver) Closed421(Cause)                      {}
+func (nopObserver) DataRefused(string)                   {}
+func (nopObserver) PortsExhausted()                      {}
+func (nopObserver) RateLimited()                         {}
+func (nopObserver) TLSHandshake(string, error)           {}
+func (nopObserver) Transfer(TransferRecord)              {}
+func (nopObserver) DirectoryLookup(string, string, bool) {}
+func (nopObserver) HealthCheck(string)                   {}

@@ -11,9 +11,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/internal/logthrottle"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
@@ -29,6 +31,8 @@ type ListenerConfig struct {
 	// ProxyProtocol requires a PROXY v1/v2 header, accepted only from TrustedProxies.
 	ProxyProtocol  bool
 	TrustedProxies []netip.Prefix
+	// Access refuses clients by their real address (listener.allow/deny).
+	Access AccessList
 }
 
 func (l *ListenerConfig) name() string {
@@ -45,6 +49,12 @@ type DataConfig struct {
 	PortRange      nat.PortRange `toml:"port_range"`      // the proxy's own passive ports
 	AllowActive    bool          `toml:"allow_active"`    // accept PORT/EPRT
 	ConnectTimeout time.Duration `toml:"connect_timeout"` // to accept or dial a data connection, either leg
+	// AnnouncePortOffset is added to the bound passive port in 227/229 replies
+	// (data.announce_port_offset), for NodePorts and port maps.
+	AnnouncePortOffset int `toml:"announce_port_offset"`
+	// AddressOverrides announce another address in 227 to clients of some networks
+	// ([[data.public_address_override]]); first match wins.
+	AddressOverrides []nat.AddressOverride `toml:"public_address_override"`
 }
 
 // Limits bounds sessions and their timeouts. It is also the [limits] table of the config
@@ -74,6 +84,10 @@ type Route struct {
 	User string `toml:"user"`
 	Host string `toml:"host"`
 	Pool string `toml:"pool"`
+	// Allow and Deny restrict the route to client networks (route.allow/deny, deny wins): a
+	// client that matches the route but is refused gets the 421 of cause denied.
+	Allow []netip.Prefix `toml:"allow"`
+	Deny  []netip.Prefix `toml:"deny"`
 }
 
 // Config is everything a Server runs with. Listeners are fixed for the life of a Server; the
@@ -97,6 +111,12 @@ type Config struct {
 	// RequireDataReuse refuses (522) a protected data connection that does not resume its
 	// control connection's TLS session (tls.data_session_reuse = "required").
 	RequireDataReuse bool
+	// ClientCertUser requires the client certificate's name to equal USER
+	// (tls.client_cert_user); the certificate policy itself is in TLS.
+	ClientCertUser tlsterm.ClientCertUser
+	// Directory, when set, chooses backends per user before [[route]] (and may authenticate
+	// logins itself); see choose.
+	Directory *directory.Directory
 }
 
 func (c *Config) pool(name string) *balancer.Pool {
@@ -108,8 +128,9 @@ func (c *Config) pool(name string) *balancer.Pool {
 	return nil
 }
 
-// route returns the pool for a session: the first matching route, else the listener's pool.
-func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, string) {
+// route returns the pool for a session: the first matching route, else the listener's pool
+// (and then a nil *Route).
+func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, string, *Route) {
 	for i, r := range c.Routes {
 		if r.User != "" {
 			if ok, _ := path.Match(r.User, user); !ok {
@@ -121,9 +142,9 @@ func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, s
 				continue
 			}
 		}
-		return c.pool(r.Pool), "route[" + strconv.Itoa(i) + "]"
+		return c.pool(r.Pool), "route[" + strconv.Itoa(i) + "]", &c.Routes[i]
 	}
-	return c.pool(lc.Pool), "listener"
+	return c.pool(lc.Pool), "listener", nil
 }
 
 // Fixed timeouts (the configurable ones have their defaults in settings.go).
@@ -147,17 +168,20 @@ type Server struct {
 	cfg   atomic.Pointer[Config]
 	alloc *nat.Allocator
 
-	lmu       sync.Mutex // guards listeners and serving
+	lmu       sync.Mutex // guards listeners, serving and listen
 	listeners []*listener
+	listen    ListenFunc
 	serving   bool
 	acceptWG  sync.WaitGroup
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	byID     map[string]*session // the same sessions, by id (admin API)
 	perIP    map[netip.Addr]int
 	wg       sync.WaitGroup
 
-	// limitLog rate-limits the log lines an outsider can cause, per cause.
+	// limitLog rate-limits the log lines an outsider can cause, per cause (refused clients
+	// included, see access.go). A nil one, in a Server literal of a test, lets all through.
 	limitLog *logthrottle.Throttle
 
 	logins LoginLimiter // nil: no login limits
@@ -175,12 +199,47 @@ type Server struct {
 	Foreign atomic.Uint64
 }
 
+// ListenFunc binds a listening socket, such as net.Listen or tableflip's Upgrader.Listen,
+// which returns a socket inherited from the process being upgraded when it has one.
+type ListenFunc func(network, addr string) (net.Listener, error)
+
+// SetListenFunc makes Listen and Reload bind listeners with f. Call it before Listen.
+func (s *Server) SetListenFunc(f ListenFunc) {
+	s.lmu.Lock()
+	s.listen = f
+	s.lmu.Unlock()
+}
+
+// bind opens a listener on address with the ListenFunc, or net.ListenConfig without one.
+// lmu must be held.
+func (s *Server) bind(ctx context.Context, address string) (net.Listener, error) {
+	if s.listen != nil {
+		return s.listen("tcp", address)
+	}
+	var lc net.ListenConfig
+	return lc.Listen(ctx, "tcp", address)
+}
+
+// Unbind stops a listener for good (removed by a reload). The socket is shut down before it
+// is closed: a copy of it kept for an upgrade (tableflip holds a duplicate of every listening
+// socket) would otherwise go on completing handshakes that nobody accepts. Never use it for
+// a socket a new process has inherited: it stops the socket in every process.
+func Unbind(ln net.Listener) {
+	if sc, ok := ln.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+		}
+	}
+	ln.Close()
+}
+
 // listener is one bound client-facing address. Its settings live in the Config (looked up
 // by address at each connection), so a reload can change them.
 type listener struct {
 	address string
 	ln      net.Listener
 	last    *ListenerConfig // the settings it was bound with, for a session racing its removal
+	removed atomic.Bool     // by a reload: its accept loop ends on the next error
 }
 
 // listener returns the settings of the listener bound at address.
@@ -209,8 +268,10 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 		limitLog: logthrottle.New(log, logthrottle.Options{}),
 		obs:      obs,
 		sessions: make(map[*session]struct{}),
+		byID:     make(map[string]*session),
 		perIP:    make(map[netip.Addr]int),
 	}
+	s.obs = liveObserver{Observer: obs, srv: s}
 	s.drainCtx, s.startDrain = context.WithCancel(context.Background())
 	s.drain = s.drainCtx.Done()
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
@@ -243,6 +304,9 @@ func (c *Config) validate() error {
 			return fmt.Errorf("proxy: listener %s: tls %q needs a certificate", l.Address, l.TLS)
 		}
 	}
+	if err := c.Data.announcer().Validate(c.Data.PortRange); err != nil {
+		return fmt.Errorf("proxy: data: %w", err)
+	}
 	for i, r := range c.Routes {
 		if c.pool(r.Pool) == nil {
 			return fmt.Errorf("proxy: route[%d]: unknown pool %q", i, r.Pool)
@@ -253,7 +317,8 @@ func (c *Config) validate() error {
 
 // Reload swaps in a new config for sessions that start from now on: listeners added are
 // bound (all or none), listeners removed stop accepting, and the settings of the others,
-// pools, routes and limits change at once. Sessions already running keep their backend and
+// pools, routes, limits and the passive port range change at once (transfers already set up
+// keep their ports). Sessions already running keep their backend and
 // their settings.
 func (s *Server) Reload(cfg Config) error {
 	if err := cfg.validate(); err != nil {
@@ -262,16 +327,15 @@ func (s *Server) Reload(cfg Config) error {
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	var added []*listener
-	var lc net.ListenConfig
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
 		if s.bound(l.Address) != nil {
 			continue
 		}
-		ln, err := lc.Listen(context.Background(), "tcp", l.Address)
+		ln, err := s.bind(context.Background(), l.Address)
 		if err != nil {
 			for _, a := range added {
-				a.ln.Close()
+				Unbind(a.ln)
 			}
 			return fmt.Errorf("listen %s: %w", l.Address, err)
 		}
@@ -282,6 +346,7 @@ func (s *Server) Reload(cfg Config) error {
 		s.memLim.configure(cfg.Limits)
 	}
 	s.cfg.Store(&cfg)
+	s.alloc.SetRange(cfg.Data.PortRange) // running transfers keep their leases
 	kept := s.listeners[:0]
 	for _, l := range s.listeners {
 		if nl := cfg.listener(l.address); nl != nil {
@@ -289,7 +354,8 @@ func (s *Server) Reload(cfg Config) error {
 			kept = append(kept, l)
 		} else {
 			s.log.Info("listener removed", "address", l.address)
-			l.ln.Close()
+			l.removed.Store(true)
+			Unbind(l.ln)
 		}
 	}
 	s.listeners = kept
@@ -323,11 +389,10 @@ func (s *Server) Allocator() *nat.Allocator { return s.alloc }
 func (s *Server) Listen(ctx context.Context) error {
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
-	var lc net.ListenConfig
 	cfg := s.cfg.Load()
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
-		ln, err := lc.Listen(ctx, "tcp", l.Address)
+		ln, err := s.bind(ctx, l.Address)
 		if err != nil {
 			for _, b := range s.listeners {
 				b.ln.Close()
@@ -386,7 +451,7 @@ func (s *Server) acceptLoop(l *listener) error {
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || l.removed.Load() {
 				return nil
 			}
 			s.log.Error("accept failed", "listener", l.address, "err", err)
@@ -403,11 +468,13 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	sess := newSession(s, l, c)
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
+	s.byID[sess.id] = sess
 	s.mu.Unlock()
 	start := time.Now()
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, sess)
+		delete(s.byID, sess.id)
 		s.mu.Unlock()
 		backend := ""
 		if sess.backend != nil {
@@ -458,6 +525,11 @@ func (s *Server) closeListeners() {
 		l.ln.Close()
 	}
 }
+
+// StopAccepting closes the listeners without starting a drain: sessions already accepted go
+// on as usual. After an upgrade the old process calls it once the new one serves the same
+// (inherited) sockets, so closing its copies refuses nobody; Shutdown follows.
+func (s *Server) StopAccepting() { s.closeListeners() }
 
 // Shutdown stops accepting, sends the shutdown 421 to idle sessions, lets running transfers
 // finish, and returns when every session has ended. When ctx ends first, it closes every

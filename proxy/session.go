@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,8 @@ type session struct {
 	pbszOK bool
 	prot   byte // 'C', 'P', or 0 before any PROT
 	sni    string
+	// clientCert is the client's verified certificate on the control connection, or nil.
+	clientCert *x509.Certificate
 
 	// Login state.
 	user     string
@@ -78,9 +81,10 @@ type session struct {
 	epsvAll bool
 
 	stats   sessionStats
-	started bool   // "session start" was logged
-	rnfr    string // the path of an RNFR the backend accepted, until the RNTO
-	counted bool   // reported to the Observer as a session (health checks are not)
+	live    sessionLive // what the admin API may read (sessions.go)
+	started bool        // "session start" was logged
+	rnfr    string      // the path of an RNFR the backend accepted, until the RNTO
+	counted bool        // reported to the Observer as a session (health checks are not)
 	// healthCheck marks a connection a trusted proxy opened with a PROXY v2 LOCAL header: it
 	// is greeted like a client but logged at debug only and counted apart.
 	healthCheck bool
@@ -114,6 +118,8 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 		client: c,
 		cr:     bufio.NewReaderSize(c, readBufSize),
 	}
+	s.live.since = time.Now()
+	s.live.active.Store(s.live.since.UnixNano())
 	s.lc = s.cfg.listener(l.address)
 	if s.lc == nil {
 		s.lc = l.last // removed by a reload a moment ago
@@ -139,8 +145,9 @@ func (s *session) Run(parent context.Context) {
 	start := time.Now()
 	s.ctx, s.done = context.WithCancel(parent)
 	defer s.done()
-	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
+	stop := context.AfterFunc(s.ctx, s.interrupt)
 	defer stop()
+	s.live.setCancel(s.done)
 
 	s.log.Debug("connection accepted", "listener", s.lc.Address)
 	err := s.serve()
@@ -148,6 +155,10 @@ func (s *session) Run(parent context.Context) {
 	line, cause := finalLine(err)
 	if cause == CauseNone && s.ctx.Err() != nil && parent.Err() != nil {
 		line, cause = Line421(CauseShutdown), CauseShutdown
+	}
+	if s.live.closing.Load() {
+		line, cause = Line421(CauseAdmin), CauseAdmin
+		err = errors.Join(errors.New("closed by an administrator"), err)
 	}
 	if line != "" {
 		s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
@@ -194,6 +205,9 @@ func (s *session) serve() error {
 			s.srv.limitLog.Warn(s.log, "connection refused", "err", err)
 			return err
 		}
+	}
+	if err := s.checkListenerAccess(); err != nil {
+		return err
 	}
 	if s.healthCheck {
 		s.srv.obs.HealthCheck(s.lc.name())
@@ -264,6 +278,11 @@ func (s *session) writeRaw(b []byte) error {
 // deadline. Line errors are answered here; ok is false for them.
 func (s *session) readCommand() (Command, bool, error) {
 	s.client.SetReadDeadline(s.deadline)
+	if err := s.ctx.Err(); err != nil {
+		// Ended meanwhile (CloseSession): the deadline just set replaced the one that was to
+		// interrupt this read.
+		return Command{}, false, end421(CauseShutdown, err)
+	}
 	line, err := ReadLine(s.cr, MaxLine)
 	if err != nil {
 		if reply := lineErrorReply(err); reply != "" {
@@ -337,6 +356,7 @@ func (s *session) preLogin() error {
 				return err
 			}
 			s.user = cmd.Arg
+			s.live.setUser(s.user)
 			s.log = s.base.With("user", s.user)
 			s.logStart()
 			err = s.writeLine(replyUserOK)
@@ -452,6 +472,7 @@ func validHost(h string) bool {
 // logCommand logs a client command at debug level, PASS redacted. The check first keeps the
 // per-command cost nil when debug is off.
 func (s *session) logCommand(cmd Command) {
+	s.live.setCommand(cmd)
 	if s.log.Enabled(s.ctx, slog.LevelDebug) {
 		s.log.Debug("command", "cmd", cmd.LogString())
 	}

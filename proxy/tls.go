@@ -30,6 +30,7 @@ func (s *session) upgradeClient() error {
 		return s.clientTLSFailed("control", err)
 	}
 	st := tc.ConnectionState()
+	s.noteClientCert(st)
 	s.client = tc
 	s.cr = bufio.NewReaderSize(tc, readBufSize)
 	s.tlsOn = true
