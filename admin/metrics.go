@@ -316,6 +316,15 @@ func (m *Metrics) SessionEnded(listener, backend string) {
 	m.set.GetOrCreateGauge(series("ftpsproxy_sessions_active", "listener", listener), nil).Dec()
 }
 
+// HealthCheck implements proxy.Observer: a load balancer's health check (PROXY v2 LOCAL),
+// counted apart from sessions.
+func (m *Metrics) HealthCheck(listener string) {
+	if m == nil {
+		return
+	}
+	m.set.GetOrCreateCounter(series("ftpsproxy_health_checks_total", "listener", listener)).Inc()
+}
+
 // BackendSession implements proxy.Observer.
 func (m *Metrics) BackendSession(pool, backend string) {
 	if m == nil {
