@@ -6,6 +6,8 @@ import (
 	"html/template"
 	"strconv"
 	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
 )
 
 // recent421Shown is how many of the remembered 421s the status page lists.
@@ -51,14 +53,20 @@ type poolView struct {
 }
 
 type backendView struct {
-	Address string
-	Up      bool
-	Full    bool
-	Active  int
-	Max     string // "–" when unlimited
-	LoadPct int    // active/max, 0 when unlimited
-	Total   uint64
-	Weight  int
+	Name      string // pool.backend.name; "" when not set
+	State     string // up, down, draining, disabled or removed
+	Marked    bool   // drained, disabled or removed: shown as a badge
+	Removed   bool
+	Since     string // when the state last changed, as "5m 3s ago"
+	LastError string // the last health probe's error
+	Address   string
+	Up        bool
+	Full      bool
+	Active    int
+	Max       string // "–" when unlimited
+	LoadPct   int    // active/max, 0 when unlimited
+	Total     uint64
+	Weight    int
 }
 
 type recentView struct {
@@ -83,29 +91,19 @@ func (s *Server) statusView(now time.Time) statusView {
 	if v.Version == "" {
 		v.Version = "unknown"
 	}
+	removed := removedBackends(s.src)
 	for _, p := range s.src.Pools() {
 		pv := poolView{Name: p.Name, Policy: p.Policy.String()}
 		for _, b := range p.Backends {
-			bv := backendView{
-				Address: b.String(),
-				Up:      b.Healthy(),
-				Full:    b.Full(),
-				Active:  b.Active(),
-				Max:     "–",
-				Total:   b.Total(),
-				Weight:  b.Config.Weight,
-			}
-			if m := b.Config.MaxSessions; m > 0 {
-				bv.Max = strconv.Itoa(m)
-				bv.LoadPct = min(100, bv.Active*100/m)
-			}
-			if bv.Up {
-				pv.Up++
-			}
-			pv.Active += bv.Active
-			pv.Total += bv.Total
-			pv.Backends = append(pv.Backends, bv)
+			pv.add(newBackendView(b, false, now))
 		}
+		pv.addRemoved(removed[p.Name], now)
+		delete(removed, p.Name)
+		v.Pools = append(v.Pools, pv)
+	}
+	for name, bs := range removed { // pools that left the config with sessions still running
+		pv := poolView{Name: name + " (removed)", Policy: "–"}
+		pv.addRemoved(bs, now)
 		v.Pools = append(v.Pools, pv)
 	}
 	r := s.src.PortRange()
@@ -124,6 +122,59 @@ func (s *Server) statusView(now time.Time) statusView {
 		})
 	}
 	return v
+}
+
+func newBackendView(b *balancer.Backend, removed bool, now time.Time) backendView {
+	bv := backendView{
+		Name:      b.Config.Name,
+		State:     b.State(removed),
+		Removed:   removed,
+		Since:     formatDuration(now.Sub(b.Since())) + " ago",
+		LastError: b.LastError(),
+		Address:   b.Config.Address,
+		Up:        b.Healthy(),
+		Full:      b.Full(),
+		Active:    b.Active(),
+		Max:       "–",
+		Total:     b.Total(),
+		Weight:    b.Config.Weight,
+	}
+	bv.Marked = bv.State != balancer.StateUp && bv.State != balancer.StateDown
+	if m := b.Config.MaxSessions; m > 0 {
+		bv.Max = strconv.Itoa(m)
+		bv.LoadPct = min(100, bv.Active*100/m)
+	}
+	return bv
+}
+
+// add appends a backend's row and counts it in the pool's totals.
+func (pv *poolView) add(bv backendView) {
+	if bv.Up && !bv.Removed {
+		pv.Up++
+	}
+	pv.Active += bv.Active
+	pv.Total += bv.Total
+	pv.Backends = append(pv.Backends, bv)
+}
+
+func (pv *poolView) addRemoved(bs []*balancer.Backend, now time.Time) {
+	for _, b := range bs {
+		pv.add(newBackendView(b, true, now))
+	}
+}
+
+// removedBackends returns, by pool, the backends that left the config but still run
+// sessions, when src knows them (a BackendLister).
+func removedBackends(src Source) map[string][]*balancer.Backend {
+	out := map[string][]*balancer.Backend{}
+	if bl, ok := src.(BackendLister); ok {
+		for _, v := range bl.Backends() {
+			if v.Removed {
+				out[v.Pool] = append(out[v.Pool], v.Backend)
+			}
+		}
+	}
+	return out
 }
 
 // formatDuration writes d as "3d 4h 5m", "4h 5m 6s", "5m 6s" or "6s".

@@ -225,6 +225,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"log.transfer_log", f.Log.TransferLog, ""},
 		{"admin.address", f.Admin.Address, ""},
 		{"admin.token_file", f.Admin.TokenFile, ""},
+		{"pool.backend.name", b.Name, ""},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {

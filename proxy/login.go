@@ -80,6 +80,7 @@ func (s *session) login(pass string) error {
 	s.log.Info("login ok", "pool", pool.Name, "policy", pool.Policy.String(), "by", why)
 	s.srv.obs.Login("ok")
 	s.srv.obs.BackendSession(pool.Name, b.String())
+	s.live.setBackend(pool.Name, b.String())
 	if err := s.writeRaw(rep.Raw); err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ const (
 	CauseTimeout
 	CauseShutdown
 	CauseBackend
+	CauseAdmin // closed through the admin API
 )
 
 // text421 is the one table of 421 texts.
@@ -27,6 +28,7 @@ var text421 = map[Cause]string{
 	CauseTimeout:   "421 Timeout, closing control connection",
 	CauseShutdown:  "421 Server shutting down, closing control connection",
 	CauseBackend:   "421 Service not available, closing control connection",
+	CauseAdmin:     "421 Session closed by administrator",
 }
 
 var causeNames = map[Cause]string{
@@ -37,6 +39,7 @@ var causeNames = map[Cause]string{
 	CauseTimeout:   "timeout",
 	CauseShutdown:  "shutdown",
 	CauseBackend:   "backend_lost",
+	CauseAdmin:     "admin",
 }
 
 // String returns the cause's name as used in logs and metrics.

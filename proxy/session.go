@@ -78,6 +78,7 @@ type session struct {
 	epsvAll bool
 
 	stats sessionStats
+	live  sessionLive // what the admin API may read (sessions.go)
 }
 
 type sessionStats struct {
@@ -108,6 +109,7 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 		client: c,
 		cr:     bufio.NewReaderSize(c, readBufSize),
 	}
+	s.live.since = time.Now()
 	s.lc = s.cfg.listener(l.address)
 	if s.lc == nil {
 		s.lc = l.last // removed by a reload a moment ago
@@ -133,8 +135,9 @@ func (s *session) Run(parent context.Context) {
 	start := time.Now()
 	s.ctx, s.done = context.WithCancel(parent)
 	defer s.done()
-	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
+	stop := context.AfterFunc(s.ctx, s.interrupt)
 	defer stop()
+	s.live.setCancel(s.done)
 
 	s.log.Info("session start", "listener", s.lc.Address)
 	err := s.serve()
@@ -142,6 +145,10 @@ func (s *session) Run(parent context.Context) {
 	line, cause := finalLine(err)
 	if cause == CauseNone && s.ctx.Err() != nil && parent.Err() != nil {
 		line, cause = Line421(CauseShutdown), CauseShutdown
+	}
+	if s.live.closing.Load() {
+		line, cause = Line421(CauseAdmin), CauseAdmin
+		err = errors.Join(errors.New("closed by an administrator"), err)
 	}
 	if line != "" {
 		s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
@@ -327,6 +334,7 @@ func (s *session) preLogin() error {
 				break
 			}
 			s.user = cmd.Arg
+			s.live.setUser(s.user)
 			s.log = s.base.With("user", s.user)
 			err = s.writeLine(replyUserOK)
 		case "PASS":
@@ -445,6 +453,7 @@ func validHost(h string) bool {
 // logCommand logs a client command at debug level, PASS redacted. The check first keeps the
 // per-command cost nil when debug is off.
 func (s *session) logCommand(cmd Command) {
+	s.live.setCommand(cmd)
 	if s.log.Enabled(s.ctx, slog.LevelDebug) {
 		s.log.Debug("command", "cmd", cmd.LogString())
 	}

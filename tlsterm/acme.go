@@ -25,6 +25,9 @@ type ACMEOptions struct {
 	CARoot      string   `toml:"ca_root"`      // PEM file of an extra root to trust for the CA (private/test CA)
 	Storage     string   `toml:"storage"`      // directory for certmagic's file storage (certificates, keys, account)
 	HTTPAddress string   `toml:"http_address"` // where the HTTP-01 challenge is answered, e.g. ":80" or "127.0.0.1:5002"
+	// Listen, when set, binds HTTPAddress (tableflip's Upgrader.Listen hands the socket over
+	// in an upgrade); nil: net.Listen.
+	Listen func(network, addr string) (net.Listener, error) `toml:"-"`
 }
 
 // DefaultACMEOptions returns the [tls.acme] settings a config file gets for the keys it
@@ -109,7 +112,11 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 		FallbackServerName: o.Domains[0],
 	})
 
-	ln, err := net.Listen("tcp", o.HTTPAddress)
+	listen := o.Listen
+	if listen == nil {
+		listen = net.Listen
+	}
+	ln, err := listen("tcp", o.HTTPAddress)
 	if err != nil {
 		a.cache.Stop()
 		return nil, fmt.Errorf("acme: http_address: %w", err)
