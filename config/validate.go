@@ -281,6 +281,12 @@ func (c *checker) checkLimits(f *File) {
 		c.atLeast("limits.login_burst", l.LoginBurst, 1, " when logins_per_minute is on")
 	}
 	c.atLeast("limits.login_burst", l.LoginBurst, 0, "")
+	c.atLeast("limits.attempts_per_minute", l.AttemptsPerMinute, 0, " (0: no cap)")
+	c.positive("limits.ban_time", l.BanTime)
+	c.positive("limits.max_ban_time", l.MaxBanTime)
+	if l.MaxBanTime > 0 && l.BanTime > l.MaxBanTime {
+		c.addf("limits.max_ban_time", "%s is less than ban_time (%s)", l.MaxBanTime, l.BanTime)
+	}
 	c.positive("limits.idle_timeout", l.IdleTimeout)
 	c.positive("limits.login_timeout", l.LoginTimeout)
 	c.positive("limits.shutdown_grace", l.ShutdownGrace)

@@ -32,7 +32,7 @@ func (s *session) dataSetup(cmd Command) error {
 	case "PORT", "EPRT":
 		return s.active(cmd.Verb, arg)
 	}
-	return s.writeLine("502 " + cmd.Verb + " not supported: use EPSV or EPRT.")
+	return s.writeLine(replyAddrVerbRefused(cmd.Verb))
 }
 
 func (s *session) clearData() {
@@ -155,7 +155,7 @@ func (s *session) transfer(cmd Command) error {
 	}
 	protected := s.prot == 'P'
 	if protected {
-		if err := s.writeLine("150 Opening protected data connection."); err != nil {
+		if err := s.writeLine(replyProt150); err != nil {
 			cconn.Close()
 			return err
 		}

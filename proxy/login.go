@@ -61,9 +61,8 @@ func (s *session) login(pass string) error {
 		if rep.Code == 421 {
 			return backend421(rep.Raw)
 		}
-		s.log.Info("login failed", "backend", b.String(), "backend_code", rep.Code)
 		s.srv.obs.Login("failed")
-		return s.writeLine(replyLoginBad)
+		return s.loginFailed(b.String(), rep.Code)
 	}
 	if s.bTLS != nil {
 		if err := s.protectBackend(conn); err != nil {
@@ -106,7 +105,7 @@ func (s *session) relayAcct(conn net.Conn) (Reply, error) {
 			continue
 		}
 		if cmd.Verb != "ACCT" {
-			if err := s.writeLine("503 ACCT expected."); err != nil {
+			if err := s.writeLine(replyAcctExpected); err != nil {
 				return Reply{}, err
 			}
 			continue

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/internal/logthrottle"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
@@ -51,15 +52,21 @@ type DataConfig struct {
 // file; DefaultLimits holds the file's defaults. Zero session limits mean unlimited, zero
 // LoginsPerMinute turns the login limit off, zero timeouts fall back to the defaults.
 type Limits struct {
-	MaxSessions      int           `toml:"max_sessions"`
-	MaxSessionsPerIP int           `toml:"max_sessions_per_ip"`
-	LoginsPerMinute  int           `toml:"logins_per_minute"` // per client IP (and per user name); 0: off
-	LoginBurst       int           `toml:"login_burst"`
-	IdleTimeout      time.Duration `toml:"idle_timeout"`
-	LoginTimeout     time.Duration `toml:"login_timeout"`
-	ShutdownGrace    time.Duration `toml:"shutdown_grace"`        // read by the command's signal handling
-	BackendTimeout   time.Duration `toml:"backend_timeout"`       // connect plus greeting, per backend tried
-	TLSHandshake     time.Duration `toml:"tls_handshake_timeout"` // each TLS handshake, either side
+	MaxSessions      int `toml:"max_sessions"`
+	MaxSessionsPerIP int `toml:"max_sessions_per_ip"`
+	// LoginsPerMinute and LoginBurst count failed logins per client IP; past them the
+	// address is banned for BanTime, doubled with each ban up to MaxBanTime. 0: off (no
+	// bans, no tarpit). AttemptsPerMinute caps all login attempts per client IP; 0: off.
+	LoginsPerMinute   int           `toml:"logins_per_minute"`
+	LoginBurst        int           `toml:"login_burst"` // default DefaultLoginBurst
+	AttemptsPerMinute int           `toml:"attempts_per_minute"`
+	BanTime           time.Duration `toml:"ban_time"`     // default DefaultBanTime
+	MaxBanTime        time.Duration `toml:"max_ban_time"` // default DefaultMaxBanTime
+	IdleTimeout       time.Duration `toml:"idle_timeout"`
+	LoginTimeout      time.Duration `toml:"login_timeout"`
+	ShutdownGrace     time.Duration `toml:"shutdown_grace"`        // read by the command's signal handling
+	BackendTimeout    time.Duration `toml:"backend_timeout"`       // connect plus greeting, per backend tried
+	TLSHandshake      time.Duration `toml:"tls_handshake_timeout"` // each TLS handshake, either side
 }
 
 // Route sends sessions whose USER (and/or HOST) matches to a pool. Globs use path.Match.
@@ -81,6 +88,9 @@ type Config struct {
 	// TLS is the client-side TLS, shared by control and data connections so session
 	// tickets resume. Required when a listener's TLS is not none.
 	TLS *tlsterm.Server
+	// LoginLimiter, when set, replaces the in-memory login limiter built from Limits (for a
+	// limiter shared by several proxies). It is fixed for the life of the Server.
+	LoginLimiter LoginLimiter
 	// RequireDataReuse refuses (522) a protected data connection that does not resume its
 	// control connection's TLS session (tls.data_session_reuse = "required").
 	RequireDataReuse bool
@@ -146,7 +156,11 @@ type Server struct {
 	perIP    map[netip.Addr]int
 	wg       sync.WaitGroup
 
-	logins atomic.Pointer[loginLimiter]
+	// limitLog rate-limits the log lines an outsider can cause, per cause.
+	limitLog *logthrottle.Throttle
+
+	logins LoginLimiter // nil: no login limits
+	memLim *memLimiter  // logins, when it is the in-memory one (reloads configure it)
 
 	drain      <-chan struct{} // closed when Shutdown starts
 	drainCtx   context.Context
@@ -226,6 +240,7 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 	}
 	s := &Server{
 		log:      log,
+		limitLog: logthrottle.New(log, logthrottle.Options{}),
 		obs:      obs,
 		sessions: make(map[*session]struct{}),
 		byID:     make(map[string]*session),
@@ -241,7 +256,14 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 		s.log.Warn("data connection from a foreign address refused", "peer", peer.String())
 	})
 	s.cfg.Store(&cfg)
-	s.logins.Store(newLoginLimiter(cfg.Limits.LoginsPerMinute, cfg.Limits.LoginBurst))
+	switch {
+	case cfg.LoginLimiter != nil:
+		s.logins = cfg.LoginLimiter
+	default:
+		// Built even with the limits off, so a reload can turn them on.
+		s.memLim = newMemLimiter(cfg.Limits)
+		s.logins = s.memLim
+	}
 	return s, nil
 }
 
@@ -292,8 +314,8 @@ func (s *Server) Reload(cfg Config) error {
 		added = append(added, &listener{address: l.Address, ln: ln, last: l})
 	}
 	old := s.cfg.Load()
-	if cfg.Limits.LoginsPerMinute != old.Limits.LoginsPerMinute || cfg.Limits.LoginBurst != old.Limits.LoginBurst {
-		s.logins.Store(newLoginLimiter(cfg.Limits.LoginsPerMinute, cfg.Limits.LoginBurst))
+	if s.memLim != nil && cfg.Limits != old.Limits {
+		s.memLim.configure(cfg.Limits)
 	}
 	s.cfg.Store(&cfg)
 	s.alloc.SetRange(cfg.Data.PortRange) // running transfers keep their leases
@@ -494,10 +516,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.hardStop()
+		s.limitLog.Close()
 		return nil
 	case <-ctx.Done():
 		s.hardStop()
 		<-done
+		s.limitLog.Close()
 		return ctx.Err()
 	}
 }
@@ -510,5 +534,6 @@ func (s *Server) Close() error {
 	})
 	s.hardStop()
 	s.wg.Wait()
+	s.limitLog.Close()
 	return nil
 }

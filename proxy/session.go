@@ -204,6 +204,9 @@ func (s *session) serve() error {
 			return err
 		}
 	}
+	if err := s.refuseBanned("connect"); err != nil {
+		return err
+	}
 	lim := s.cfg.Limits
 	if !s.srv.admit(s.clientAddr.Addr(), lim) {
 		return end421(CauseTooMany, errors.New("session limit reached"))
@@ -330,8 +333,11 @@ func (s *session) preLogin() error {
 				break
 			}
 			if cmd.Arg == "" {
-				err = s.writeLine("501 USER needs a user name.")
+				err = s.writeLine(replyUserEmpty)
 				break
+			}
+			if err := s.refuseBanned("USER"); err != nil {
+				return err
 			}
 			s.user = cmd.Arg
 			s.live.setUser(s.user)
@@ -342,11 +348,8 @@ func (s *session) preLogin() error {
 				err = s.writeLine(replyUserFirst)
 				break
 			}
-			if !s.srv.logins.Load().allow(s.clientAddr.Addr().String(), s.user, time.Now()) {
-				s.log.Warn("login rate limit exceeded")
-				s.srv.obs.Login("rate_limited")
-				s.srv.obs.RateLimited()
-				return end421(CauseLoginRate, errors.New("login rate limit"))
+			if err := s.loginAttempt(); err != nil {
+				return err
 			}
 			err = s.login(cmd.Arg)
 		default:
@@ -407,8 +410,7 @@ func (s *session) localCommand(cmd Command) (bool, error) {
 		case "CLNT":
 			reply = replyClnt
 		case "HELP":
-			return true, s.writeRaw([]byte("214-The following commands are recognized before login:\r\n" +
-				" USER PASS AUTH PBSZ PROT FEAT OPTS SYST NOOP HELP HOST CLNT QUIT\r\n214 Help OK.\r\n"))
+			return true, s.writeRaw([]byte(replyHelpPreLogin))
 		case "QUIT":
 			s.writeLine(replyGoodbye)
 			return true, errQuit

@@ -51,8 +51,14 @@ const (
 	DefaultTLSHandshake     = 10 * time.Second
 	DefaultMaxSessions      = 10000
 	DefaultMaxSessionsPerIP = 50
-	DefaultLoginsPerMinute  = 20
-	DefaultLoginBurst       = 5
+	// Login limits (SPEC §8): failed logins per client IP, their burst, all login attempts
+	// per client IP; in a Limits value 0 turns a count off. BanTime and MaxBanTime default
+	// when zero.
+	DefaultLoginsPerMinute   = 10
+	DefaultLoginBurst        = 5
+	DefaultAttemptsPerMinute = 120
+	DefaultBanTime           = time.Minute
+	DefaultMaxBanTime        = time.Hour
 )
 
 // DefaultPortRange is the default passive port range toward clients: below Linux's default
@@ -62,15 +68,18 @@ var DefaultPortRange = nat.PortRange{First: 20000, Last: 20999}
 // DefaultLimits returns the limits a config file gets for the keys it leaves out.
 func DefaultLimits() Limits {
 	return Limits{
-		MaxSessions:      DefaultMaxSessions,
-		MaxSessionsPerIP: DefaultMaxSessionsPerIP,
-		LoginsPerMinute:  DefaultLoginsPerMinute,
-		LoginBurst:       DefaultLoginBurst,
-		IdleTimeout:      DefaultIdleTimeout,
-		LoginTimeout:     DefaultLoginTimeout,
-		BackendTimeout:   DefaultBackendTimeout,
-		TLSHandshake:     DefaultTLSHandshake,
-		ShutdownGrace:    DefaultShutdownGrace,
+		MaxSessions:       DefaultMaxSessions,
+		MaxSessionsPerIP:  DefaultMaxSessionsPerIP,
+		LoginsPerMinute:   DefaultLoginsPerMinute,
+		LoginBurst:        DefaultLoginBurst,
+		AttemptsPerMinute: DefaultAttemptsPerMinute,
+		BanTime:           DefaultBanTime,
+		MaxBanTime:        DefaultMaxBanTime,
+		IdleTimeout:       DefaultIdleTimeout,
+		LoginTimeout:      DefaultLoginTimeout,
+		BackendTimeout:    DefaultBackendTimeout,
+		TLSHandshake:      DefaultTLSHandshake,
+		ShutdownGrace:     DefaultShutdownGrace,
 	}
 }
 
