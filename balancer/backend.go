@@ -17,6 +17,9 @@ type BackendConfig struct {
 	Address     string // host:port of the control connection
 	Weight      int    // relative share; 0 means 1
 	MaxSessions int    // 0: unlimited
+	// Priority is an SRV record's priority: the pool uses the backends of the lowest value
+	// that has one available (0 for every configured backend).
+	Priority int
 
 	TLS       TLSMode
 	TLSConfig *tls.Config // client config for TLS toward the backend; nil when TLS is none

@@ -200,6 +200,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"pool.health_timeout", p.HealthTimeout, sec(3)},
 		{"pool.health_rise", p.HealthRise, 2},
 		{"pool.health_fall", p.HealthFall, 3},
+		{"pool.srv", p.SRV, ""},
+		{"pool.resolve_interval", p.ResolveInterval, 30 * time.Second},
 		{"pool.backend.weight", b.Weight, 1},
 		{"pool.backend.max_sessions", b.MaxSessions, 0},
 		{"pool.backend.tls", b.TLS, balancer.TLSNone},

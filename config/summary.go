@@ -27,7 +27,11 @@ func (f *File) Summary() string {
 		if p.HealthInterval > 0 {
 			health = "health check every " + p.HealthInterval.String()
 		}
-		fmt.Fprintf(&b, "  %s: %s, %d backend%s, %s\n", p.Name, p.Policy, len(p.Backends), plural(len(p.Backends)), health)
+		srv := ""
+		if p.SRV != "" {
+			srv = ", and those of SRV " + p.SRV
+		}
+		fmt.Fprintf(&b, "  %s: %s, %d backend%s%s, %s\n", p.Name, p.Policy, len(p.Backends), plural(len(p.Backends)), srv, health)
 	}
 	fmt.Fprintf(&b, "routes: %d\n", len(f.Routes))
 	switch {

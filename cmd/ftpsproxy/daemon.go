@@ -33,6 +33,12 @@ type daemon struct {
 	adm     *admin.Server // nil when [admin] address is empty
 	xfer    *admin.TransferLog
 	up      *upgrader
+	// disc resolves backends' host names and pools' SRV names; rediscovered asks the loop to
+	// apply a changed answer. resolver, when set before start, is the one disc asks (tests
+	// point it at their DNS server; nil: the system's, /etc/resolv.conf).
+	disc         *balancer.Discovery
+	rediscovered chan struct{}
+	resolver     balancer.Resolver
 }
 
 // serve runs the proxy until a signal ends it.
@@ -56,7 +62,10 @@ func serve(path, pidFile string, f *config.File, logs *logOutput, log *slog.Logg
 
 // start builds the config, binds every listener (inherited ones after an upgrade) and serves.
 func (d *daemon) start() error {
-	rt, err := build(d.file, d.log, nil, d.up.listen)
+	d.disc = balancer.NewDiscovery(d.resolver, d.log)
+	d.disc.OnFailure = d.metrics.Set().NewCounter("ftpsproxy_dns_lookup_failures_total").Inc
+	d.rediscovered = make(chan struct{}, 1)
+	rt, err := build(d.file, d.log, nil, d.up.listen, d.disc)
 	if err != nil {
 		return fmt.Errorf("config refused: %w", err)
 	}
@@ -82,6 +91,7 @@ func (d *daemon) start() error {
 		return err
 	}
 	rt.startHealth(d.log)
+	d.startDiscovery(rt)
 	for _, a := range d.srv.Addrs() {
 		d.log.Info("listening", "address", a.String(), "version", version)
 	}
@@ -129,6 +139,8 @@ func (d *daemon) loop() int {
 			d.stopAdmin()
 			d.settle()
 			return d.shutdown("upgraded")
+		case <-d.rediscovered:
+			d.applyDiscovery()
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP:
@@ -168,6 +180,7 @@ func (d *daemon) shutdown(why string) int {
 	cancel()
 	d.stopAdmin()
 	d.rt.stopHealth()
+	d.rt.stopDisc()
 	if d.rt.acme != nil {
 		d.rt.acme.Close()
 	}

@@ -40,7 +40,8 @@ func logWarnings(f *config.File, log *slog.Logger) {
 	}
 }
 
-// runtime is what one config builds: the proxy config plus the health checkers' lifetime.
+// runtime is what one config builds: the proxy config plus the lifetime of the health
+// checkers and of DNS discovery.
 type runtime struct {
 	cfg         proxy.Config
 	tls         *tlsterm.Server
@@ -48,12 +49,17 @@ type runtime struct {
 	acme        *tlsterm.ACME
 	stopHealth  context.CancelFunc
 	healthPools []*balancer.Pool
+	// poolCfgs are the pools as configured, host names and SRV names unresolved: the pools
+	// in cfg are built from them and the discovery's answers.
+	poolCfgs []balancer.PoolConfig
+	stopDisc context.CancelFunc
 }
 
 // build turns a validated config file into the proxy's config. prev, when set, is the
-// runtime being replaced by a reload: its TLS is kept when [tls] did not change.
-func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenFunc) (*runtime, error) {
-	rt := &runtime{}
+// runtime being replaced by a reload: its TLS is kept when [tls] did not change. disc
+// resolves the pools' host names and SRV names (nil: a fresh one on the system resolver).
+func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenFunc, disc *balancer.Discovery) (*runtime, error) {
+	rt := &runtime{stopDisc: func() {}}
 	pc := proxy.Config{Data: f.Data, Limits: f.Limits, Routes: f.Routes}
 	for _, l := range f.Listeners {
 		pc.Listeners = append(pc.Listeners, proxy.ListenerConfig{
@@ -62,12 +68,21 @@ func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenF
 		})
 	}
 	for i, p := range f.Pools {
-		pool, err := buildPool(fmt.Sprintf("pool[%d]", i), p, log)
+		bp, err := buildPool(fmt.Sprintf("pool[%d]", i), p, log)
 		if err != nil {
 			return nil, err
 		}
-		pc.Pools = append(pc.Pools, pool)
+		rt.poolCfgs = append(rt.poolCfgs, bp)
 	}
+	if disc == nil {
+		disc = balancer.NewDiscovery(nil, log)
+	}
+	disc.Resolve(context.Background(), rt.poolCfgs, true)
+	pools, err := discoveredPools(disc, rt.poolCfgs)
+	if err != nil {
+		return nil, err
+	}
+	pc.Pools = pools
 	if f.UsesTLS() {
 		if err := rt.buildTLS(f, log, prev, listen); err != nil {
 			return nil, err
@@ -79,9 +94,9 @@ func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenF
 	return rt, nil
 }
 
-// buildPool builds the pool at key ("pool[0]"), which its errors start with.
-func buildPool(key string, p config.Pool, log *slog.Logger) (*balancer.Pool, error) {
-	bp := balancer.PoolConfig{Name: p.Name, Policy: p.Policy, Health: p.Health()}
+// buildPool builds the config of the pool at key ("pool[0]"), which its errors start with.
+func buildPool(key string, p config.Pool, log *slog.Logger) (balancer.PoolConfig, error) {
+	bp := balancer.PoolConfig{Name: p.Name, Policy: p.Policy, Health: p.Health(), SRV: p.SRV, ResolveInterval: p.ResolveInterval}
 	for j, b := range p.Backends {
 		var bt *tls.Config
 		if b.TLS != balancer.TLSNone {
@@ -91,7 +106,7 @@ func buildPool(key string, p config.Pool, log *slog.Logger) (*balancer.Pool, err
 				CAFile: b.CAFile, Legacy: b.TLSLegacy,
 			})
 			if err != nil {
-				return nil, fmt.Errorf("%s.backend[%d]: %w", key, j, err)
+				return bp, fmt.Errorf("%s.backend[%d]: %w", key, j, err)
 			}
 			if !b.TLSVerify {
 				log.Warn("backend certificate is not verified (tls_verify = false)", "pool", p.Name, "backend", b.Address)
@@ -109,11 +124,7 @@ func buildPool(key string, p config.Pool, log *slog.Logger) (*balancer.Pool, err
 			FixPasvAddress: b.FixPasvAddress,
 		})
 	}
-	pool, err := balancer.NewPool(bp)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	return pool, nil
+	return bp, nil
 }
 
 // buildTLS sets rt's client-facing TLS from [tls], keeping prev's when [tls] did not change.
@@ -203,7 +214,9 @@ func (d *daemon) reload() (applied bool) {
 	old := d.file
 	d.reg.Commit(st.rt.cfg.Pools)
 	d.rt.stopHealth()
+	d.rt.stopDisc()
 	st.rt.startHealth(d.log)
+	d.startDiscovery(st.rt)
 	d.rt, d.file = st.rt, f
 	d.logs.apply(f.Log)
 	d.api.SetToken(st.token)
@@ -243,7 +256,7 @@ type staged struct {
 // On error the caller discards the returned stage.
 func (d *daemon) prepare(f *config.File) (*staged, error) {
 	st := &staged{xfer: d.xfer}
-	rt, err := build(f, d.log, d.rt, d.up.listen)
+	rt, err := build(f, d.log, d.rt, d.up.listen, d.disc)
 	if err != nil {
 		return st, err
 	}
