@@ -231,6 +231,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"admin.address", f.Admin.Address, ""},
 		{"admin.token_file", f.Admin.TokenFile, ""},
 		{"pool.backend.name", b.Name, ""},
+		{"cluster.redis_url", f.Cluster.RedisURL, ""},
+		{"cluster.instance", f.Cluster.Instance, ""},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -242,7 +244,7 @@ func TestConfigDefaults(t *testing.T) {
 	// Every key with a default is checked here: all but the tables and
 	// the required keys.
 	noDefault := []string{"listener", "listener.address", "tls", "tls.acme", "data", "pool", "pool.name",
-		"pool.backend", "pool.backend.address", "route.user", "route.host", "route.pool", "limits", "log", "admin"}
+		"pool.backend", "pool.backend.address", "route.user", "route.host", "route.pool", "limits", "log", "admin", "cluster"}
 	for _, k := range Keys() {
 		if !covered[k] && !slices.Contains(noDefault, k) {
 			t.Errorf("no default test for %s", k)

@@ -29,6 +29,14 @@ type File struct {
 	Limits    proxy.Limits     `toml:"limits"`
 	Log       Log              `toml:"log"`
 	Admin     Admin            `toml:"admin"`
+	Cluster   Cluster          `toml:"cluster"`
+}
+
+// Cluster is the [cluster] table: state shared with other instances through Redis (package
+// cluster): login-failure counts and bans, and backends' max_sessions.
+type Cluster struct {
+	RedisURL string `toml:"redis_url"` // redis://[user:pass@]host:port/db or rediss://…; empty: nothing shared
+	Instance string `toml:"instance"`  // this instance's name among the others; empty: the host name
 }
 
 // Listener is one [[listener]]: an address where clients connect.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strings"
 )
 
@@ -52,6 +53,9 @@ func (f *File) Summary() string {
 	} else {
 		fmt.Fprintf(&b, "admin: %s\n", f.Admin.Address)
 	}
+	if f.Cluster.RedisURL != "" {
+		fmt.Fprintf(&b, "cluster: shared state in Redis at %s, instance %q\n", redactURL(f.Cluster.RedisURL), f.Cluster.Instance)
+	}
 	return b.String()
 }
 
@@ -74,4 +78,12 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// redactURL hides a password in a URL (the summary may end up in a ticket).
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return s
 }

@@ -28,6 +28,7 @@ func (c *checker) validate(f *File) {
 	c.checkLimits(f)
 	c.checkLog(f)
 	c.checkAdmin(f)
+	c.checkCluster(f)
 	c.checkSockets(f)
 }
 
@@ -423,4 +424,25 @@ func validSRVName(s string) bool {
 		}
 	}
 	return true
+}
+
+func (c *checker) checkCluster(f *File) {
+	if f.Cluster.RedisURL == "" {
+		if f.Cluster.Instance != "" {
+			c.add("cluster.instance", "set, but cluster.redis_url is empty: nothing is shared")
+		}
+		return
+	}
+	u, err := url.Parse(f.Cluster.RedisURL)
+	switch {
+	case err != nil:
+		c.addf("cluster.redis_url", "%v", err)
+	case u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix":
+		c.addf("cluster.redis_url", "scheme %q: want redis://host:port/db, rediss:// or unix://", u.Scheme)
+	case u.Scheme != "unix" && u.Host == "":
+		c.add("cluster.redis_url", "no host: want redis://host:port/db")
+	}
+	if strings.ContainsAny(f.Cluster.Instance, " \t/") {
+		c.addf("cluster.instance", "%q: no spaces or slashes", f.Cluster.Instance)
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ftpsproxy/ftpsproxy/admin"
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/cluster"
 	"github.com/ftpsproxy/ftpsproxy/config"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
@@ -39,6 +40,10 @@ type daemon struct {
 	disc         *balancer.Discovery
 	rediscovered chan struct{}
 	resolver     balancer.Resolver
+	// shared is the [cluster] state in Redis and limiter the login limiter on it; nil
+	// without [cluster] redis_url. Built once: a reload keeps them.
+	shared  *cluster.Cluster
+	limiter *cluster.Limiter
 }
 
 // serve runs the proxy until a signal ends it.
@@ -65,7 +70,10 @@ func (d *daemon) start() error {
 	d.disc = balancer.NewDiscovery(d.resolver, d.log)
 	d.disc.OnFailure = d.metrics.Set().NewCounter("ftpsproxy_dns_lookup_failures_total").Inc
 	d.rediscovered = make(chan struct{}, 1)
-	rt, err := build(d.file, d.log, nil, d.up.listen, d.disc)
+	if err := d.startCluster(); err != nil {
+		return err
+	}
+	rt, err := build(d.file, d.log, nil, d.env())
 	if err != nil {
 		return fmt.Errorf("config refused: %w", err)
 	}
@@ -100,6 +108,9 @@ func (d *daemon) start() error {
 
 // closeAll releases what a failed start bound.
 func (d *daemon) closeAll() {
+	if d.shared != nil {
+		d.shared.Close()
+	}
 	if d.srv != nil {
 		d.srv.Close()
 	}
@@ -181,6 +192,9 @@ func (d *daemon) shutdown(why string) int {
 	d.stopAdmin()
 	d.rt.stopHealth()
 	d.rt.stopDisc()
+	if d.shared != nil {
+		d.shared.Close()
+	}
 	if d.rt.acme != nil {
 		d.rt.acme.Close()
 	}
@@ -204,6 +218,7 @@ func (d *daemon) startAdmin(addr string) error {
 	}
 	adm := admin.NewServer(addr, d.src, d.metrics, d.log)
 	adm.Version = version
+	adm.ClusterStatus = d.clusterStatus()
 	adm.Listen = d.up.listen
 	adm.HandleAPI(d.api)
 	if err := adm.Start(); err != nil {

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/cluster"
 )
 
 // discoveredPools builds the pools of cfgs with the discovery's last good answers in place of
@@ -73,4 +75,48 @@ func changeAttrs(ch balancer.Changes) []any {
 		}
 	}
 	return attrs
+}
+
+// env returns what build takes from the daemon.
+func (d *daemon) env() buildEnv {
+	e := buildEnv{listen: d.up.listen, disc: d.disc}
+	if d.shared != nil {
+		e.shared, e.limiter = d.shared, d.limiter
+	}
+	return e
+}
+
+// startCluster connects to [cluster] redis_url, when set, for shared bans and max_sessions.
+// Redis need not be up: the instance starts on local limits and catches up when it answers.
+func (d *daemon) startCluster() error {
+	c := d.file.Cluster
+	if c.RedisURL == "" {
+		return nil
+	}
+	instance := c.Instance
+	if instance == "" {
+		instance, _ = os.Hostname()
+	}
+	outages := d.metrics.Set().NewCounter("ftpsproxy_cluster_outages_total")
+	shared, err := cluster.New(cluster.Options{RedisURL: c.RedisURL, Instance: instance, OnOutage: outages.Inc}, d.log)
+	if err != nil {
+		return err
+	}
+	d.metrics.Set().NewGauge("ftpsproxy_cluster_up", func() float64 {
+		if shared.Up() {
+			return 1
+		}
+		return 0
+	})
+	d.shared, d.limiter = shared, shared.NewLimiter(d.file.Limits)
+	d.log.Info("cluster state in Redis", "instance", instance, "up", shared.Up())
+	return nil
+}
+
+// clusterStatus returns the status page's view of [cluster], nil without one.
+func (d *daemon) clusterStatus() func() (string, bool) {
+	if d.shared == nil {
+		return nil
+	}
+	return d.shared.Status
 }

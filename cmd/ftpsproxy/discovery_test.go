@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,27 +21,9 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/internal/peers"
 )
 
-// lockedBuffer is a log sink safe for the daemon's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startDaemon runs the daemon (what serve runs, without the upgrader's socket handover) on
 // the config text cfg with DNS questions sent to resolver, until the test ends.
-func startDaemon(t *testing.T, cfg string, resolver balancer.Resolver) (*daemon, *lockedBuffer) {
+func startDaemon(t *testing.T, cfg string, resolver balancer.Resolver) (*daemon, *peers.SyncBuffer) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ftpsproxy.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -52,7 +33,7 @@ func startDaemon(t *testing.T, cfg string, resolver balancer.Resolver) (*daemon,
 	if err != nil {
 		t.Fatal(err)
 	}
-	logBuf := &lockedBuffer{}
+	logBuf := &peers.SyncBuffer{}
 	logs, log := newLogOutput(f.Log, logBuf)
 	d := &daemon{path: path, logs: logs, log: log, file: f, up: &upgrader{log: log}, reg: &balancer.Registry{},
 		metrics: admin.NewMetrics(), resolver: resolver}

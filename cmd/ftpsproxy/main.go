@@ -23,6 +23,7 @@ import (
 
 	"github.com/ftpsproxy/ftpsproxy/admin"
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/cluster"
 	"github.com/ftpsproxy/ftpsproxy/config"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
@@ -55,10 +56,19 @@ type runtime struct {
 	stopDisc context.CancelFunc
 }
 
+// buildEnv is what build takes from the running process. Its zero value suits a one-off
+// build (demo, tests): sockets bound directly, a fresh DNS discovery on the system resolver,
+// nothing shared with other instances.
+type buildEnv struct {
+	listen  proxy.ListenFunc
+	disc    *balancer.Discovery // resolves the pools' host names and SRV names
+	shared  *cluster.Cluster    // [cluster]: shared max_sessions
+	limiter proxy.LoginLimiter  // [cluster]: the shared login limiter
+}
+
 // build turns a validated config file into the proxy's config. prev, when set, is the
-// runtime being replaced by a reload: its TLS is kept when [tls] did not change. disc
-// resolves the pools' host names and SRV names (nil: a fresh one on the system resolver).
-func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenFunc, disc *balancer.Discovery) (*runtime, error) {
+// runtime being replaced by a reload: its TLS is kept when [tls] did not change.
+func build(f *config.File, log *slog.Logger, prev *runtime, env buildEnv) (*runtime, error) {
 	rt := &runtime{stopDisc: func() {}}
 	pc := proxy.Config{Data: f.Data, Limits: f.Limits, Routes: f.Routes}
 	for _, l := range f.Listeners {
@@ -72,8 +82,15 @@ func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenF
 		if err != nil {
 			return nil, err
 		}
+		if env.shared != nil {
+			for j := range bp.Backends {
+				bp.Backends[j].Slots = env.shared.Slots().For(bp.Name)
+			}
+		}
 		rt.poolCfgs = append(rt.poolCfgs, bp)
 	}
+	pc.LoginLimiter = env.limiter
+	disc := env.disc
 	if disc == nil {
 		disc = balancer.NewDiscovery(nil, log)
 	}
@@ -84,7 +101,7 @@ func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenF
 	}
 	pc.Pools = pools
 	if f.UsesTLS() {
-		if err := rt.buildTLS(f, log, prev, listen); err != nil {
+		if err := rt.buildTLS(f, log, prev, env.listen); err != nil {
 			return nil, err
 		}
 		pc.TLS = rt.tls
@@ -256,7 +273,7 @@ type staged struct {
 // On error the caller discards the returned stage.
 func (d *daemon) prepare(f *config.File) (*staged, error) {
 	st := &staged{xfer: d.xfer}
-	rt, err := build(f, d.log, d.rt, d.up.listen, d.disc)
+	rt, err := build(f, d.log, d.rt, d.env())
 	if err != nil {
 		return st, err
 	}
@@ -273,7 +290,7 @@ func (d *daemon) prepare(f *config.File) (*staged, error) {
 		st.adminMoved = true
 		if f.Admin.Address != "" {
 			adm := admin.NewServer(f.Admin.Address, d.src, d.metrics, d.log)
-			adm.Version, adm.Listen = version, d.up.listen
+			adm.Version, adm.Listen, adm.ClusterStatus = version, d.up.listen, d.clusterStatus()
 			adm.HandleAPI(d.api)
 			if err := adm.Start(); err != nil {
 				return st, err
@@ -303,6 +320,10 @@ func (st *staged) discard(cur *runtime, curX *admin.TransferLog) {
 // change, with one warning per changed key: [tls] while ACME is in use before or after (a
 // second certmagic instance would contend for the same storage and HTTP-01 address).
 func keepRestartOnly(cur, next *config.File, log *slog.Logger) {
+	for _, k := range diffKeys("cluster", reflect.ValueOf(cur.Cluster), reflect.ValueOf(next.Cluster)) {
+		log.Warn(k + ": changed; takes effect at restart")
+	}
+	next.Cluster = cur.Cluster
 	if !cur.UsesACME() && !next.UsesACME() {
 		return
 	}
