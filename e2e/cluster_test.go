@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"github.com/jlaffaye/ftp"
 	"golang.org/x/sys/unix"
 
+	"github.com/ftpsproxy/ftpsproxy/internal/dnstest"
 	"github.com/ftpsproxy/ftpsproxy/internal/peers"
 )
 
@@ -109,34 +111,64 @@ func setns(path string) error {
 	return unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
 }
 
-// nsDialer dials from inside namespace ns (the socket is made there; it is then used from
-// any thread), from local address src when set.
+// inNetNS runs fn on a thread moved into namespace ns: sockets fn makes belong to ns (and
+// may then be used from any thread).
+func inNetNS(ns string, fn func()) error {
+	runtime.LockOSThread()
+	orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", syscall.Gettid()))
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	if err := setns("/run/netns/" + ns); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	fn()
+	if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+		runtime.UnlockOSThread()
+	} // else the thread stays locked, and ends with this goroutine
+	return nil
+}
+
+// nsDialer dials from inside namespace ns, from local address src when set.
 func nsDialer(ns, src string) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		runtime.LockOSThread()
-		self := fmt.Sprintf("/proc/self/task/%d/ns/net", syscall.Gettid())
-		orig, err := os.Open(self)
-		if err != nil {
-			runtime.UnlockOSThread()
-			return nil, err
-		}
-		defer orig.Close()
-		if err := setns("/run/netns/" + ns); err != nil {
-			runtime.UnlockOSThread()
-			return nil, err
-		}
+	return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 		d := net.Dialer{Timeout: 5 * time.Second}
 		if src != "" {
 			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
 		}
-		c, err := d.DialContext(ctx, network, addr)
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) != nil {
-			// The thread stays in ns: leave it locked so it ends with this goroutine.
-			return c, err
+		if nerr := inNetNS(ns, func() { c, err = d.DialContext(ctx, network, addr) }); nerr != nil {
+			return nil, nerr
 		}
-		runtime.UnlockOSThread()
 		return c, err
 	}
+}
+
+// clDNS serves the farm's names from port 53 of the edge namespace, which the proxies'
+// resolver asks: "ip netns exec" mounts /etc/netns/NS/resolv.conf as their /etc/resolv.conf.
+func clDNS(t *testing.T, ns string) *dnstest.Server {
+	t.Helper()
+	dir := filepath.Join("/etc/netns", ns)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver 127.0.0.53\noptions timeout:1 attempts:2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var pc net.PacketConn
+	var ln net.Listener
+	var err error
+	if nerr := inNetNS(ns, func() {
+		if pc, err = net.ListenPacket("udp", "127.0.0.53:53"); err == nil {
+			ln, err = net.Listen("tcp", "127.0.0.53:53")
+		}
+	}); nerr != nil || err != nil {
+		t.Fatalf("DNS server in %s: %v %v", ns, nerr, err)
+	}
+	return dnstest.Serve(t, pc, ln)
 }
 
 // clSession logs in through the VIP from the client namespace, downloads name, checks its
@@ -223,15 +255,17 @@ type clInstance struct {
 	p          *nsProxy
 }
 
-func clProxyConfig(inst, addr, admin, redisURL string, ports [2]int, farm1, farm2 string) string {
+// clProxyConfig: the farm is one backend entry written with a host name, each of its
+// addresses a backend of max_sessions 4.
+func clProxyConfig(inst, addr, admin, redisURL string, ports [2]int, farm string) string {
 	return fmt.Sprintf(`[[listener]]
-address = "%[2]s:%[8]d"
+address = "%[2]s:%[7]d"
 proxy_protocol = "on"
-trusted_proxies = ["%[9]s"]
+trusted_proxies = ["%[8]s"]
 
 [data]
 public_address = "%[2]s"
-port_range = "%[5]d-%[6]d"
+port_range = "%[4]d-%[5]d"
 connect_timeout = "5s"
 
 [limits]
@@ -245,22 +279,19 @@ ban_time = "1m"
 name = "farm"
 policy = "user_hash"
 health_interval = "1s"
+resolve_interval = "500ms"
 
 [[pool.backend]]
 address = "%[3]s"
 max_sessions = 4
 
-[[pool.backend]]
-address = "%[4]s"
-max_sessions = 4
-
 [admin]
-address = "%[7]s"
+address = "%[6]s"
 
 [cluster]
-redis_url = "%[10]s"
+redis_url = "%[9]s"
 instance = "%[1]s"
-`, inst, addr, farm1, farm2, ports[0], ports[1], admin, clFTPPort, clVIP, redisURL)
+`, inst, addr, farm, ports[0], ports[1], admin, clFTPPort, clVIP, redisURL)
 }
 
 // clHAProxy runs HAProxy in the edge namespace: the VIP balances round robin over the two
@@ -388,13 +419,16 @@ func TestClusterEdge(t *testing.T) {
 	farm2.WriteFile(t, "f.bin", data)
 	// The edge namespace is this test's own: its fixed ports cannot collide with anything.
 	rd := peers.StartRedis(t, "127.0.0.1:6390", l.edge)
+	dnsSrv := clDNS(t, l.edge)
+	dnsSrv.Set(t, "farm.cluster.test", "A "+clFarm1, "A "+clFarm2)
+	farm := "farm.cluster.test:" + strconv.Itoa(fport)
 	insts := []*clInstance{
 		{name: "edge-1", addr: clInstA, admin: "127.0.0.1:9121"},
 		{name: "edge-2", addr: clInstB, admin: "127.0.0.1:9122"},
 	}
 	for i, in := range insts {
 		ports := [2]int{30000 + 100*i, 30099 + 100*i} // each instance its own passive range
-		in.p = startNSProxy(t, l.edge, clProxyConfig(in.name, in.addr, in.admin, rd.URL, ports, farm1.Addr, farm2.Addr), 1)
+		in.p = startNSProxy(t, l.edge, clProxyConfig(in.name, in.addr, in.admin, rd.URL, ports, farm), 1)
 	}
 	const stats = 9000
 	clHAProxy(t, l.edge, stats)
@@ -406,6 +440,7 @@ func TestClusterEdge(t *testing.T) {
 	t.Run("user_hash", func(t *testing.T) { clUserHash(t, l, insts) })
 	t.Run("max_sessions", func(t *testing.T) { clMaxSessions(t, l, insts) })
 	t.Run("ban", func(t *testing.T) { clBan(t, l, insts) })
+	t.Run("DNS", func(t *testing.T) { clDNSChange(t, l, insts, dnsSrv, farm2.Addr, want) })
 	t.Run("instance killed", func(t *testing.T) { clKill(t, l, insts, stats, want) })
 }
 
@@ -657,4 +692,50 @@ func clKill(t *testing.T, l clusterLayout, insts []*clInstance, stats int, want 
 		}
 	}
 	t.Logf("%d sessions in all, %d failed before A was marked down", len(results), failedBefore)
+}
+
+// clDNSChange: the farm's name loses farm1's address. Both instances stop giving farm1
+// sessions (its running ones would finish: shown removed), every new session goes to farm2;
+// then the DNS server fails and the last good answer stays in use, the failures counted.
+func clDNSChange(t *testing.T, l clusterLayout, insts []*clInstance, dnsSrv *dnstest.Server, farm2, want string) {
+	dnsSrv.Set(t, "farm.cluster.test", "A "+clFarm2)
+	for _, in := range insts {
+		waitUntil(t, in.name+" drops farm1", 10*time.Second, func() bool {
+			out, err := clHTTP(l.edge, "http://"+in.admin+"/api/v1/backends")
+			return err == nil && !strings.Contains(out, clFarm1) && strings.Contains(out, farm2)
+		})
+	}
+	logins := func(backend string) []int {
+		re := regexp.MustCompile(`msg="login ok".* backend=` + regexp.QuoteMeta(backend) + ` `)
+		return []int{len(re.FindAllString(insts[0].p.logs.String(), -1)), len(re.FindAllString(insts[1].p.logs.String(), -1))}
+	}
+	farm1 := net.JoinHostPort(clFarm1, farm2[strings.LastIndex(farm2, ":")+1:])
+	before1, before2 := logins(farm1), logins(farm2)
+	check := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := clSession(l.client, "f.bin", want); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check(6)
+	after1, after2 := logins(farm1), logins(farm2)
+	if !slices.Equal(after1, before1) || after2[0] <= before2[0] || after2[1] <= before2[1] {
+		t.Fatalf("logins per instance on farm1 %v → %v, on farm2 %v → %v: want new sessions on farm2 only, through both", before1, after1, before2, after2)
+	}
+	for _, in := range insts {
+		if !strings.Contains(in.p.logs.String(), "backends changed by DNS") {
+			t.Fatalf("%s: the DNS change is not logged", in.name)
+		}
+	}
+	dnsSrv.Fail("farm.cluster.test")
+	for _, in := range insts {
+		waitUntil(t, in.name+" counts failed lookups", 10*time.Second, func() bool {
+			out, _ := clHTTP(l.edge, "http://"+in.admin+"/metrics")
+			m := regexp.MustCompile(`(?m)^ftpsproxy_dns_lookup_failures_total (\d+)`).FindStringSubmatch(out)
+			return m != nil && m[1] != "0"
+		})
+	}
+	check(4)
 }

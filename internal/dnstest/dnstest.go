@@ -24,15 +24,20 @@ type Server struct {
 	queries atomic.Int64
 }
 
-// Start starts a server; t.Cleanup stops it.
+// Start starts a server on 127.0.0.1 at a free port; t.Cleanup stops it.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{records: map[string][]dns.RR{}, fail: map[string]int{}}
 	pc, ln, err := listenBoth()
 	if err != nil {
 		t.Fatalf("dnstest: %v", err)
 	}
-	s.Addr = pc.LocalAddr().String()
+	return Serve(t, pc, ln)
+}
+
+// Serve starts a server on sockets the caller bound (on port 53 of another network
+// namespace, say); t.Cleanup stops it.
+func Serve(t testing.TB, pc net.PacketConn, ln net.Listener) *Server {
+	s := &Server{records: map[string][]dns.RR{}, fail: map[string]int{}, Addr: pc.LocalAddr().String()}
 	udp := &dns.Server{PacketConn: pc, Handler: s}
 	tcp := &dns.Server{Listener: ln, Handler: s}
 	go udp.ActivateAndServe()
