@@ -58,18 +58,19 @@ func startAPIRig(t *testing.T) *apiRig {
 	reg.Carry([]*balancer.Pool{pool})
 	reg.Commit([]*balancer.Pool{pool})
 	pr := peers.FreePortRange(t, 20)
+	m := NewMetrics()
 	srv := runProxy(t, proxy.Config{
 		Listeners: []proxy.ListenerConfig{{Address: "127.0.0.1:0", Pool: "farm"}},
 		Data:      proxy.DataConfig{PortRange: nat.PortRange{First: uint16(pr[0]), Last: uint16(pr[1])}, ConnectTimeout: 5 * time.Second},
 		Pools:     []*balancer.Pool{pool},
 		Limits:    proxy.Limits{IdleTimeout: time.Minute, LoginTimeout: 10 * time.Second, BackendTimeout: 5 * time.Second},
-	}, nil)
+	}, m)
 	src := ServerSource(srv)
 	src.Registry = reg
 	level := &slog.LevelVar{}
 	api := &API{Registry: reg, Sessions: srv, Level: level}
 	api.SetToken(apiToken)
-	as := NewServer("127.0.0.1:0", src, nil, nil)
+	as := NewServer("127.0.0.1:0", src, m, nil)
 	as.HandleAPI(api)
 	if err := as.Start(); err != nil {
 		t.Fatal(err)
@@ -306,6 +307,12 @@ func TestAPILogLevel(t *testing.T) {
 // by a reload with its sessions left, with the last probe error and since when.
 func TestStatusShowsAdminState(t *testing.T) {
 	r := startAPIRig(t)
+	c := dialLogin(t, r.proxy) // round robin: the first session goes to "first"
+	if err := c.Stor("up.bin", strings.NewReader(strings.Repeat("x", 1000))); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	waitUntil(t, func() bool { return r.srv.Sessions() == 0 })
 	if code, body := r.call(t, "POST", "/api/v1/backends/farm/first/drain", apiToken, ""); code != 200 {
 		t.Fatalf("drain: %d %s", code, body)
 	}
@@ -341,6 +348,7 @@ func TestStatusShowsAdminState(t *testing.T) {
 	for _, want := range []string{
 		`data-admin="draining"`, `<span class="badge full">draining</span>`, "probe: greeting 0: EOF",
 		`data-backend="` + gone.Config.Address + `" data-state="UP" data-admin="removed"`, "removed, 1 sessions left", "since ",
+		"↑ 1000 B ↓ 0 B", // the STOR of TestAPISessions' kind, through the real proxy
 	} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("status page lacks %q", want)
@@ -364,5 +372,13 @@ func TestStatusShowsAdminState(t *testing.T) {
 	bs := r.backends(t)
 	if bs[gone.Config.Address].State != "removed" || bs[gone.Config.Address].Sessions != 1 || bs["first"].LastError != "probe: greeting 0: EOF" {
 		t.Fatalf("API after the reload: %+v", bs)
+	}
+}
+
+func TestFormatBytes(t *testing.T) {
+	for n, want := range map[uint64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 20: "5.0 MiB", 3 << 30: "3.0 GiB"} {
+		if got := formatBytes(n); got != want {
+			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)
+		}
 	}
 }

@@ -62,6 +62,7 @@ type backendView struct {
 	Removed   bool
 	Since     string // when the state last changed, as "5m 3s ago"
 	LastError string // the last health probe's error
+	Bytes     string // payload bytes to and from the backend since start
 	Address   string
 	Up        bool
 	Full      bool
@@ -101,15 +102,15 @@ func (s *Server) statusView(now time.Time) statusView {
 	for _, p := range s.src.Pools() {
 		pv := poolView{Name: p.Name, Policy: p.Policy.String()}
 		for _, b := range p.Backends {
-			pv.add(newBackendView(b, false, now))
+			pv.add(s.backendView(p.Name, b, false, now))
 		}
-		pv.addRemoved(removed[p.Name], now)
+		s.addRemoved(&pv, p.Name, removed[p.Name], now)
 		delete(removed, p.Name)
 		v.Pools = append(v.Pools, pv)
 	}
 	for name, bs := range removed { // pools that left the config with sessions still running
 		pv := poolView{Name: name + " (removed)", Policy: "–"}
-		pv.addRemoved(bs, now)
+		s.addRemoved(&pv, name, bs, now)
 		v.Pools = append(v.Pools, pv)
 	}
 	r := s.src.PortRange()
@@ -130,8 +131,10 @@ func (s *Server) statusView(now time.Time) statusView {
 	return v
 }
 
-func newBackendView(b *balancer.Backend, removed bool, now time.Time) backendView {
+func (s *Server) backendView(pool string, b *balancer.Backend, removed bool, now time.Time) backendView {
+	up, down := s.m.backendBytes(pool, b.String())
 	bv := backendView{
+		Bytes:     "↑ " + formatBytes(up) + " ↓ " + formatBytes(down),
 		Name:      b.Config.Name,
 		State:     b.State(removed),
 		Removed:   removed,
@@ -163,10 +166,32 @@ func (pv *poolView) add(bv backendView) {
 	pv.Backends = append(pv.Backends, bv)
 }
 
-func (pv *poolView) addRemoved(bs []*balancer.Backend, now time.Time) {
+func (s *Server) addRemoved(pv *poolView, pool string, bs []*balancer.Backend, now time.Time) {
 	for _, b := range bs {
-		pv.add(newBackendView(b, true, now))
+		pv.add(s.backendView(pool, b, true, now))
 	}
+}
+
+// backendBytes returns the payload bytes relayed to (up) and from (down) a backend since start.
+func (m *Metrics) backendBytes(pool, backend string) (up, down uint64) {
+	get := func(dir string) uint64 {
+		return m.set.GetOrCreateCounter(series("ftpsproxy_backend_transfer_bytes_total", "pool", pool, "backend", backend, "direction", dir)).Get()
+	}
+	return get("upload"), get("download")
+}
+
+// formatBytes writes n in binary units: "512 B", "1.5 KiB", "3.2 GiB".
+func formatBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
 
 // removedBackends returns, by pool, the backends that left the config but still run

@@ -30,6 +30,23 @@ func (c *checker) validate(f *File) {
 	c.checkAdmin(f)
 	c.checkCluster(f)
 	c.checkSockets(f)
+	c.checkEdge(f)
+	c.checkDirectory(f)
+}
+
+// checkDirectory validates [directory]: on_error was parsed while decoding; the file itself
+// is loaded when the proxy starts (and on reloads), where a bad line is reported with its
+// number.
+func (c *checker) checkDirectory(f *File) {
+	d := f.Directory
+	c.positive("directory.timeout", d.Timeout)
+	c.positive("directory.cache_ttl", d.CacheTTL)
+	if err := d.Validate(); err != nil {
+		c.add("directory", strings.TrimPrefix(err.Error(), "directory."))
+	}
+	if d.CAFile != "" {
+		c.readFile("directory.ca_file", d.CAFile)
+	}
 }
 
 func (c *checker) positive(key string, d time.Duration) {
@@ -155,7 +172,7 @@ func poolNames(f *File) string {
 
 func (c *checker) checkTLS(f *File) {
 	t := &f.TLS
-	files := t.CertFile != "" || t.KeyFile != ""
+	files := t.hasCertFiles()
 	acme := c.defined["tls.acme"]
 	switch {
 	case files && acme:
@@ -181,7 +198,7 @@ func (c *checker) checkTLS(f *File) {
 
 func (c *checker) checkACME(f *File, acme bool) {
 	a := &f.TLS.ACME
-	if acme && len(a.Domains) == 0 {
+	if acme && len(a.Domains) == 0 && !a.OnDemand.Enabled() {
 		c.add("tls.acme.domains", "at least one domain is required")
 	}
 	for i, d := range a.Domains {
@@ -286,11 +303,11 @@ func (c *checker) checkLimits(f *File) {
 		c.atLeast("limits.login_burst", l.LoginBurst, 1, " when logins_per_minute is on")
 	}
 	c.atLeast("limits.login_burst", l.LoginBurst, 0, "")
-	c.atLeast("limits.attempts_per_minute", l.AttemptsPerMinute, 0, " (0: no cap)")
+	c.atLeast("limits.attempts_per_minute", l.AttemptsPerMinute, 0, " (0: no limit)")
 	c.positive("limits.ban_time", l.BanTime)
 	c.positive("limits.max_ban_time", l.MaxBanTime)
-	if l.MaxBanTime > 0 && l.BanTime > l.MaxBanTime {
-		c.addf("limits.max_ban_time", "%s is less than ban_time (%s)", l.MaxBanTime, l.BanTime)
+	if l.BanTime > 0 && l.MaxBanTime > 0 && l.MaxBanTime < l.BanTime {
+		c.addf("limits.max_ban_time", "%v is less than ban_time (%v)", l.MaxBanTime, l.BanTime)
 	}
 	c.positive("limits.idle_timeout", l.IdleTimeout)
 	c.positive("limits.login_timeout", l.LoginTimeout)

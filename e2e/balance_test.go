@@ -142,7 +142,7 @@ func balanceConfig(t *testing.T, f *farm, admin string) (string, map[string]stri
 	fmt.Fprintf(&b, "[[pool]]\nname = \"only_v2\"\npolicy = \"round_robin\"\nhealth_interval = \"0s\"\n[[pool.backend]]\naddress = %q\n\n", f.servers[1].Addr)
 	b.WriteString("[[route]]\nhost = \"ftp.p1.test\"\npool = \"only_p1\"\n\n")
 	b.WriteString("[[route]]\nuser = \"ftptes?\"\nhost = \"ftp.v2.test\"\npool = \"only_v2\"\n\n")
-	fmt.Fprintf(&b, "[limits]\nmax_sessions_per_ip = 1000\nlogins_per_minute = 0\n\n[admin]\naddress = %q\n", admin)
+	fmt.Fprintf(&b, "[limits]\nmax_sessions_per_ip = 1000\nlogins_per_minute = 0\nattempts_per_minute = 0\n\n[admin]\naddress = %q\n", admin)
 	return b.String(), listeners
 }
 

@@ -3,8 +3,10 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/textproto"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -187,8 +189,11 @@ func TestLoginLimitsCurl(t *testing.T) {
 	t.Run("200 failures on one user from 50 addresses", func(t *testing.T) {
 		var wg sync.WaitGroup
 		var failed, other atomic.Int64
-		// Two clients per address, each failing twice in a row on its own connection.
+		// Two clients per address, each failing twice in a row on its own connection. They
+		// start 20 ms apart: vsftpd listens with a backlog of 32, and a burst of 100 connects
+		// would make some wait for SYN retransmits past the proxy's backend_timeout.
 		for i := range 100 {
+			time.Sleep(20 * time.Millisecond)
 			wg.Go(func() {
 				c, err := dialFrom(p.addr, fmt.Sprintf("127.0.0.%d", 2+i%50))
 				if err != nil {
@@ -226,4 +231,50 @@ func TestLoginLimitsCurl(t *testing.T) {
 			t.Fatal("no failure was held for the tarpit's 4 s")
 		}
 	})
+}
+
+// TestPortToAdminRefused (issue 13 item 7): with the admin listener running, PORT and EPRT
+// (also as an IPv4-mapped address) to its port are refused with 501, so a following LIST has
+// no target and nothing is dialled; the admin server keeps serving.
+func TestPortToAdminRefused(t *testing.T) {
+	s := peers.StartVsftpd(t, peers.Options{})
+	admin := freeAddr(t)
+	p := startProxy(t, limitsConfig(t, s.Addr, "logins_per_minute = 0")+fmt.Sprintf("\n[admin]\naddress = %q\n", admin))
+	_, ps, _ := net.SplitHostPort(admin)
+	port, _ := strconv.Atoi(ps)
+	c, err := textproto.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cmd := func(line string, want int) string {
+		t.Helper()
+		if err := c.PrintfLine("%s", line); err != nil {
+			t.Fatal(err)
+		}
+		_, msg, err := c.ReadResponse(want)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		return msg
+	}
+	if _, _, err := c.ReadResponse(220); err != nil {
+		t.Fatal(err)
+	}
+	cmd("USER "+peers.User, 331)
+	cmd("PASS "+peers.Password, 230)
+	for _, line := range []string{
+		fmt.Sprintf("PORT 127,0,0,1,%d,%d", port>>8, port&0xff),
+		fmt.Sprintf("EPRT |2|::ffff:127.0.0.1|%d|", port),
+		fmt.Sprintf("EPRT |1|127.0.0.1|%d|", port),
+	} {
+		if msg := cmd(line, 501); !strings.Contains(msg, "refused") {
+			t.Fatalf("%s: %q", line, msg)
+		}
+		cmd("LIST", 425)
+	}
+	cmd("QUIT", 221)
+	if code := healthz(t, admin); code != 200 {
+		t.Fatalf("admin /healthz: %d", code)
+	}
 }

@@ -163,8 +163,9 @@ func TestDrainAndCloseByAPI(t *testing.T) {
 	os.WriteFile(tokenFile, []byte("tok-123\n"), 0o600)
 	adm := freeAddr(t)
 	backends := fmt.Sprintf("[[pool.backend]]\nname = \"a\"\naddress = %q\n[[pool.backend]]\nname = \"b\"\naddress = %q\n", a.Addr, b.Addr)
-	p := startProxy(t, identityConfig(freeAddr(t), freeRange(t, 40), "0s", backends,
-		fmt.Sprintf("[admin]\naddress = %q\ntoken_file = %q\n", adm, tokenFile)))
+	cfg := identityConfig(freeAddr(t), freeRange(t, 40), "0s", backends,
+		fmt.Sprintf("[admin]\naddress = %q\ntoken_file = %q\n", adm, tokenFile))
+	p := startProxy(t, cfg)
 	api := "http://" + adm + "/api/v1"
 
 	// least_conn with both idle: the first session goes to a.
@@ -187,6 +188,7 @@ func TestDrainAndCloseByAPI(t *testing.T) {
 	if code := apiCall(t, "POST", api+"/backends/farm/a/drain", "tok-123", &got); code != 200 || got.State != "draining" {
 		t.Fatalf("drain: %d %+v", code, got)
 	}
+	reloadWith(t, p, cfg) // the administrator's setting survives a reload
 	for i := range 4 {
 		c2 := login(t, p.addr)
 		if w := whichBackend(t, c2); w != "b" {
@@ -222,5 +224,56 @@ func TestDrainAndCloseByAPI(t *testing.T) {
 	// Once it has ended, the session is unknown: 404.
 	waitFor(t, 5*time.Second, func() bool {
 		return apiCall(t, "POST", api+"/sessions/"+sessions[0].ID+"/close", "tok-123", nil) == 404
+	})
+}
+
+// TestReloadRemovedBackendFinishes: a backend removed by a reload while a download runs on it
+// is listed as removed with its session until the download (intact) and the session end.
+func TestReloadRemovedBackendFinishes(t *testing.T) {
+	a := peers.StartVsftpd(t, peers.Options{PasvPorts: peers.FreePortRange(t, 20)})
+	b := peers.StartPureFTPd(t, peers.Options{})
+	_, data := randomData(t, t.TempDir(), "big", 8<<20)
+	a.WriteFile(t, "big", data)
+	a.WriteFile(t, "marker", []byte("a"))
+	b.WriteFile(t, "marker", []byte("b"))
+	listen, ports, adm := freeAddr(t), freeRange(t, 40), freeAddr(t)
+	one := fmt.Sprintf("[[pool.backend]]\nname = \"a\"\naddress = %q\n", a.Addr)
+	two := fmt.Sprintf("[[pool.backend]]\nname = \"b\"\naddress = %q\n", b.Addr)
+	extra := fmt.Sprintf("[admin]\naddress = %q\n", adm)
+	p := startProxy(t, identityConfig(listen, ports, "0s", one+two, extra))
+	api := "http://" + adm + "/api/v1/backends"
+
+	c := login(t, p.addr)
+	if w := whichBackend(t, c); w != "a" {
+		t.Fatalf("first session on %q", w)
+	}
+	rd, err := c.Retr("big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 1<<20)
+	if _, err := io.ReadFull(rd, head); err != nil {
+		t.Fatal(err)
+	}
+	reloadWith(t, p, identityConfig(listen, ports, "0s", two, extra))
+	waitLog(t, p, "backends_removed=farm/a")
+	type backend struct {
+		Name, State string
+		Sessions    int
+	}
+	var list []backend
+	apiCall(t, "GET", api, "", &list)
+	if len(list) != 2 || list[1] != (backend{"a", "removed", 1}) {
+		t.Fatalf("backends after removing a: %+v", list)
+	}
+	rest, err := io.ReadAll(rd)
+	if err != nil || rd.Close() != nil || sum(append(head, rest...)) != sum(data) {
+		t.Fatal("the download on the removed backend did not finish intact")
+	}
+	c.Quit()
+	waitFor(t, 5*time.Second, func() bool {
+		list = nil
+		apiCall(t, "GET", api, "", &list)
+		return len(list) == 1 && list[0].Name == "b"
 	})
 }

@@ -79,6 +79,26 @@ func shortSession(addr string, st *loopStats) {
 	st.ok.Add(1)
 }
 
+// upgrade sends SIGUSR2 to p (started with -pidfile pidFile) and returns the new process's pid
+// once it is ready and the old one drains. The new process, not the test's child, is stopped
+// when the test ends.
+func upgrade(t *testing.T, p *proxyProc, pidFile string) int {
+	t.Helper()
+	oldPid := p.cmd.Process.Pid
+	waitFor(t, 10*time.Second, func() bool { return readPid(pidFile) == oldPid })
+	p.signal(syscall.SIGUSR2)
+	var newPid int
+	waitFor(t, 60*time.Second, func() bool { newPid = readPid(pidFile); return newPid != 0 && newPid != oldPid })
+	t.Cleanup(func() { // before the harness waits for the pipe the new process holds
+		if alive(newPid) {
+			syscall.Kill(newPid, syscall.SIGTERM)
+			waitFor(t, 30*time.Second, func() bool { return !alive(newPid) })
+		}
+	})
+	waitLog(t, p, "upgrade: the new process is ready; draining this one")
+	return newPid
+}
+
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 func readPid(path string) int {
@@ -104,14 +124,6 @@ func TestUpgradeZeroDowntime(t *testing.T) {
 	cfg = strings.Replace(cfg, `shutdown_grace = "20s"`, `shutdown_grace = "120s"`, 1)
 	p := startProxyArgs(t, cfg, "-pidfile", pidFile)
 	oldPid := p.cmd.Process.Pid
-	waitFor(t, 10*time.Second, func() bool { return readPid(pidFile) == oldPid })
-	var newPid int
-	t.Cleanup(func() { // the new process is not the test's child: stop it before the harness waits
-		if newPid != 0 && alive(newPid) {
-			syscall.Kill(newPid, syscall.SIGTERM)
-			waitFor(t, 30*time.Second, func() bool { return !alive(newPid) })
-		}
-	})
 
 	// 10 downloads, each paused after its first MiB until the upgrade has started.
 	var dl sync.WaitGroup
@@ -177,9 +189,7 @@ func TestUpgradeZeroDowntime(t *testing.T) {
 	}()
 	time.Sleep(time.Second)
 
-	p.signal(syscall.SIGUSR2)
-	waitFor(t, 60*time.Second, func() bool { newPid = readPid(pidFile); return newPid != 0 && newPid != oldPid })
-	waitLog(t, p, "upgrade: the new process is ready; draining this one")
+	newPid := upgrade(t, p, pidFile)
 	close(resume)
 	dl.Wait()
 	close(results)
@@ -214,5 +224,65 @@ func TestUpgradeZeroDowntime(t *testing.T) {
 	var list []struct{ State string }
 	if code := apiCall(t, "GET", "http://"+adm+"/api/v1/backends", "", &list); code != 200 || len(list) != 1 {
 		t.Fatalf("API after the upgrade: %d %+v", code, list)
+	}
+}
+
+// TestUpgradeRefusedKeepsServing: when the new process cannot start (here: the config file
+// became invalid), the old one logs the failure and goes on serving on the same listeners.
+func TestUpgradeRefusedKeepsServing(t *testing.T) {
+	v := peers.StartVsftpd(t, peers.Options{PasvPorts: peers.FreePortRange(t, 20)})
+	v.WriteFile(t, "marker", []byte("v1"))
+	cfg := identityConfig(freeAddr(t), freeRange(t, 20), "0s", fmt.Sprintf("[[pool.backend]]\naddress = %q\n", v.Addr), "")
+	p := startProxy(t, cfg)
+	os.WriteFile(p.cfg, []byte("[[listener]]\naddress = 17\n"), 0o644)
+	p.signal(syscall.SIGUSR2)
+	waitLog(t, p, "upgrade failed; this process goes on serving")
+	if name, s, err := session(p.addr, "", ""); err != nil || name != "v1" {
+		t.Fatalf("after a failed upgrade: %q %v", name, err)
+	} else {
+		s.Close()
+	}
+}
+
+// TestSystemdNotifyUpgrade: under a NOTIFY_SOCKET, a SIGUSR2 upgrade tells systemd the new
+// process is the main one (MAINPID=<new pid>, then its READY=1), and only then the old one
+// reports STOPPING=1 as it drains.
+func TestSystemdNotifyUpgrade(t *testing.T) {
+	ns := listenNotify(t)
+	t.Setenv("NOTIFY_SOCKET", ns.path)
+	pidFile := filepath.Join(t.TempDir(), "ftpsproxy.pid")
+	p := startProxyArgs(t, reloadConfig(freeAddr(t), "", freeRange(t, 10), freeAddr(t)), "-pidfile", pidFile)
+	ns.expect("READY=1")
+	newPid := upgrade(t, p, pidFile)
+	ns.expect(fmt.Sprintf("MAINPID=%d", newPid))
+	ns.expect("READY=1")
+	ns.expect("STOPPING=1")
+	waitFor(t, 30*time.Second, func() bool { return !alive(p.cmd.Process.Pid) })
+}
+
+// TestUpgradeKeepsAdminState: a backend drained through the API before a SIGUSR2 upgrade is
+// still draining in the new process (the setting is handed over with the sockets).
+func TestUpgradeKeepsAdminState(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("tok-9"), 0o600)
+	adm, pidFile := freeAddr(t), filepath.Join(t.TempDir(), "ftpsproxy.pid")
+	// Never dialled: no login happens and health checks are off.
+	backends := fmt.Sprintf("[[pool.backend]]\nname = \"a\"\naddress = %q\n[[pool.backend]]\nname = \"b\"\naddress = %q\n", freeAddr(t), freeAddr(t))
+	p := startProxyArgs(t, identityConfig(freeAddr(t), freeRange(t, 10), "0s", backends,
+		fmt.Sprintf("[admin]\naddress = %q\ntoken_file = %q\n", adm, tokenFile)), "-pidfile", pidFile)
+	api := "http://" + adm + "/api/v1/backends"
+	waitLog(t, p, "admin listening")
+	if code := apiCall(t, "POST", api+"/farm/a/drain", "tok-9", nil); code != 200 {
+		t.Fatalf("drain: %d", code)
+	}
+	if code := apiCall(t, "POST", api+"/farm/b/disable", "tok-9", nil); code != 200 {
+		t.Fatalf("disable: %d", code)
+	}
+	upgrade(t, p, pidFile)
+	waitFor(t, 30*time.Second, func() bool { return !alive(p.cmd.Process.Pid) }) // the API is the new process's alone
+	var list []struct{ Name, State string }
+	apiCall(t, "GET", api, "", &list)
+	if len(list) != 2 || list[0].State != "draining" || list[1].State != "disabled" {
+		t.Fatalf("after the upgrade: %+v", list)
 	}
 }

@@ -61,7 +61,7 @@ func (s *session) passive(verb, arg string) error {
 	lease, err := s.srv.alloc.Reserve(s.ctx, s.localAddr.Addr(), s.clientAddr.Addr())
 	if err != nil {
 		if errors.Is(err, nat.ErrPortsExhausted) {
-			s.log.Warn("passive port range exhausted")
+			s.srv.limitLog.Warn(s.log, "passive port range exhausted")
 			s.srv.obs.PortsExhausted()
 		} else {
 			s.log.Warn("passive port reservation failed", "err", err)
@@ -69,20 +69,7 @@ func (s *session) passive(verb, arg string) error {
 		return s.writeLine(replyCantOpen)
 	}
 	s.pasv = lease
-	if verb == "EPSV" {
-		return s.writeLine(nat.Format229(lease.Port()))
-	}
-	local := s.localAddr.Addr()
-	if s.headerDst.IsValid() && s.headerDst.Addr().Is4() {
-		local = s.headerDst.Addr() // what the client connected to, in front of the PROXY sender
-	}
-	ip := nat.PassiveAddr(s.cfg.Data.PublicAddress, local)
-	line, err := nat.Format227(netip.AddrPortFrom(ip, lease.Port()))
-	if err != nil {
-		s.clearData()
-		return s.writeLine(replyPasvV6)
-	}
-	return s.writeLine(line)
+	return s.announce(verb, lease)
 }
 
 // active records a PORT/EPRT target after checking it is the client's own address and not a
@@ -105,7 +92,7 @@ func (s *session) active(verb, arg string) error {
 		return s.writeLine(replyPortBad)
 	}
 	if ap.Addr().Unmap() != s.clientAddr.Addr() || ap.Port() < 1024 || s.ownPort(ap) {
-		s.log.Warn("data connection target refused", "verb", verb, "target", ap.String())
+		s.srv.limitLog.Warn(s.log, "data connection target refused", "verb", verb, "target", ap.String())
 		s.srv.obs.DataRefused("bounce")
 		return s.writeLine(replyPortRefused)
 	}
@@ -117,6 +104,9 @@ func (s *session) active(verb, arg string) error {
 // ownPort reports a PORT/EPRT target that is one of the proxy's own sockets: a client on the
 // proxy's host could otherwise make it dial its own listeners or passive ports.
 func (s *session) ownPort(ap netip.AddrPort) bool {
+	if s.cfg.ownAddr(ap, s.localAddr.Addr()) {
+		return true
+	}
 	if ap.Addr().Unmap() != s.localAddr.Addr() {
 		return false
 	}
@@ -150,7 +140,7 @@ func (s *session) transfer(cmd Command) error {
 	cconn, err := s.openClientData(timeout)
 	s.clearData()
 	if err != nil {
-		s.log.Warn("client data connection failed", "err", err)
+		s.srv.limitLog.Warn(s.log, "client data connection failed", "err", err)
 		return s.writeLine(replyCantOpen)
 	}
 	protected := s.prot == 'P'
@@ -161,7 +151,7 @@ func (s *session) transfer(cmd Command) error {
 		}
 		tc, err := s.clientDataTLS(cconn, upload(cmd.Verb))
 		if err != nil {
-			s.log.Warn("client data TLS refused", "err", err)
+			s.srv.limitLog.Warn(s.log, "client data TLS refused", "err", err)
 			if errors.Is(err, errNotResumed) {
 				return s.writeLine(replyReuseRequired)
 			}
@@ -396,7 +386,7 @@ func (s *session) runTransfer(cmd Command, cconn, bconn net.Conn) error {
 	}
 	s.srv.obs.Transfer(rec)
 	s.log.Info("transfer", "cmd", cmd.Verb, "path", cmd.Arg, "bytes", result.primary,
-		"duration", rec.Duration.Round(time.Millisecond), "reply", finalCode, "complete", rec.Complete,
+		"duration_s", rec.Duration.Round(time.Millisecond).Seconds(), "reply", finalCode, "complete", rec.Complete,
 		"aborted", abortSent, "err", errString(result.err))
 	return nil
 }

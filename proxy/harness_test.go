@@ -65,6 +65,24 @@ type proxyOpt func(*proxy.Config, *balancer.PoolConfig)
 
 func startProxy(t testing.TB, backends []balancer.BackendConfig, opts ...proxyOpt) *testProxy {
 	t.Helper()
+	return startProxyWith(t, nil, slog.LevelDebug, backends, opts...)
+}
+
+// startObservedProxy is startProxy with an Observer (metrics) attached.
+func startObservedProxy(t testing.TB, obs proxy.Observer, backends []balancer.BackendConfig, opts ...proxyOpt) *testProxy {
+	t.Helper()
+	return startProxyWith(t, obs, slog.LevelDebug, backends, opts...)
+}
+
+// startProxyLogging is startProxy with its log at level.
+func startProxyLogging(t testing.TB, level slog.Level, backends []balancer.BackendConfig, opts ...proxyOpt) *testProxy {
+	t.Helper()
+	return startProxyWith(t, nil, level, backends, opts...)
+}
+
+// startProxyWith starts a proxy with an Observer (nil: none) and its log at level.
+func startProxyWith(t testing.TB, obs proxy.Observer, level slog.Level, backends []balancer.BackendConfig, opts ...proxyOpt) *testProxy {
+	t.Helper()
 	pc := balancer.PoolConfig{Name: "default", Policy: "round_robin", Backends: backends}
 	cfg := proxy.Config{
 		Listeners: []proxy.ListenerConfig{{Address: "127.0.0.1:0", TLS: proxy.TLSNone, Pool: "default", Banner: "FTP proxy ready"}},
@@ -84,8 +102,8 @@ func startProxy(t testing.TB, backends []balancer.BackendConfig, opts ...proxyOp
 	}
 	cfg.Pools = append(cfg.Pools, pool)
 	logs := &lockedWriter{w: &bytes.Buffer{}}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := proxy.New(cfg, log, nil)
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
+	srv, err := proxy.New(cfg, log, obs)
 	if err != nil {
 		t.Fatal(err)
 	}

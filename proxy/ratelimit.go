@@ -296,14 +296,21 @@ func (s *session) loginAttempt() error {
 	return end421(CauseLoginRate, errors.New("login attempts over the limit"))
 }
 
-// loginFailed answers a failed login: the 530 after the user's tarpit delay, or, when the
-// address has spent its failure budget, the login-rate 421 and a ban.
+// loginFailed answers a login the backend refused: the 530 after the user's tarpit delay,
+// or, when the address has spent its failure budget, the login-rate 421 and a ban.
 func (s *session) loginFailed(backend string, code int) error {
+	return s.failedLogin("login failed", "backend", backend, "backend_code", code)
+}
+
+// failedLogin counts a failed login (refused by the backend, or by the proxy itself for the
+// user directory or a client certificate) against the limits, logs msg with the tarpit delay,
+// and answers the 530 after that delay, or the login-rate 421 with a ban.
+func (s *session) failedLogin(msg string, attrs ...any) error {
 	var delay, ban time.Duration
 	if s.srv.logins != nil {
 		delay, ban = s.srv.logins.Failed(s.clientAddr.Addr(), s.user, time.Now())
 	}
-	s.srv.limitLog.Info(s.log, "login failed", "backend", backend, "backend_code", code, "tarpit_s", delay.Seconds())
+	s.srv.limitLog.Info(s.log, msg, append(attrs, "tarpit_s", delay.Seconds())...)
 	if ban > 0 {
 		s.srv.limitLog.Warn(s.log, "address banned after failed logins", "ban_s", ban.Seconds())
 		return end421(CauseLoginRate, fmt.Errorf("banned for %v after failed logins", ban))

@@ -17,7 +17,8 @@ const (
 	CauseTimeout
 	CauseShutdown
 	CauseBackend
-	CauseAdmin // closed through the admin API
+	CauseDenied // listener.allow/deny or route.allow/deny refused the client address
+	CauseAdmin  // closed through the admin API
 )
 
 // text421 is the one table of 421 texts.
@@ -28,6 +29,7 @@ var text421 = map[Cause]string{
 	CauseTimeout:   "421 Timeout, closing control connection",
 	CauseShutdown:  "421 Server shutting down, closing control connection",
 	CauseBackend:   "421 Service not available, closing control connection",
+	CauseDenied:    "421 Service not available, closing control connection",
 	CauseAdmin:     "421 Session closed by administrator",
 }
 
@@ -39,6 +41,7 @@ var causeNames = map[Cause]string{
 	CauseTimeout:   "timeout",
 	CauseShutdown:  "shutdown",
 	CauseBackend:   "backend_lost",
+	CauseDenied:    "denied",
 	CauseAdmin:     "admin",
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/internal/logthrottle"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
@@ -30,6 +31,8 @@ type ListenerConfig struct {
 	// ProxyProtocol requires a PROXY v1/v2 header, accepted only from TrustedProxies.
 	ProxyProtocol  bool
 	TrustedProxies []netip.Prefix
+	// Access refuses clients by their real address (listener.allow/deny).
+	Access AccessList
 }
 
 func (l *ListenerConfig) name() string {
@@ -46,6 +49,12 @@ type DataConfig struct {
 	PortRange      nat.PortRange `toml:"port_range"`      // the proxy's own passive ports
 	AllowActive    bool          `toml:"allow_active"`    // accept PORT/EPRT
 	ConnectTimeout time.Duration `toml:"connect_timeout"` // to accept or dial a data connection, either leg
+	// AnnouncePortOffset is added to the bound passive port in 227/229 replies
+	// (data.announce_port_offset), for NodePorts and port maps.
+	AnnouncePortOffset int `toml:"announce_port_offset"`
+	// AddressOverrides announce another address in 227 to clients of some networks
+	// ([[data.public_address_override]]); first match wins.
+	AddressOverrides []nat.AddressOverride `toml:"public_address_override"`
 }
 
 // Limits bounds sessions and their timeouts. It is also the [limits] table of the config
@@ -58,10 +67,10 @@ type Limits struct {
 	// address is banned for BanTime, doubled with each ban up to MaxBanTime. 0: off (no
 	// bans, no tarpit). AttemptsPerMinute caps all login attempts per client IP; 0: off.
 	LoginsPerMinute   int           `toml:"logins_per_minute"`
-	LoginBurst        int           `toml:"login_burst"` // default DefaultLoginBurst
+	LoginBurst        int           `toml:"login_burst"` // 0 in code: DefaultLoginBurst
 	AttemptsPerMinute int           `toml:"attempts_per_minute"`
-	BanTime           time.Duration `toml:"ban_time"`     // default DefaultBanTime
-	MaxBanTime        time.Duration `toml:"max_ban_time"` // default DefaultMaxBanTime
+	BanTime           time.Duration `toml:"ban_time"`     // 0 in code: DefaultBanTime
+	MaxBanTime        time.Duration `toml:"max_ban_time"` // 0 in code: DefaultMaxBanTime
 	IdleTimeout       time.Duration `toml:"idle_timeout"`
 	LoginTimeout      time.Duration `toml:"login_timeout"`
 	ShutdownGrace     time.Duration `toml:"shutdown_grace"`        // read by the command's signal handling
@@ -75,6 +84,10 @@ type Route struct {
 	User string `toml:"user"`
 	Host string `toml:"host"`
 	Pool string `toml:"pool"`
+	// Allow and Deny restrict the route to client networks (route.allow/deny, deny wins): a
+	// client that matches the route but is refused gets the 421 of cause denied.
+	Allow []netip.Prefix `toml:"allow"`
+	Deny  []netip.Prefix `toml:"deny"`
 }
 
 // Config is everything a Server runs with. Listeners are fixed for the life of a Server; the
@@ -88,12 +101,22 @@ type Config struct {
 	// TLS is the client-side TLS, shared by control and data connections so session
 	// tickets resume. Required when a listener's TLS is not none.
 	TLS *tlsterm.Server
+	// OwnAddrs are the proxy's sockets other than its FTP listeners and passive ports (the
+	// admin and ACME HTTP addresses, as configured or bound): PORT/EPRT to one is refused like
+	// any bounce. An unspecified address stands for every address of this host.
+	OwnAddrs []netip.AddrPort
 	// LoginLimiter, when set, replaces the in-memory login limiter built from Limits (for a
 	// limiter shared by several proxies). It is fixed for the life of the Server.
 	LoginLimiter LoginLimiter
 	// RequireDataReuse refuses (522) a protected data connection that does not resume its
 	// control connection's TLS session (tls.data_session_reuse = "required").
 	RequireDataReuse bool
+	// ClientCertUser requires the client certificate's name to equal USER
+	// (tls.client_cert_user); the certificate policy itself is in TLS.
+	ClientCertUser tlsterm.ClientCertUser
+	// Directory, when set, chooses backends per user before [[route]] (and may authenticate
+	// logins itself); see choose.
+	Directory *directory.Directory
 }
 
 func (c *Config) pool(name string) *balancer.Pool {
@@ -105,8 +128,9 @@ func (c *Config) pool(name string) *balancer.Pool {
 	return nil
 }
 
-// route returns the pool for a session: the first matching route, else the listener's pool.
-func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, string) {
+// route returns the pool for a session: the first matching route, else the listener's pool
+// (and then a nil *Route).
+func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, string, *Route) {
 	for i, r := range c.Routes {
 		if r.User != "" {
 			if ok, _ := path.Match(r.User, user); !ok {
@@ -118,9 +142,9 @@ func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, s
 				continue
 			}
 		}
-		return c.pool(r.Pool), "route[" + strconv.Itoa(i) + "]"
+		return c.pool(r.Pool), "route[" + strconv.Itoa(i) + "]", &c.Routes[i]
 	}
-	return c.pool(lc.Pool), "listener"
+	return c.pool(lc.Pool), "listener", nil
 }
 
 // Fixed timeouts (the configurable ones have their defaults in settings.go).
@@ -156,7 +180,8 @@ type Server struct {
 	perIP    map[netip.Addr]int
 	wg       sync.WaitGroup
 
-	// limitLog rate-limits the log lines an outsider can cause, per cause.
+	// limitLog rate-limits the log lines an outsider can cause, per cause (refused clients
+	// included, see access.go). A nil one, in a Server literal of a test, lets all through.
 	limitLog *logthrottle.Throttle
 
 	logins LoginLimiter // nil: no login limits
@@ -252,7 +277,7 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 	s.alloc = nat.NewAllocator(cfg.Data.PortRange, func(peer netip.AddrPort) {
 		s.Foreign.Add(1)
 		s.obs.DataRefused("foreign_peer")
-		s.log.Warn("data connection from a foreign address refused", "peer", peer.String())
+		s.limitLog.Warn(s.log, "data connection from a foreign address refused", "peer", peer.String())
 	})
 	s.cfg.Store(&cfg)
 	switch {
@@ -276,6 +301,9 @@ func (c *Config) validate() error {
 		if l.TLS.Enabled() && c.TLS == nil {
 			return fmt.Errorf("proxy: listener %s: tls %q needs a certificate", l.Address, l.TLS)
 		}
+	}
+	if err := c.Data.announcer().Validate(c.Data.PortRange); err != nil {
+		return fmt.Errorf("proxy: data: %w", err)
 	}
 	for i, r := range c.Routes {
 		if c.pool(r.Pool) == nil {
@@ -440,8 +468,6 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	s.sessions[sess] = struct{}{}
 	s.byID[sess.id] = sess
 	s.mu.Unlock()
-	name := sess.lc.name()
-	s.obs.SessionStarted(name)
 	start := time.Now()
 	defer func() {
 		s.mu.Lock()
@@ -452,8 +478,10 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 		if sess.backend != nil {
 			backend = sess.backend.String()
 		}
-		s.obs.SessionEnded(name, backend)
-		s.obs.SessionDuration(time.Since(start))
+		if sess.counted {
+			s.obs.SessionEnded(sess.lc.name(), backend)
+			s.obs.SessionDuration(time.Since(start))
+		}
 	}()
 	sess.Run(s.hardCtx)
 }

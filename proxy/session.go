@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,8 @@ type session struct {
 	pbszOK bool
 	prot   byte // 'C', 'P', or 0 before any PROT
 	sni    string
+	// clientCert is the client's verified certificate on the control connection, or nil.
+	clientCert *x509.Certificate
 
 	// Login state.
 	user     string
@@ -77,8 +80,14 @@ type session struct {
 	port    netip.AddrPort // PORT/EPRT target
 	epsvAll bool
 
-	stats sessionStats
-	live  sessionLive // what the admin API may read (sessions.go)
+	stats   sessionStats
+	live    sessionLive // what the admin API may read (sessions.go)
+	started bool        // "session start" was logged
+	rnfr    string      // the path of an RNFR the backend accepted, until the RNTO
+	counted bool        // reported to the Observer as a session (health checks are not)
+	// healthCheck marks a connection a trusted proxy opened with a PROXY v2 LOCAL header: it
+	// is greeted like a client but logged at debug only and counted apart.
+	healthCheck bool
 }
 
 type sessionStats struct {
@@ -110,6 +119,7 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 		cr:     bufio.NewReaderSize(c, readBufSize),
 	}
 	s.live.since = time.Now()
+	s.live.active.Store(s.live.since.UnixNano())
 	s.lc = s.cfg.listener(l.address)
 	if s.lc == nil {
 		s.lc = l.last // removed by a reload a moment ago
@@ -139,7 +149,7 @@ func (s *session) Run(parent context.Context) {
 	defer stop()
 	s.live.setCancel(s.done)
 
-	s.log.Info("session start", "listener", s.lc.Address)
+	s.log.Debug("connection accepted", "listener", s.lc.Address)
 	err := s.serve()
 
 	line, cause := finalLine(err)
@@ -153,21 +163,13 @@ func (s *session) Run(parent context.Context) {
 	if line != "" {
 		s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		io.WriteString(s.client, line+"\r\n")
-		s.log.Info("session closed with 421", "cause", cause.String())
-		s.srv.obs.Closed421(cause)
+		s.audit(slog.LevelInfo, "session closed with 421", "cause", cause.String())
+		if !s.healthCheck {
+			s.srv.obs.Closed421(cause)
+		}
 	}
 	s.teardown()
-	attrs := []any{
-		"duration", time.Since(start).Round(time.Millisecond),
-		"commands", s.stats.commands, "transfers", s.stats.transfers,
-		"bytes_in", s.stats.bytesIn, "bytes_out", s.stats.bytesOut,
-	}
-	if err != nil && !errors.Is(err, errQuit) {
-		attrs = append(attrs, "end", err.Error())
-	} else {
-		attrs = append(attrs, "end", "quit")
-	}
-	s.log.Info("session end", attrs...)
+	s.logEnd(start, err)
 }
 
 // teardown closes both legs, waits for the reader goroutines, and returns resources.
@@ -200,9 +202,18 @@ var errQuit = errors.New("client quit")
 func (s *session) serve() error {
 	if s.lc.ProxyProtocol {
 		if err := s.readProxyHeader(); err != nil {
-			s.log.Warn("connection refused", "err", err)
+			s.srv.limitLog.Warn(s.log, "connection refused", "err", err)
 			return err
 		}
+	}
+	if err := s.checkListenerAccess(); err != nil {
+		return err
+	}
+	if s.healthCheck {
+		s.srv.obs.HealthCheck(s.lc.name())
+	} else {
+		s.srv.obs.SessionStarted(s.lc.name())
+		s.counted = true
 	}
 	if err := s.refuseBanned("connect"); err != nil {
 		return err
@@ -267,6 +278,11 @@ func (s *session) writeRaw(b []byte) error {
 // deadline. Line errors are answered here; ok is false for them.
 func (s *session) readCommand() (Command, bool, error) {
 	s.client.SetReadDeadline(s.deadline)
+	if err := s.ctx.Err(); err != nil {
+		// Ended meanwhile (CloseSession): the deadline just set replaced the one that was to
+		// interrupt this read.
+		return Command{}, false, end421(CauseShutdown, err)
+	}
 	line, err := ReadLine(s.cr, MaxLine)
 	if err != nil {
 		if reply := lineErrorReply(err); reply != "" {
@@ -342,6 +358,7 @@ func (s *session) preLogin() error {
 			s.user = cmd.Arg
 			s.live.setUser(s.user)
 			s.log = s.base.With("user", s.user)
+			s.logStart()
 			err = s.writeLine(replyUserOK)
 		case "PASS":
 			if s.user == "" {

@@ -30,7 +30,8 @@ type sessionLive struct {
 	since    time.Time // set before the session is shared
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
-	closing  atomic.Bool // CloseSession was called: end with the administrator's 421
+	closing  atomic.Bool  // CloseSession was called: end with the administrator's 421
+	active   atomic.Int64 // unix nanoseconds of the start or the last command received
 
 	mu      sync.Mutex
 	user    string
@@ -53,6 +54,7 @@ func (l *sessionLive) setBackend(pool, backend string) {
 }
 
 func (l *sessionLive) setCommand(c Command) {
+	l.active.Store(time.Now().UnixNano())
 	l.mu.Lock()
 	l.cmd = c
 	l.mu.Unlock()
@@ -109,6 +111,21 @@ func (s *Server) SessionList() []SessionInfo {
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out
+}
+
+// Quiet reports whether no session has started or received a command for d: the clients of
+// an upgraded process that were in the middle of a short exchange have finished it. Sessions
+// in a transfer count as quiet (the drain lets transfers finish anyway).
+func (s *Server) Quiet(d time.Duration) bool {
+	since := time.Now().Add(-d).UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.sessions {
+		if sess.live.active.Load() > since {
+			return false
+		}
+	}
+	return true
 }
 
 // CloseSession ends the session id with "421 Session closed by administrator": a transfer in

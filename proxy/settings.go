@@ -51,12 +51,11 @@ const (
 	DefaultTLSHandshake     = 10 * time.Second
 	DefaultMaxSessions      = 10000
 	DefaultMaxSessionsPerIP = 50
-	// Login limits (SPEC §8): failed logins per client IP, their burst, all login attempts
-	// per client IP; in a Limits value 0 turns a count off. BanTime and MaxBanTime default
-	// when zero.
-	DefaultLoginsPerMinute   = 10
-	DefaultLoginBurst        = 5
-	DefaultAttemptsPerMinute = 120
+	// The login limits (SPEC §8): in a Limits built in code 0 turns a count off, and
+	// LoginBurst, BanTime and MaxBanTime fall back to these when zero.
+	DefaultLoginsPerMinute   = 10  // failed logins per client IP
+	DefaultLoginBurst        = 5   // failed logins at once
+	DefaultAttemptsPerMinute = 120 // all login attempts per client IP
 	DefaultBanTime           = time.Minute
 	DefaultMaxBanTime        = time.Hour
 )

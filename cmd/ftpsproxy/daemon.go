@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -19,8 +17,8 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
 
-// daemon is the running process: the proxy, its admin server, and what a reload replaces.
-type daemon struct {
+// proc is the running process: the proxy, its admin server, and what a reload replaces.
+type proc struct {
 	path    string
 	logs    *logOutput
 	log     *slog.Logger
@@ -48,25 +46,30 @@ type daemon struct {
 
 // serve runs the proxy until a signal ends it.
 func serve(path, pidFile string, f *config.File, logs *logOutput, log *slog.Logger) int {
+	logWarnings(f, log)
 	up, err := newUpgrader(pidFile, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitConfig
 	}
 	defer up.stop()
-	notifyHook = func(state string) { sdNotify(log, state) }
-	logWarnings(f, log)
-	d := &daemon{path: path, logs: logs, log: log, file: f, up: up, reg: &balancer.Registry{}, metrics: admin.NewMetrics()}
+	d := &proc{path: path, logs: logs, log: log, file: f, up: up, reg: &balancer.Registry{}, metrics: admin.NewMetrics()}
+	d.metrics.SetBuildInfo(version)
+	// Signals are caught before the listeners accept: one sent as soon as a client can
+	// connect (a reload, an upgrade) waits for the loop instead of being lost or fatal.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
 	if err := d.start(); err != nil {
 		log.Error("cannot start", "err", err)
 		d.closeAll()
 		return exitConfig
 	}
-	return d.loop()
+	return d.loop(sigs)
 }
 
 // start builds the config, binds every listener (inherited ones after an upgrade) and serves.
-func (d *daemon) start() error {
+func (d *proc) start() error {
 	d.disc = balancer.NewDiscovery(d.resolver, d.log)
 	d.disc.OnFailure = d.metrics.Set().NewCounter("ftpsproxy_dns_lookup_failures_total").Inc
 	d.rediscovered = make(chan struct{}, 1)
@@ -80,6 +83,7 @@ func (d *daemon) start() error {
 	d.rt = rt
 	d.reg.Carry(rt.cfg.Pools)
 	d.reg.Commit(rt.cfg.Pools)
+	d.up.takeAdminState(d.reg)
 	if err := d.openTransferLog(d.file.Log.TransferLog); err != nil {
 		return err
 	}
@@ -100,6 +104,7 @@ func (d *daemon) start() error {
 	}
 	rt.startHealth(d.log)
 	d.startDiscovery(rt)
+	rt.startDirectory()
 	for _, a := range d.srv.Addrs() {
 		d.log.Info("listening", "address", a.String(), "version", version)
 	}
@@ -107,7 +112,7 @@ func (d *daemon) start() error {
 }
 
 // closeAll releases what a failed start bound.
-func (d *daemon) closeAll() {
+func (d *proc) closeAll() {
 	if d.shared != nil {
 		d.shared.Close()
 	}
@@ -127,12 +132,9 @@ func (d *daemon) closeAll() {
 
 // loop serves until SIGINT/SIGTERM or a completed upgrade, handling reloads (SIGHUP),
 // transfer-log reopening (SIGUSR1) and upgrades (SIGUSR2) meanwhile.
-func (d *daemon) loop() int {
+func (d *proc) loop(sigs <-chan os.Signal) int {
 	served := make(chan error, 1)
 	go func() { served <- d.srv.Serve() }()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
 	if err := d.up.ready(); err != nil {
 		d.log.Error("upgrade: cannot signal readiness", "err", err)
 	}
@@ -162,7 +164,7 @@ func (d *daemon) loop() int {
 			case syscall.SIGUSR1:
 				d.reopenTransferLog()
 			case syscall.SIGUSR2:
-				go d.up.upgrade()
+				go d.up.upgrade(d.reg)
 			default:
 				return d.shutdown(sig.String())
 			}
@@ -170,20 +172,21 @@ func (d *daemon) loop() int {
 	}
 }
 
-// settle lets the sessions of an upgraded process go on for up to upgradeSettle after it
-// stopped accepting, so one in the middle of its commands ends by itself.
-func (d *daemon) settle() {
+// settle lets the sessions of an upgraded process go on after it stopped accepting until they
+// are quiet (upgradeQuiet without a command) or upgradeSettle has passed, so a client in the
+// middle of a short exchange finishes it.
+func (d *proc) settle() {
 	deadline := time.Now().Add(upgradeSettle)
-	for d.srv.Sessions() > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	for !d.srv.Quiet(upgradeQuiet) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
 // shutdown drains as SPEC §7 says: stop accepting, the shutdown 421 to idle sessions,
 // transfers finish within shutdown_grace, then everything closes.
-func (d *daemon) shutdown(why string) int {
+func (d *proc) shutdown(why string) int {
 	grace := d.file.Limits.ShutdownGrace
-	d.log.Info("shutting down", "signal", why, "grace", grace, "sessions", d.srv.Sessions())
+	d.log.Info("shutting down", "signal", why, "grace_s", grace.Seconds(), "sessions", d.srv.Sessions())
 	notifyStopping(d.log)
 	d.src.Draining.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
@@ -209,12 +212,9 @@ func (d *daemon) shutdown(why string) int {
 }
 
 // startAdmin serves the admin listener at addr ("" : none).
-func (d *daemon) startAdmin(addr string) error {
+func (d *proc) startAdmin(addr string) error {
 	if addr == "" {
 		return nil
-	}
-	if !loopbackAddress(addr) && d.file.Admin.TokenFile == "" {
-		d.log.Warn("admin address is not on loopback and admin.token_file is not set: the status page, metrics and API reads are open to that network; API writes are off", "address", addr)
 	}
 	adm := admin.NewServer(addr, d.src, d.metrics, d.log)
 	adm.Version = version
@@ -230,7 +230,7 @@ func (d *daemon) startAdmin(addr string) error {
 }
 
 // stopAdmin stops the admin server, letting requests in flight finish for a moment.
-func (d *daemon) stopAdmin() {
+func (d *proc) stopAdmin() {
 	if d.adm == nil {
 		return
 	}
@@ -241,7 +241,7 @@ func (d *daemon) stopAdmin() {
 }
 
 // openTransferLog opens [log] transfer_log at path ("" : off) and makes it the metrics'.
-func (d *daemon) openTransferLog(path string) error {
+func (d *proc) openTransferLog(path string) error {
 	if path == "" {
 		d.metrics.SetTransferLog(nil)
 		return nil
@@ -250,28 +250,16 @@ func (d *daemon) openTransferLog(path string) error {
 	if err != nil {
 		return fmt.Errorf("log.transfer_log: %w", err)
 	}
+	x.LogErrorsTo(d.log)
 	d.xfer = x
 	d.metrics.SetTransferLog(x)
 	return nil
 }
 
-func (d *daemon) reopenTransferLog() {
+func (d *proc) reopenTransferLog() {
 	if d.xfer != nil {
 		if err := d.xfer.Reopen(); err != nil {
 			d.log.Error("transfer log not reopened", "err", err)
 		}
 	}
-}
-
-// loopbackAddress reports whether host:port addr binds a loopback address only.
-func loopbackAddress(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }

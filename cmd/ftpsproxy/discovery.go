@@ -24,8 +24,8 @@ func discoveredPools(disc *balancer.Discovery, cfgs []balancer.PoolConfig) ([]*b
 }
 
 // startDiscovery resolves the runtime's names again as their pools' resolve_interval says
-// until the runtime is replaced, and asks the daemon loop to apply a changed answer.
-func (d *daemon) startDiscovery(rt *runtime) {
+// until the runtime is replaced, and asks the loop to apply a changed answer.
+func (d *proc) startDiscovery(rt *runtime) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stopDisc = cancel
 	go d.disc.Run(ctx, rt.poolCfgs, func() {
@@ -40,7 +40,7 @@ func (d *daemon) startDiscovery(rt *runtime) {
 // reload would rebuild them: backends that stay keep their state, new ones wait for their
 // first successful probe, and those no longer in DNS take no new session while theirs run on
 // (shown as removed).
-func (d *daemon) applyDiscovery() {
+func (d *proc) applyDiscovery() {
 	pools, err := discoveredPools(d.disc, d.rt.poolCfgs)
 	if err != nil {
 		d.log.Error("DNS answer not applied", "err", err)
@@ -77,8 +77,8 @@ func changeAttrs(ch balancer.Changes) []any {
 	return attrs
 }
 
-// env returns what build takes from the daemon.
-func (d *daemon) env() buildEnv {
+// env returns what build takes from the running process.
+func (d *proc) env() buildEnv {
 	e := buildEnv{listen: d.up.listen, disc: d.disc}
 	if d.shared != nil {
 		e.shared, e.limiter = d.shared, d.limiter
@@ -88,7 +88,7 @@ func (d *daemon) env() buildEnv {
 
 // startCluster connects to [cluster] redis_url, when set, for shared bans and max_sessions.
 // Redis need not be up: the instance starts on local limits and catches up when it answers.
-func (d *daemon) startCluster() error {
+func (d *proc) startCluster() error {
 	c := d.file.Cluster
 	if c.RedisURL == "" {
 		return nil
@@ -114,7 +114,7 @@ func (d *daemon) startCluster() error {
 }
 
 // clusterStatus returns the status page's view of [cluster], nil without one.
-func (d *daemon) clusterStatus() func() (string, bool) {
+func (d *proc) clusterStatus() func() (string, bool) {
 	if d.shared == nil {
 		return nil
 	}

@@ -23,7 +23,7 @@ import (
 
 // startDaemon runs the daemon (what serve runs, without the upgrader's socket handover) on
 // the config text cfg with DNS questions sent to resolver, until the test ends.
-func startDaemon(t *testing.T, cfg string, resolver balancer.Resolver) (*daemon, *peers.SyncBuffer) {
+func startDaemon(t *testing.T, cfg string, resolver balancer.Resolver) (*proc, *peers.SyncBuffer) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ftpsproxy.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -35,14 +35,14 @@ func startDaemon(t *testing.T, cfg string, resolver balancer.Resolver) (*daemon,
 	}
 	logBuf := &peers.SyncBuffer{}
 	logs, log := newLogOutput(f.Log, logBuf)
-	d := &daemon{path: path, logs: logs, log: log, file: f, up: &upgrader{log: log}, reg: &balancer.Registry{},
+	d := &proc{path: path, logs: logs, log: log, file: f, up: &upgrader{log: log}, reg: &balancer.Registry{},
 		metrics: admin.NewMetrics(), resolver: resolver}
 	if err := d.start(); err != nil {
 		d.closeAll()
 		t.Fatalf("start: %v\n%s", err, logBuf)
 	}
 	done := make(chan int)
-	go func() { done <- d.loop() }()
+	go func() { done <- d.loop(make(chan os.Signal)) }()
 	t.Cleanup(func() {
 		d.srv.Close()
 		<-done
@@ -100,7 +100,7 @@ func retrSum(t *testing.T, c *ftp.ServerConn, name string) [32]byte {
 }
 
 // backendByAddr returns the backend of the registry (in force or removed) at addr.
-func backendByAddr(d *daemon, addr string) (balancer.BackendView, bool) {
+func backendByAddr(d *proc, addr string) (balancer.BackendView, bool) {
 	for _, v := range d.reg.Backends() {
 		if v.Backend.Config.Address == addr {
 			return v, true

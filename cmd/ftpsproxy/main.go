@@ -12,9 +12,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"slices"
@@ -25,6 +26,7 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/cluster"
 	"github.com/ftpsproxy/ftpsproxy/config"
+	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
@@ -41,6 +43,28 @@ func logWarnings(f *config.File, log *slog.Logger) {
 	}
 }
 
+// ownAddrs are the admin and ACME HTTP addresses, which no PORT/EPRT may target. A host
+// that does not resolve is left out (the listener will not bind there either).
+func ownAddrs(f *config.File) []netip.AddrPort {
+	var out []netip.AddrPort
+	add := func(addr string) {
+		ta, err := net.ResolveTCPAddr("tcp", addr)
+		if addr == "" || err != nil {
+			return
+		}
+		if ta.IP == nil {
+			out = append(out, netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(ta.Port)))
+			return
+		}
+		out = append(out, ta.AddrPort())
+	}
+	add(f.Admin.Address)
+	if f.UsesACME() {
+		add(f.TLS.ACME.HTTPAddress)
+	}
+	return out
+}
+
 // runtime is what one config builds: the proxy config plus the lifetime of the health
 // checkers and of DNS discovery.
 type runtime struct {
@@ -50,6 +74,9 @@ type runtime struct {
 	acme        *tlsterm.ACME
 	stopHealth  context.CancelFunc
 	healthPools []*balancer.Pool
+	dir         *directory.Directory
+	dirKey      string             // the [directory] settings dir was built from
+	stopDir     context.CancelFunc // ends dir's file watcher
 	// poolCfgs are the pools as configured, host names and SRV names unresolved: the pools
 	// in cfg are built from them and the discovery's answers.
 	poolCfgs []balancer.PoolConfig
@@ -70,17 +97,40 @@ type buildEnv struct {
 // runtime being replaced by a reload: its TLS is kept when [tls] did not change.
 func build(f *config.File, log *slog.Logger, prev *runtime, env buildEnv) (*runtime, error) {
 	rt := &runtime{stopDisc: func() {}}
-	pc := proxy.Config{Data: f.Data, Limits: f.Limits, Routes: f.Routes}
+	pc := proxy.Config{Data: f.Data, Limits: f.Limits, Routes: f.Routes, OwnAddrs: ownAddrs(f)}
 	for _, l := range f.Listeners {
 		pc.Listeners = append(pc.Listeners, proxy.ListenerConfig{
 			Name: l.Name, Address: l.Address, TLS: l.TLS, Pool: l.Pool, Banner: l.Banner,
 			ProxyProtocol: l.ProxyProtocol.On(), TrustedProxies: l.TrustedProxies,
+			Access: proxy.AccessList{Allow: l.Allow, Deny: l.Deny},
 		})
 	}
+	if err := rt.buildPools(f, &pc, log, env); err != nil {
+		return nil, err
+	}
+	if f.UsesTLS() {
+		if err := rt.buildTLS(f, log, prev, env.listen); err != nil {
+			return nil, err
+		}
+		pc.TLS = rt.tls
+		pc.RequireDataReuse = f.TLS.DataSessionReuse == config.ReuseRequired
+		pc.ClientCertUser = f.TLS.ClientCertUser
+	}
+	if err := buildDirectory(f, &pc, rt, prev, log); err != nil {
+		return nil, err
+	}
+	rt.cfg, rt.healthPools = pc, pc.Pools
+	return rt, nil
+}
+
+// buildPools builds pc's pools: their configs as written (rt.poolCfgs), with [cluster]'s
+// shared max_sessions, then the pools with the DNS discovery's answers in place of host
+// names and SRV names.
+func (rt *runtime) buildPools(f *config.File, pc *proxy.Config, log *slog.Logger, env buildEnv) error {
 	for i, p := range f.Pools {
 		bp, err := buildPool(fmt.Sprintf("pool[%d]", i), p, log)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if env.shared != nil {
 			for j := range bp.Backends {
@@ -96,19 +146,8 @@ func build(f *config.File, log *slog.Logger, prev *runtime, env buildEnv) (*runt
 	}
 	disc.Resolve(context.Background(), rt.poolCfgs, true)
 	pools, err := discoveredPools(disc, rt.poolCfgs)
-	if err != nil {
-		return nil, err
-	}
 	pc.Pools = pools
-	if f.UsesTLS() {
-		if err := rt.buildTLS(f, log, prev, env.listen); err != nil {
-			return nil, err
-		}
-		pc.TLS = rt.tls
-		pc.RequireDataReuse = f.TLS.DataSessionReuse == config.ReuseRequired
-	}
-	rt.cfg, rt.healthPools = pc, pc.Pools
-	return rt, nil
+	return err
 }
 
 // buildPool builds the config of the pool at key ("pool[0]"), which its errors start with.
@@ -147,7 +186,7 @@ func buildPool(key string, p config.Pool, log *slog.Logger) (balancer.PoolConfig
 // buildTLS sets rt's client-facing TLS from [tls], keeping prev's when [tls] did not change.
 func (rt *runtime) buildTLS(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenFunc) error {
 	server := f.TLS
-	server.DataSessionReuse = "" // a proxy setting, applied by build on every reload
+	server.DataSessionReuse = "" // a proxy setting, applied on every reload
 	key := fmt.Sprintf("%+v", server)
 	switch {
 	case prev != nil && prev.tls != nil && prev.tlsKey == key:
@@ -186,7 +225,12 @@ func newTLSServer(f *config.File, log *slog.Logger, listen proxy.ListenFunc) (*t
 		minV = tls.VersionTLS13
 	}
 	var acme *tlsterm.ACME
-	opts := tlsterm.ServerOptions{CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile, MinVersion: minV}
+	t := &f.TLS
+	opts := tlsterm.ServerOptions{
+		CertFile: t.CertFile, KeyFile: t.KeyFile, MinVersion: minV,
+		Certificates: t.Certificates, CertDir: t.CertDir, DefaultCertificate: t.DefaultCertificate,
+		ClientAuth: t.ClientAuth, ClientCAFile: t.ClientCAFile,
+	}
 	if f.UsesACME() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
@@ -213,8 +257,8 @@ func newTLSServer(f *config.File, log *slog.Logger, listen proxy.ListenFunc) (*t
 // over), routes, limits, listeners, the data-port range, TLS files, [log], the admin address
 // and token, the transfer log. Keys that cannot change in a running process ([tls.acme]) keep
 // their old value with a warning each. A bad config, or one that cannot be bound, is refused
-// and the old one stays in force; applied reports which.
-func (d *daemon) reload() (applied bool) {
+// and the old one stays in force.
+func (d *proc) reload() bool {
 	f, err := config.Load(d.path)
 	if err != nil {
 		d.log.Error("reload refused: config has problems; the old config stays in force", "err", err.Error())
@@ -234,9 +278,11 @@ func (d *daemon) reload() (applied bool) {
 	d.rt.stopDisc()
 	st.rt.startHealth(d.log)
 	d.startDiscovery(st.rt)
+	st.rt.stopDirectoryFor(d.rt)
+	st.rt.startDirectory()
 	d.rt, d.file = st.rt, f
 	d.logs.apply(f.Log)
-	d.api.SetToken(st.token)
+	d.api.SetToken(f.Admin.Token)
 	if st.adminMoved {
 		if d.adm != nil {
 			d.adm.Unbind()
@@ -263,7 +309,6 @@ func (d *daemon) reload() (applied bool) {
 type staged struct {
 	rt         *runtime
 	changes    balancer.Changes
-	token      string
 	adm        *admin.Server // the admin server on a new address
 	adminMoved bool
 	xfer       *admin.TransferLog
@@ -271,19 +316,20 @@ type staged struct {
 
 // prepare builds f and binds or opens everything it needs, then swaps the proxy's config.
 // On error the caller discards the returned stage.
-func (d *daemon) prepare(f *config.File) (*staged, error) {
+func (d *proc) prepare(f *config.File) (*staged, error) {
 	st := &staged{xfer: d.xfer}
 	rt, err := build(f, d.log, d.rt, d.env())
 	if err != nil {
 		return st, err
 	}
-	st.rt, st.token = rt, f.Admin.Token
+	st.rt = rt
 	if f.Log.TransferLog != d.file.Log.TransferLog {
 		st.xfer = nil
 		if f.Log.TransferLog != "" {
 			if st.xfer, err = admin.OpenTransferLog(f.Log.TransferLog); err != nil {
 				return st, fmt.Errorf("log.transfer_log: %w", err)
 			}
+			st.xfer.LogErrorsTo(d.log)
 		}
 	}
 	if f.Admin.Address != d.file.Admin.Address {
@@ -312,6 +358,7 @@ func (st *staged) discard(cur *runtime, curX *admin.TransferLog) {
 		st.rt.acme.Close()
 	}
 	if st.adm != nil {
+		st.adm.Unbind() // tableflip keeps a copy of the socket: stop it there too
 		st.adm.Shutdown(context.Background())
 	}
 }
@@ -339,10 +386,10 @@ func keepRestartOnly(cur, next *config.File, log *slog.Logger) {
 }
 
 // diffKeys returns the TOML paths (prefix.key…) of the fields that differ between a and b,
-// two values of the same struct type; slices, values a key is decoded into as text (a port
-// range) and other values are compared whole.
+// two values of the same type: a struct with toml tags (a table) field by field, anything
+// else (slices, addresses, port ranges) whole.
 func diffKeys(prefix string, a, b reflect.Value) []string {
-	if a.Kind() != reflect.Struct || reflect.PointerTo(a.Type()).Implements(textUnmarshaler) {
+	if !isTable(a.Type()) {
 		if reflect.DeepEqual(a.Interface(), b.Interface()) {
 			return nil
 		}
@@ -359,7 +406,18 @@ func diffKeys(prefix string, a, b reflect.Value) []string {
 	return out
 }
 
-var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+// isTable reports whether t is a struct with toml-tagged fields.
+func isTable(t reflect.Type) bool {
+	if t.Kind() != reflect.Struct {
+		return false
+	}
+	for i := range t.NumField() {
+		if t.Field(i).Tag.Get("toml") != "" {
+			return true
+		}
+	}
+	return false
+}
 
 // reloadAttrs says what a reload changed: listeners, pools and backends added, removed and
 // changed, and the other keys changed.
@@ -386,6 +444,7 @@ func reloadAttrs(old, next *config.File, ch balancer.Changes) []any {
 	}{
 		{"tls", old.TLS, next.TLS}, {"data", old.Data, next.Data}, {"limits", old.Limits, next.Limits},
 		{"log", old.Log, next.Log}, {"admin", old.Admin, next.Admin}, {"route", old.Routes, next.Routes},
+		{"directory", old.Directory, next.Directory},
 	} {
 		keys = append(keys, diffKeys(t.name, reflect.ValueOf(t.a), reflect.ValueOf(t.b))...)
 	}

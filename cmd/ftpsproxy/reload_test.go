@@ -17,8 +17,10 @@ import (
 // TestKeepRestartOnly: with ACME in use, a changed [tls.acme] key keeps its old value and is
 // named in one WARN line each; data_session_reuse (a proxy setting) still changes.
 func TestKeepRestartOnly(t *testing.T) {
-	cur := &config.File{TLS: config.TLS{MinVersion: config.TLS12, DataSessionReuse: config.ReuseOptional, ACME: tlsterm.ACMEOptions{Domains: []string{"a.example"}, Email: "x@example"}}}
-	next := &config.File{TLS: config.TLS{MinVersion: config.TLS12, DataSessionReuse: config.ReuseRequired, ACME: tlsterm.ACMEOptions{Domains: []string{"b.example"}, Email: "x@example"}}}
+	cur := &config.File{TLS: config.TLS{MinVersion: config.TLS12, DataSessionReuse: config.ReuseOptional,
+		ACME: tlsterm.ACMEOptions{Domains: []string{"a.example"}, Email: "x@example"}}}
+	next := &config.File{TLS: config.TLS{MinVersion: config.TLS12, DataSessionReuse: config.ReuseRequired,
+		ACME: tlsterm.ACMEOptions{Domains: []string{"b.example"}, Email: "x@example"}}}
 	var buf bytes.Buffer
 	keepRestartOnly(cur, next, slog.New(slog.NewTextHandler(&buf, nil)))
 	if !reflect.DeepEqual(next.TLS.ACME, cur.TLS.ACME) || next.TLS.DataSessionReuse != config.ReuseRequired {
@@ -38,26 +40,17 @@ func TestKeepRestartOnly(t *testing.T) {
 }
 
 func TestReloadAttrs(t *testing.T) {
-	old := &config.File{Listeners: []config.Listener{{Address: "a:21"}, {Address: "b:21", Banner: "x"}}, Data: proxy.DataConfig{PortRange: nat.PortRange{First: 1, Last: 2}}}
-	next := &config.File{Listeners: []config.Listener{{Address: "b:21", Banner: "y"}, {Address: "c:21"}}, Data: proxy.DataConfig{PortRange: nat.PortRange{First: 3, Last: 4}}}
+	old := &config.File{Listeners: []config.Listener{{Address: "a:21"}, {Address: "b:21", Banner: "x"}},
+		Data: proxy.DataConfig{PortRange: nat.PortRange{First: 1, Last: 2}}}
+	next := &config.File{Listeners: []config.Listener{{Address: "b:21", Banner: "y"}, {Address: "c:21"}},
+		Data: proxy.DataConfig{PortRange: nat.PortRange{First: 3, Last: 4}}, Log: config.Log{Level: config.LevelDebug}}
 	got := reloadAttrs(old, next, balancer.Changes{BackendsAdded: []string{"p/new"}})
 	want := []any{"listeners_added", "c:21", "listeners_removed", "a:21", "listeners_changed", "b:21",
-		"backends_added", "p/new", "keys_changed", "data.port_range"}
+		"backends_added", "p/new", "keys_changed", "data.port_range,log.level"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("reloadAttrs = %v, want %v", got, want)
 	}
 	if got := reloadAttrs(old, old, balancer.Changes{}); !reflect.DeepEqual(got, []any{"changes", "none"}) {
 		t.Fatalf("no change: %v", got)
-	}
-}
-
-func TestLoopbackAddress(t *testing.T) {
-	for addr, want := range map[string]bool{
-		"127.0.0.1:9121": true, "[::1]:9121": true, "localhost:9121": true,
-		":9121": false, "0.0.0.0:9121": false, "10.0.0.1:9121": false, "bad": false,
-	} {
-		if got := loopbackAddress(addr); got != want {
-			t.Errorf("loopbackAddress(%q) = %v, want %v", addr, got, want)
-		}
 	}
 }

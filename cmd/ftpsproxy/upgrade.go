@@ -1,29 +1,31 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"time"
 
 	"github.com/cloudflare/tableflip"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
 )
 
 // upgradeTimeout bounds how long the old process waits for the new one to say it is ready.
 const upgradeTimeout = 2 * time.Minute
 
-// upgradeSettle is how long the old process, once it has stopped accepting, lets its sessions
-// go on before it drains as on SIGTERM: a session that was mid-way through its commands when
-// the new process took over finishes them instead of getting the shutdown 421.
-const upgradeSettle = 2 * time.Second
-
-// notifyHook tells the service manager about the process's state. It is called with
-// "READY=1" once serving, "RELOADING=1" and then "READY=1" around a reload, "STOPPING=1" when
-// a drain starts, and "MAINPID=<pid>" from the new process of an upgrade before its READY=1.
-// Helper "ops" wires systemd's notify socket to it (notify.go); until then it does nothing.
-var notifyHook = func(state string) {}
+// Once it has stopped accepting, the old process of an upgrade lets its sessions go on until
+// none has received a command for upgradeQuiet (at most upgradeSettle) before it drains as on
+// SIGTERM: a client that was in the middle of a short exchange when the new process took over
+// finishes it instead of getting the shutdown 421.
+const (
+	upgradeQuiet  = time.Second
+	upgradeSettle = 10 * time.Second
+)
 
 // upgrader hands the listening sockets to a new process on SIGUSR2 (cloudflare/tableflip): the
 // new binary at the same path starts with every listener (client control, admin, ACME HTTP)
@@ -63,9 +65,11 @@ func (u *upgrader) inherited() bool { return u.upg != nil && u.upg.HasParent() }
 // inherited sockets this config does not use.
 func (u *upgrader) ready() error {
 	if u.inherited() {
-		notifyHook(fmt.Sprintf("MAINPID=%d", os.Getpid()))
+		// The new process of an upgrade tells systemd it is the main one now (the unit has
+		// NotifyAccess=all); tableflip does not give the old one its pid.
+		NotifyMainPID(u.log, os.Getpid())
 	}
-	notifyHook("READY=1")
+	notifyReady(u.log)
 	if u.upg == nil {
 		return nil
 	}
@@ -81,11 +85,15 @@ func (u *upgrader) exit() <-chan struct{} {
 }
 
 // upgrade starts the new process and waits until it is ready or failed. It runs in its own
-// goroutine, since it takes as long as the new process needs to start.
-func (u *upgrader) upgrade() {
+// goroutine, since it takes as long as the new process needs to start. The administrator's
+// drain/disable settings of reg go to the new process with the sockets.
+func (u *upgrader) upgrade(reg *balancer.Registry) {
 	if u.upg == nil {
 		u.log.Error("upgrade refused: not supported on this platform")
 		return
+	}
+	if err := u.passAdminState(reg); err != nil {
+		u.log.Warn("upgrade: drain/disable settings not handed over", "err", err)
 	}
 	u.log.Info("upgrade: starting the new process", "binary", os.Args[0])
 	if err := u.upg.Upgrade(); err != nil {
@@ -99,5 +107,63 @@ func (u *upgrader) upgrade() {
 func (u *upgrader) stop() {
 	if u.upg != nil {
 		u.upg.Stop()
+	}
+}
+
+// adminStateFile names the file that carries the administrator's backend settings to the new
+// process of an upgrade (tableflip passes it like the sockets).
+const adminStateFile = "ftpsproxy-admin-state"
+
+// adminStateMax bounds what the new process reads of that file.
+const adminStateMax = 1 << 20
+
+// adminState is one backend the administrator drained or disabled.
+type adminState struct {
+	Pool    string              `json:"pool"`
+	Backend string              `json:"backend"` // its name, else its address
+	Admin   balancer.AdminState `json:"admin"`
+}
+
+// passAdminState hands the drained and disabled backends of reg to the next process.
+func (u *upgrader) passAdminState(reg *balancer.Registry) error {
+	var states []adminState
+	for _, v := range reg.Backends() {
+		if a := v.Backend.Admin(); !v.Removed && a != balancer.AdminEnabled {
+			states = append(states, adminState{Pool: v.Pool, Backend: v.Backend.Key(), Admin: a})
+		}
+	}
+	f, err := os.CreateTemp("", "ftpsproxy-admin-state-")
+	if err != nil {
+		return err
+	}
+	os.Remove(f.Name()) // only the descriptor travels
+	defer f.Close()
+	if err := json.NewEncoder(f).Encode(states); err != nil {
+		return err
+	}
+	return u.upg.AddFile(adminStateFile, f)
+}
+
+// takeAdminState applies the drain/disable settings the process being upgraded handed over.
+func (u *upgrader) takeAdminState(reg *balancer.Registry) {
+	if !u.inherited() {
+		return
+	}
+	f, err := u.upg.File(adminStateFile)
+	if err != nil || f == nil {
+		return
+	}
+	defer f.Close()
+	var states []adminState
+	// ReadAt: the descriptor shares its offset (at the end) with the old process's copy.
+	if err := json.NewDecoder(io.NewSectionReader(f, 0, adminStateMax)).Decode(&states); err != nil {
+		u.log.Warn("upgrade: drain/disable settings unreadable", "err", err)
+		return
+	}
+	for _, st := range states {
+		if b := reg.Find(st.Pool, st.Backend); b != nil && st.Admin >= balancer.AdminEnabled && st.Admin <= balancer.AdminDisabled {
+			b.SetAdmin(st.Admin)
+			u.log.Info("backend state handed over by the upgrade", "pool", st.Pool, "backend", st.Backend, "admin", st.Admin.String())
+		}
 	}
 }

@@ -49,6 +49,7 @@ type Throttle struct {
 	causes  map[key]*cause
 	starved int // summaries waiting for a token of the total: lines wait for them
 	closed  bool
+	pending sync.WaitGroup // summaries scheduled or running, for Close to wait on
 }
 
 type key struct {
@@ -137,7 +138,7 @@ func (t *Throttle) allow(level slog.Level, msg string) bool {
 	}
 	c.suppressed++
 	if c.timer == nil && !t.closed {
-		c.timer = time.AfterFunc(t.interval, func() { t.summarize(k) })
+		t.schedule(k, c)
 	}
 	return false
 }
@@ -153,12 +154,12 @@ func (t *Throttle) summarize(k key) {
 func (t *Throttle) summarizeAt(k key, closing bool) {
 	t.mu.Lock()
 	c := t.causes[k]
-	if !closing && !t.total.AllowN(time.Now(), 1) {
+	if !closing && !t.closed && !t.total.AllowN(time.Now(), 1) {
 		if !c.starved {
 			c.starved = true
 			t.starved++
 		}
-		c.timer = time.AfterFunc(t.interval, func() { t.summarize(k) })
+		t.schedule(k, c)
 		t.mu.Unlock()
 		return
 	}
@@ -176,8 +177,17 @@ func (t *Throttle) summarizeAt(k key, closing bool) {
 	}
 }
 
-// Close logs the pending summaries at once and stops the timers; lines logged after Close
-// are still throttled but their summaries are not written.
+// schedule arms the summary of cause k for one interval from now. t.mu is held.
+func (t *Throttle) schedule(k key, c *cause) {
+	t.pending.Add(1)
+	c.timer = time.AfterFunc(t.interval, func() {
+		defer t.pending.Done()
+		t.summarize(k)
+	})
+}
+
+// Close logs the pending summaries at once, stops the timers and returns when no summary is
+// being written; lines logged after Close are still throttled but not summarized.
 func (t *Throttle) Close() {
 	if t == nil {
 		return
@@ -187,6 +197,7 @@ func (t *Throttle) Close() {
 	var due []key
 	for k, c := range t.causes {
 		if c.timer != nil && c.timer.Stop() {
+			t.pending.Done() // its callback will not run
 			due = append(due, k)
 		}
 	}
@@ -194,4 +205,5 @@ func (t *Throttle) Close() {
 	for _, k := range due {
 		t.summarizeAt(k, true)
 	}
+	t.pending.Wait() // a summary that fired meanwhile writes at once (closed) and is done
 }
