@@ -274,7 +274,7 @@ func TestPortToAdminRefused(t *testing.T) {
 		cmd("LIST", 425)
 	}
 	cmd("QUIT", 221)
-	if code := healthz(t, admin); code != 200 {
+	if code := healthz(t, admin, ""); code != 200 {
 		t.Fatalf("admin /healthz: %d", code)
 	}
 }
