@@ -441,6 +441,7 @@ func TestClusterEdge(t *testing.T) {
 	t.Run("max_sessions", func(t *testing.T) { clMaxSessions(t, l, insts) })
 	t.Run("ban", func(t *testing.T) { clBan(t, l, insts) })
 	t.Run("DNS", func(t *testing.T) { clDNSChange(t, l, insts, dnsSrv, farm2.Addr, want) })
+	t.Run("Redis outage", func(t *testing.T) { clRedisOutage(t, l, insts, rd, want) })
 	t.Run("instance killed", func(t *testing.T) { clKill(t, l, insts, stats, want) })
 }
 
@@ -738,4 +739,51 @@ func clDNSChange(t *testing.T, l clusterLayout, insts []*clInstance, dnsSrv *dns
 		})
 	}
 	check(4)
+}
+
+// clMetric returns the value of series name (no labels) on the instance's /metrics.
+func clMetric(t *testing.T, ns string, in *clInstance, name string) string {
+	t.Helper()
+	out, err := clHTTP(ns, "http://"+in.admin+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		return "missing"
+	}
+	return m[1]
+}
+
+// clRedisOutage: with Redis killed, sessions go on (local limits), each instance says so on
+// its status page and in ftpsproxy_cluster_up; Redis back, both use it again.
+func clRedisOutage(t *testing.T, l clusterLayout, insts []*clInstance, rd *peers.Redis, want string) {
+	rd.Stop()
+	for range 4 {
+		if _, err := clSession(l.client, "f.bin", want); err != nil {
+			t.Fatalf("session while Redis is down: %v", err)
+		}
+	}
+	for _, in := range insts {
+		waitUntil(t, in.name+" reports Redis down", 5*time.Second, func() bool { return clMetric(t, l.edge, in, "ftpsproxy_cluster_up") == "0" })
+		page, err := clHTTP(l.edge, "http://"+in.admin+"/")
+		if err != nil || !strings.Contains(page, "local only") || !strings.Contains(page, "Redis unreachable since") {
+			t.Fatalf("%s status page during the outage (%v):\n%s", in.name, err, tail(page, 40))
+		}
+		if n := strings.Count(in.p.logs.String(), "Redis unreachable"); n != 1 {
+			t.Fatalf("%s logged the outage %d times, want once", in.name, n)
+		}
+	}
+	rd.Start(t)
+	for _, in := range insts {
+		waitUntil(t, in.name+" back on Redis", 5*time.Second, func() bool { return clMetric(t, l.edge, in, "ftpsproxy_cluster_up") == "1" })
+		if clMetric(t, l.edge, in, "ftpsproxy_cluster_outages_total") != "1" {
+			t.Fatalf("%s: outages counted %s, want 1", in.name, clMetric(t, l.edge, in, "ftpsproxy_cluster_outages_total"))
+		}
+	}
+	for range 2 {
+		if _, err := clSession(l.client, "f.bin", want); err != nil {
+			t.Fatalf("session after Redis returned: %v", err)
+		}
+	}
 }
