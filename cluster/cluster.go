@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,6 +83,9 @@ func New(opts Options, log *slog.Logger) (*Cluster, error) {
 	ttl := opts.LeaseTTL
 	if ttl <= 0 {
 		ttl = LeaseTTL
+	}
+	if opts.Instance == "" {
+		opts.Instance, _ = os.Hostname()
 	}
 	c := &Cluster{rdb: redis.NewClient(ro), instance: opts.Instance, ttl: ttl, log: log, onOutage: opts.OnOutage,
 		since: time.Now(), done: make(chan struct{})}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/cluster"
@@ -93,12 +92,8 @@ func (d *proc) startCluster() error {
 	if c.RedisURL == "" {
 		return nil
 	}
-	instance := c.Instance
-	if instance == "" {
-		instance, _ = os.Hostname()
-	}
 	outages := d.metrics.Set().NewCounter("ftpsproxy_cluster_outages_total")
-	shared, err := cluster.New(cluster.Options{RedisURL: c.RedisURL, Instance: instance, OnOutage: outages.Inc}, d.log)
+	shared, err := cluster.New(cluster.Options{RedisURL: c.RedisURL, Instance: c.Instance, OnOutage: outages.Inc}, d.log)
 	if err != nil {
 		return err
 	}
@@ -109,7 +104,7 @@ func (d *proc) startCluster() error {
 		return 0
 	})
 	d.shared, d.limiter = shared, shared.NewLimiter(d.file.Limits)
-	d.log.Info("cluster state in Redis", "instance", instance, "up", shared.Up())
+	d.log.Info("cluster state in Redis", "instance", shared.Instance(), "up", shared.Up())
 	return nil
 }
 
