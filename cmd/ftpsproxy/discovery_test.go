@@ -200,3 +200,57 @@ address = "farm.test:%d"
 		t.Fatal("failure not logged")
 	}
 }
+
+// TestDNSDiscoverySRV: a pool with only pool.srv takes its backends from the SRV records;
+// sessions go to the best priority while it has a backend up, and to the next one when that
+// backend's server dies.
+func TestDNSDiscoverySRV(t *testing.T) {
+	dnsSrv := dnstest.Start(t)
+	port := peers.FreePort(t)
+	a := peers.StartVsftpd(t, peers.Options{Addr: "127.0.0.2:" + strconv.Itoa(port)})
+	b := peers.StartVsftpd(t, peers.Options{Addr: "127.0.0.3:" + strconv.Itoa(port)})
+	data := make([]byte, 64<<10)
+	rand.Read(data)
+	want := sha256.Sum256(data)
+	a.WriteFile(t, "f.bin", data)
+	b.WriteFile(t, "f.bin", data)
+	p := strconv.Itoa(port)
+	dnsSrv.Set(t, "_ftp._tcp.farm.test", "SRV 10 5 "+p+" a.farm.test.", "SRV 20 5 "+p+" b.farm.test.")
+	dnsSrv.Set(t, "a.farm.test", "A 127.0.0.2")
+	dnsSrv.Set(t, "b.farm.test", "A 127.0.0.3")
+	d, _ := startDaemon(t, fmt.Sprintf(`
+[[listener]]
+address = "127.0.0.1:%d"
+
+[[pool]]
+name = "farm"
+srv = "_ftp._tcp.farm.test"
+health_interval = "200ms"
+health_fall = 1
+`, peers.FreePort(t)), dnsSrv.Resolver())
+	proxyAddr := d.srv.Addrs()[0].String()
+	session := func() {
+		t.Helper()
+		c := login(t, proxyAddr)
+		defer c.Quit()
+		if retrSum(t, c, "f.bin") != want {
+			t.Fatal("sha256 mismatch")
+		}
+	}
+	for range 3 {
+		session()
+	}
+	va, _ := backendByAddr(d, a.Addr)
+	vb, _ := backendByAddr(d, b.Addr)
+	if va.Backend == nil || vb.Backend == nil || va.Backend.Total() != 3 || vb.Backend.Total() != 0 {
+		t.Fatalf("with both up, sessions on priority 10 and 20: %+v", d.reg.Backends())
+	}
+	a.Stop()
+	waitFor(t, "A down", func() bool { return !va.Backend.Healthy() })
+	for range 2 {
+		session()
+	}
+	if vb.Backend.Total() != 2 {
+		t.Fatalf("with priority 10 down, priority 20 got %d sessions, want 2", vb.Backend.Total())
+	}
+}
