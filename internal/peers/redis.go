@@ -2,7 +2,6 @@ package peers
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -124,23 +122,3 @@ func (r *Redis) Pause() { syscall.Kill(-r.proc.cmd.Process.Pid, syscall.SIGSTOP)
 
 // Resume continues a paused server.
 func (r *Redis) Resume() { syscall.Kill(-r.proc.cmd.Process.Pid, syscall.SIGCONT) }
-
-// SyncBuffer is a log sink that goroutines may write to while a test reads it.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write implements io.Writer.
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// String returns what was written so far.
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
