@@ -126,9 +126,11 @@ func inNetNS(ns string, fn func()) error {
 		return err
 	}
 	fn()
-	if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-		runtime.UnlockOSThread()
-	} // else the thread stays locked, and ends with this goroutine
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		// The thread stays locked (Go ends it with its goroutine), and the test fails.
+		return fmt.Errorf("back to the test's namespace: %w", err)
+	}
+	runtime.UnlockOSThread()
 	return nil
 }
 
