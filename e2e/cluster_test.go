@@ -142,6 +142,9 @@ func nsDialer(ns, src string) func(ctx context.Context, network, addr string) (n
 			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
 		}
 		if nerr := inNetNS(ns, func() { c, err = d.DialContext(ctx, network, addr) }); nerr != nil {
+			if c != nil {
+				c.Close()
+			}
 			return nil, nerr
 		}
 		return c, err
