@@ -3,6 +3,7 @@ package balancer
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"reflect"
@@ -143,5 +144,22 @@ func TestDiscoverySRV(t *testing.T) {
 	p.Backends[1].SetAdmin(AdminEnabled)
 	if o := p.Order(c); len(o) != 1 || o[0].Config.Address != "192.0.2.2:2122" {
 		t.Fatalf("priority 10 back: %v", o)
+	}
+}
+
+// TestDiscoveryBounded: an answer with more addresses than maxDiscovered (a hostile or broken
+// DNS server) yields maxDiscovered backends.
+func TestDiscoveryBounded(t *testing.T) {
+	srv := dnstest.Start(t)
+	var rrs []string
+	for i := range 300 {
+		rrs = append(rrs, fmt.Sprintf("A 10.0.%d.%d", i/250, 1+i%250))
+	}
+	srv.Set(t, "many.test", rrs...)
+	d := NewDiscovery(srv.Resolver(), slog.New(slog.DiscardHandler))
+	pcs := []PoolConfig{{Name: "p", Backends: []BackendConfig{{Address: "many.test:21"}}}}
+	d.Resolve(context.Background(), pcs, true)
+	if n := len(d.Expand(pcs)[0].Backends); n != maxDiscovered {
+		t.Fatalf("%d backends from 300 addresses, want %d", n, maxDiscovered)
 	}
 }

@@ -122,6 +122,15 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 			}
 		}
 	}
+	if w.LocalAddr().Network() == "udp" {
+		// As a real server does: what does not fit the client's buffer is cut, with TC set,
+		// and the client asks again over TCP.
+		size := dns.MinMsgSize
+		if opt := q.IsEdns0(); opt != nil {
+			size = int(opt.UDPSize())
+		}
+		m.Truncate(size)
+	}
 	w.WriteMsg(m)
 }
 
