@@ -21,6 +21,13 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/internal/peers"
 )
 
+// testListen returns the [[listener]] and [data] tables of a test config: free ports for the
+// listener and the passive range, which must not overlap (the config refuses it).
+func testListen(t *testing.T) string {
+	r := peers.FreePortRange(t, 20)
+	return fmt.Sprintf("[[listener]]\naddress = \"127.0.0.1:%d\"\n\n[data]\nport_range = \"%d-%d\"\n", peers.FreePort(t), r[0], r[1])
+}
+
 // startDaemon runs the daemon (what serve runs, without the upgrader's socket handover) on
 // the config text cfg with DNS questions sent to resolver, until the test ends.
 func startDaemon(t *testing.T, cfg string, resolver balancer.Resolver) (*proc, *peers.SyncBuffer) {
@@ -126,10 +133,7 @@ func TestDNSDiscovery(t *testing.T) {
 	b.WriteFile(t, "f.bin", data)
 	dnsSrv.Set(t, "farm.test", "A 127.0.0.2")
 
-	d, logs := startDaemon(t, fmt.Sprintf(`
-[[listener]]
-address = "127.0.0.1:%d"
-
+	d, logs := startDaemon(t, testListen(t)+fmt.Sprintf(`
 [[pool]]
 name = "farm"
 health_interval = "200ms"
@@ -138,7 +142,7 @@ resolve_interval = "200ms"
 
 [[pool.backend]]
 address = "farm.test:%d"
-`, peers.FreePort(t), port), dnsSrv.Resolver())
+`, port), dnsSrv.Resolver())
 	proxyAddr := d.srv.Addrs()[0].String()
 	addrA, addrB, addrDead := a.Addr, b.Addr, "127.0.0.4:"+strconv.Itoa(port)
 
@@ -218,16 +222,13 @@ func TestDNSDiscoverySRV(t *testing.T) {
 	dnsSrv.Set(t, "_ftp._tcp.farm.test", "SRV 10 5 "+p+" a.farm.test.", "SRV 20 5 "+p+" b.farm.test.")
 	dnsSrv.Set(t, "a.farm.test", "A 127.0.0.2")
 	dnsSrv.Set(t, "b.farm.test", "A 127.0.0.3")
-	d, _ := startDaemon(t, fmt.Sprintf(`
-[[listener]]
-address = "127.0.0.1:%d"
-
+	d, _ := startDaemon(t, testListen(t)+`
 [[pool]]
 name = "farm"
 srv = "_ftp._tcp.farm.test"
 health_interval = "200ms"
 health_fall = 1
-`, peers.FreePort(t)), dnsSrv.Resolver())
+`, dnsSrv.Resolver())
 	proxyAddr := d.srv.Addrs()[0].String()
 	session := func() {
 		t.Helper()
