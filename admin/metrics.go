@@ -320,8 +320,8 @@ func (m *Metrics) PortsExhausted() {
 	m.portsExhausted.Inc()
 }
 
-// RateLimited counts a connection or login refused by a rate limit. It is not yet part of
-// proxy.Observer.
+// RateLimited implements proxy.Observer: it counts a login refused by the rate limit (the
+// proxy reports such a PASS only here, not also as a Login outcome).
 func (m *Metrics) RateLimited() {
 	if m == nil {
 		return

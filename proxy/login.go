@@ -65,6 +65,12 @@ func (s *session) login(pass string) error {
 		s.srv.obs.Login("failed")
 		return s.writeLine(replyLoginBad)
 	}
+	return s.loggedInTo(conn, b, pool, why, rep)
+}
+
+// loggedInTo finishes a login the backend accepted: PBSZ/PROT toward a TLS backend, the
+// session's backend leg set, the backend's 230 relayed.
+func (s *session) loggedInTo(conn net.Conn, b *balancer.Backend, pool *balancer.Pool, why string, rep Reply) error {
 	if s.bTLS != nil {
 		if err := s.protectBackend(conn); err != nil {
 			conn.Close()
@@ -105,7 +111,7 @@ func (s *session) relayAcct(conn net.Conn) (Reply, error) {
 			continue
 		}
 		if cmd.Verb != "ACCT" {
-			if err := s.writeLine("503 ACCT expected."); err != nil {
+			if err := s.writeLine(replyAcctExpected); err != nil {
 				return Reply{}, err
 			}
 			continue

@@ -14,15 +14,16 @@ type Observer interface {
 	SessionEnded(listener, backend string)
 	// BackendSession reports a session placed on a backend (after login succeeded).
 	BackendSession(pool, backend string)
-	// Login reports a PASS outcome: "ok", "failed" (530), "error" (backend trouble) or
-	// "rate_limited".
+	// Login reports the outcome of a PASS that reached the backend stage: "ok", "failed"
+	// (530) or "error" (backend trouble). A PASS refused by the rate limit is reported once,
+	// by RateLimited, not here.
 	Login(outcome string)
 	// Closed421 reports a session ended with a 421 of cause.
 	Closed421(cause Cause)
 	// DataRefused reports a data connection refused: "foreign_peer" (passive connection from
 	// another address) or "bounce" (PORT/EPRT to another address or a privileged port).
 	DataRefused(reason string)
-	// RateLimited reports a login refused by the login rate limit.
+	// RateLimited reports a login (PASS) refused by the login rate limit.
 	RateLimited()
 	// PortsExhausted reports a PASV/EPSV refused because the port range was used up.
 	PortsExhausted()
@@ -46,7 +47,7 @@ type TransferRecord struct {
 	Upload    bool // client to backend
 	ASCII     bool // TYPE A in force
 	TLS       bool // protected data connection toward the client
-	Complete  bool // the backend's final reply was 2xx and the relay had no error
+	Complete  bool // the backend's final reply was 2xx and the data pump had no error
 	Aborted   bool // ABOR from the client
 	ReplyCode int  // the backend's final reply code
 	SessionID string

@@ -63,8 +63,17 @@ type Limits struct {
 	LoginTimeout     time.Duration
 	BackendTimeout   time.Duration // connect plus greeting, per backend tried
 	TLSHandshake     time.Duration // each TLS handshake, either side
-	ShutdownGrace    time.Duration
+	// ShutdownGrace is how long a drain lets running transfers finish (zero:
+	// DefaultShutdownGrace); read through Grace.
+	ShutdownGrace time.Duration
+	// DataTimeout ends a transfer when no byte has moved on its data connections, in either
+	// direction, for this long; it is also the deadline for the backend's final reply once
+	// the data has ended (zero: DefaultDataTimeout).
+	DataTimeout time.Duration
 }
+
+// Grace returns ShutdownGrace, or its default when unset.
+func (l Limits) Grace() time.Duration { return orDefault(l.ShutdownGrace, DefaultShutdownGrace) }
 
 // Route sends sessions whose USER (and/or HOST) matches to a pool. Globs use path.Match.
 type Route struct {
@@ -116,18 +125,32 @@ func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, s
 	return c.pool(lc.Pool), "listener"
 }
 
+// Defaults of the Limits that the binary reads too (limits.shutdown_grace,
+// limits.data_timeout), used where a Config leaves them zero.
+const (
+	DefaultShutdownGrace = 60 * time.Second
+	DefaultDataTimeout   = 5 * time.Minute // as vsftpd's data_connection_timeout
+)
+
 // Default timeouts, used where a Config leaves a duration zero.
 const (
 	defaultConnectTimeout = 30 * time.Second
 	defaultIdleTimeout    = 15 * time.Minute
 	defaultLoginTimeout   = 60 * time.Second
 	defaultBackendTimeout = 10 * time.Second
-	defaultShutdownGrace  = 60 * time.Second
 	defaultTLSHandshake   = 10 * time.Second
 	writeTimeout          = 30 * time.Second
 	lingerTimeout         = 5 * time.Second
 	abortReplyTimeout     = 10 * time.Second
 )
+
+func (s *session) connectTimeout() time.Duration {
+	return orDefault(s.cfg.Data.ConnectTimeout, defaultConnectTimeout)
+}
+
+func (s *session) dataTimeout() time.Duration {
+	return orDefault(s.cfg.Limits.DataTimeout, DefaultDataTimeout)
+}
 
 func orDefault(d, def time.Duration) time.Duration {
 	if d > 0 {

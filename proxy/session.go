@@ -188,7 +188,7 @@ func (s *session) teardown() {
 
 var errQuit = errors.New("client quit")
 
-// serve runs the phases of the session: greeting, login, relay.
+// serve runs the phases of the session: greeting, login, then the logged-in phase.
 func (s *session) serve() error {
 	if s.lc.ProxyProtocol {
 		if err := s.readProxyHeader(); err != nil {
@@ -218,9 +218,9 @@ func (s *session) serve() error {
 	}
 	banner := s.lc.Banner
 	if banner == "" {
-		banner = "FTP proxy ready"
+		banner = defaultBanner
 	}
-	if err := s.writeLine("220 " + banner); err != nil {
+	if err := s.writeLine(fmt.Sprintf(replyGreetingFmt, banner)); err != nil {
 		return err
 	}
 
@@ -236,7 +236,7 @@ func (s *session) serve() error {
 	if err != nil {
 		return err
 	}
-	return s.relay()
+	return s.serveLoggedIn()
 }
 
 // writeLine sends one reply line to the client. Only the owner goroutine writes.
@@ -322,7 +322,7 @@ func (s *session) preLogin() error {
 				break
 			}
 			if cmd.Arg == "" {
-				err = s.writeLine("501 USER needs a user name.")
+				err = s.writeLine(replyUserNeeded)
 				break
 			}
 			s.user = cmd.Arg
@@ -335,7 +335,6 @@ func (s *session) preLogin() error {
 			}
 			if !s.srv.logins.Load().allow(s.clientAddr.Addr().String(), s.user, time.Now()) {
 				s.log.Warn("login rate limit exceeded")
-				s.srv.obs.Login("rate_limited")
 				s.srv.obs.RateLimited()
 				return end421(CauseLoginRate, errors.New("login rate limit"))
 			}
@@ -383,7 +382,7 @@ func (s *session) localCommand(cmd Command) (bool, error) {
 	if !s.loggedIn && reply == "" {
 		switch cmd.Verb {
 		case "FEAT":
-			return true, s.writeRaw([]byte(s.preLoginFeat()))
+			return true, s.writeRaw(feat(s.offersTLS(), nil))
 		case "OPTS":
 			if strings.EqualFold(strings.TrimSpace(cmd.Arg), "UTF8 ON") || strings.EqualFold(strings.TrimSpace(cmd.Arg), "UTF8") {
 				s.utf8 = true
@@ -398,8 +397,7 @@ func (s *session) localCommand(cmd Command) (bool, error) {
 		case "CLNT":
 			reply = replyClnt
 		case "HELP":
-			return true, s.writeRaw([]byte("214-The following commands are recognized before login:\r\n" +
-				" USER PASS AUTH PBSZ PROT FEAT OPTS SYST NOOP HELP HOST CLNT QUIT\r\n214 Help OK.\r\n"))
+			reply = replyHelp
 		case "QUIT":
 			s.writeLine(replyGoodbye)
 			return true, errQuit
@@ -411,17 +409,8 @@ func (s *session) localCommand(cmd Command) (bool, error) {
 	return true, s.writeLine(reply)
 }
 
-// preLoginFeat is the proxy's own FEAT reply before a backend is chosen: only the features it
-// implements itself, so no client is promised what the backend may lack.
-func (s *session) preLoginFeat() string {
-	var b strings.Builder
-	b.WriteString("211-Features:\r\n")
-	if s.lc.TLS != "" && s.lc.TLS != TLSNone {
-		b.WriteString(" AUTH TLS\r\n PBSZ\r\n PROT\r\n")
-	}
-	b.WriteString(" EPRT\r\n EPSV\r\n HOST\r\n UTF8\r\n211 End\r\n")
-	return b.String()
-}
+// offersTLS reports a listener that offers TLS to its clients (AUTH TLS or implicit).
+func (s *session) offersTLS() bool { return s.lc.TLS != "" && s.lc.TLS != TLSNone }
 
 // validHost accepts an RFC 7151 HOST argument: a DNS name or an IP literal, optionally in
 // brackets, with no port.

@@ -9,6 +9,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
 
 func (s *session) handshakeTimeout() time.Duration {
@@ -57,7 +59,7 @@ func (s *session) auth(arg string) error {
 	if s.cr.Buffered() > 0 {
 		return errPipelined
 	}
-	if err := s.writeLine("234 AUTH " + mech + " successful."); err != nil {
+	if err := s.writeLine(fmt.Sprintf(replyAuthOKFmt, mech)); err != nil {
 		return err
 	}
 	if err := s.upgradeClient(); err != nil {
@@ -75,10 +77,10 @@ func (s *session) pbsz(arg string) string {
 	}
 	arg = strings.TrimSpace(arg)
 	if arg == "" || strings.Trim(arg, "0123456789") != "" || len(arg) > 10 {
-		return "501 PBSZ needs a decimal number."
+		return replyPbszBad
 	}
 	s.pbszOK = true
-	return "200 PBSZ=0"
+	return replyPbszOK
 }
 
 // protCmd answers PROT.
@@ -92,14 +94,14 @@ func (s *session) protCmd(arg string) string {
 			return replyProtRequired
 		}
 		s.prot = 'C'
-		return "200 Protection level set to C."
+		return replyProtC
 	case "P":
 		s.prot = 'P'
-		return "200 Protection level set to P."
+		return replyProtP
 	case "S", "E":
 		return replyProtLevel
 	}
-	return "504 Unknown protection level."
+	return replyProtUnknown
 }
 
 // clientDataTLS runs the server-side handshake on a protected client data connection and
@@ -116,12 +118,10 @@ func (s *session) clientDataTLS(c net.Conn, upload bool) (net.Conn, error) {
 	}
 	if s.cfg.RequireDataReuse && !s.bind.Resumed(tc) {
 		tc.Close()
-		return nil, errNotResumed
+		return nil, tlsterm.ErrNotResumed
 	}
 	return tc, nil
 }
-
-var errNotResumed = errors.New("client data TLS did not resume the control session")
 
 // backendTLS starts the client-side handshake toward a backend on c (control or data).
 func (s *session) backendTLS(ctx context.Context, c net.Conn) (*tls.Conn, error) {

@@ -283,7 +283,7 @@ func serve(path string, f *File, log *slog.Logger) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
-	grace := f.Limits.ShutdownGrace.Duration
+	grace := rt.cfg.Limits.Grace()
 	for {
 		select {
 		case err := <-served:
@@ -346,7 +346,7 @@ func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, l
 	old.stopHealth()
 	rt.startHealth(log)
 	log.Info("config reloaded", "pools", len(rt.cfg.Pools), "routes", len(rt.cfg.Routes))
-	return rt, f.Limits.ShutdownGrace.Duration
+	return rt, rt.cfg.Limits.Grace()
 }
 
 // newTLSServer builds the client-facing TLS from [tls]: certificate files or ACME.
