@@ -1,0 +1,344 @@
+package proxy_test
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/proxy"
+)
+
+// slotReleaseBound is how soon a session whose client left must have given its backend slot
+// back (issue 13: "backend slot released within 1 s").
+const slotReleaseBound = time.Second
+
+// stallProxy starts a proxy in front of one scripted backend limited to two sessions, with
+// the issue's idle_timeout of 3 s and the given data_timeout (0: the default, 5 minutes).
+func stallProxy(t *testing.T, be *xferBackend, dataTimeout time.Duration, mode string) (*testProxy, *balancer.Backend) {
+	t.Helper()
+	bc := plainBackend(be.addr())
+	bc.MaxSessions = 2
+	if mode != "" {
+		bc.DataMode = mode
+	}
+	p := startProxy(t, []balancer.BackendConfig{bc}, func(c *proxy.Config, _ *balancer.PoolConfig) {
+		c.Limits.IdleTimeout = 3 * time.Second
+		c.Limits.DataTimeout = dataTimeout
+	})
+	return p, p.srv.Config().Pools[0].Backends[0]
+}
+
+// startRetr logs in, opens a passive data connection and sends RETR name; it returns the
+// control and data connections once the 150 has arrived.
+func startRetr(t *testing.T, addr, name string) (*rawConn, net.Conn) {
+	t.Helper()
+	rc := dialRaw(t, addr)
+	rc.login()
+	line := rc.cmd("EPSV", 229)
+	dc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(pasvPort(t, line)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dc.Close() })
+	rc.cmd("RETR "+name, 150)
+	return rc, dc
+}
+
+// goodRetr downloads name over a new data connection and checks it against want by sha256.
+func goodRetr(t *testing.T, rc *rawConn, name string, want []byte) {
+	t.Helper()
+	line := rc.cmd("EPSV", 229)
+	dc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(pasvPort(t, line)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	rc.cmd("RETR "+name, 150)
+	dc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(dc)
+	if err != nil {
+		t.Fatalf("reading %s: %v", name, err)
+	}
+	rc.expect(226)
+	if sha(got) != sha(want) {
+		t.Fatalf("%s: %d bytes, sha256 differs from the %d sent", name, len(got), len(want))
+	}
+}
+
+// stallScripts are the backends of issue 13 item 3 that stall a transfer. RETR good always
+// works, so a later session can prove the proxy still serves.
+var stallScripts = map[string]func(s *xferSess, verb, arg string){
+	"silent after 150": func(s *xferSess, verb, arg string) {
+		if serveGood(s, arg) {
+			return
+		}
+		s.reply("150 Opening data connection.")
+		s.rawData() // and nothing more
+	},
+	"226 but data kept open": func(s *xferSess, verb, arg string) {
+		if serveGood(s, arg) {
+			return
+		}
+		s.reply("150 Opening data connection.")
+		if c := s.rawData(); c != nil {
+			c.Write(sizedPayload(64 << 10))
+		}
+		s.reply("226 Transfer complete.")
+	},
+	"data but no final reply": func(s *xferSess, verb, arg string) {
+		if serveGood(s, arg) {
+			return
+		}
+		s.reply("150 Opening data connection.")
+		if c := s.rawData(); c != nil {
+			c.Write(sizedPayload(64 << 10))
+			c.Close()
+		}
+	},
+	"client stops reading": func(s *xferSess, verb, arg string) {
+		if serveGood(s, arg) {
+			return
+		}
+		s.reply("150 Opening data connection.")
+		if c := s.rawData(); c != nil {
+			c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			c.Write(sizedPayload(256 << 20)) // blocks once every buffer on the way is full
+		}
+	},
+}
+
+// goodFile is what RETR good serves.
+var goodFile = sizedPayload(3<<20 + 17)
+
+func serveGood(s *xferSess, arg string) bool {
+	if arg != "good" {
+		return false
+	}
+	s.serveFile(goodFile)
+	return true
+}
+
+// TestClientLeavesDuringStalledTransfer (issue 13 item 3): in every variant the client reads
+// the 150 and leaves: it closes both connections, or, when it stopped reading, only its
+// control connection. The session must end at once: the backend gets ABOR then QUIT and its
+// slot is released within 1 s, the cause is logged, and with max_sessions = 2 a new login
+// after two abandoned sessions succeeds and transfers.
+func TestClientLeavesDuringStalledTransfer(t *testing.T) {
+	for name, script := range stallScripts {
+		t.Run(name, func(t *testing.T) {
+			be := startXferBackend(t, false, script)
+			p, b := stallProxy(t, be, 0, "")
+			for i := 0; i < 2; i++ {
+				rc, dc := startRetr(t, p.addr, "stall")
+				if name == "client stops reading" {
+					time.Sleep(200 * time.Millisecond) // let the buffers fill
+				} else {
+					dc.Close()
+				}
+				left := time.Now()
+				rc.c.Close()
+				waitFor(t, 5*time.Second, func() bool { return b.Active() == i })
+				if d := time.Since(left); d > slotReleaseBound {
+					t.Fatalf("backend slot released %v after the client left, want within %v", d, slotReleaseBound)
+				}
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			for strings.Count(be.saw(), "RETR,ABOR,QUIT") != 2 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if saw := be.saw(); strings.Count(saw, "RETR,ABOR,QUIT") != 2 {
+				t.Fatalf("backend saw %s, want RETR then ABOR then QUIT for both sessions", saw)
+			}
+			if n := strings.Count(p.logs.String(), `msg="client left during a transfer"`); n != 2 {
+				t.Fatalf("%d sessions logged the client leaving, want 2", n)
+			}
+			rc := dialRaw(t, p.addr)
+			rc.login()
+			goodRetr(t, rc, "good", goodFile)
+			rc.cmd("QUIT", 221)
+		})
+	}
+}
+
+// TestDataTimeout (issue 13 item 3, limits.data_timeout): a client that stays gets 426 once
+// no byte has moved on the data connections for data_timeout, the backend gets ABOR, and the
+// session goes on when the backend answers it. When the data ended but the final reply never
+// comes, the same deadline ends the session under the 421 policy.
+func TestDataTimeout(t *testing.T) {
+	const dataTimeout = 700 * time.Millisecond
+	for _, name := range []string{"silent after 150", "226 but data kept open"} {
+		t.Run(name, func(t *testing.T) {
+			be := startXferBackend(t, false, stallScripts[name])
+			p, _ := stallProxy(t, be, dataTimeout, "")
+			rc, dc := startRetr(t, p.addr, "stall")
+			start := time.Now()
+			dc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			io.Copy(io.Discard, dc)
+			rc.expect(426)
+			if d := time.Since(start); d < dataTimeout || d > dataTimeout+2*time.Second {
+				t.Fatalf("426 after %v, want after data_timeout %v and within 2 s more", d, dataTimeout)
+			}
+			rc.cmd("NOOP", 200)
+			if saw := be.saw(); !strings.Contains(saw, "RETR,ABOR,NOOP") {
+				t.Fatalf("backend saw %s, want ABOR after the stalled RETR", saw)
+			}
+			if !strings.Contains(p.logs.String(), "transfer stalled: no data moved") {
+				t.Fatal("the stall is not logged")
+			}
+			goodRetr(t, rc, "good", goodFile)
+		})
+	}
+	t.Run("data but no final reply", func(t *testing.T) {
+		be := startXferBackend(t, false, stallScripts["data but no final reply"])
+		p, b := stallProxy(t, be, dataTimeout, "")
+		rc, dc := startRetr(t, p.addr, "stall")
+		dc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, _ := io.ReadAll(dc)
+		if sha(got) != sha(sizedPayload(64<<10)) {
+			t.Fatalf("got %d bytes of data, want the 64 KiB sent", len(got))
+		}
+		ended := time.Now()
+		expectReplies(t, rc, "426 Connection closed; transfer aborted.",
+			"421 Service not available, closing control connection")
+		if d := time.Since(ended); d < dataTimeout || d > dataTimeout+2*time.Second {
+			t.Fatalf("421 after %v, want after data_timeout %v and within 2 s more", d, dataTimeout)
+		}
+		waitFor(t, slotReleaseBound, func() bool { return b.Active() == 0 })
+		if !strings.Contains(p.logs.String(), "no final reply from the backend") {
+			t.Fatal("the cause is not logged")
+		}
+	})
+}
+
+// expectReplies reads until the proxy closes the connection and fails unless exactly lines
+// arrived.
+func expectReplies(t *testing.T, rc *rawConn, lines ...string) {
+	t.Helper()
+	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	rest, err := io.ReadAll(rc.r.R)
+	if err != nil {
+		t.Fatalf("reading until close: %v (got %q)", err, rest)
+	}
+	if want := strings.Join(lines, "\r\n") + "\r\n"; string(rest) != want {
+		t.Fatalf("got %q, want exactly %q then close", rest, want)
+	}
+}
+
+// TestHeldRepliesBounded (issue 13 item 2): a backend that answers RETR with 150, takes the
+// data connection, sends no data and then writes ~1 MB multi-line replies again and again
+// ends its session under the 421 policy once more than 64 KiB of replies wait for the data;
+// the proxy stops reading it after a few MiB, where it would otherwise have taken 400 MiB.
+func TestHeldRepliesBounded(t *testing.T) {
+	written := make(chan int64, 1)
+	be := startXferBackend(t, false, func(s *xferSess, verb, arg string) {
+		s.reply("150 Opening data connection.")
+		s.rawData()
+		line := "150-" + strings.Repeat("x", 996) + "\r\n"
+		reply := strings.Repeat(line, 1000) + "150 end\r\n" // 1,000,009 bytes: under the framer's 1 MiB
+		var total int64
+		for total < 400<<20 {
+			s.wmu.Lock()
+			s.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			n, err := io.WriteString(s.c, reply)
+			s.wmu.Unlock()
+			total += int64(n)
+			if err != nil {
+				break
+			}
+		}
+		written <- total
+	})
+	p, b := stallProxy(t, be, 0, "")
+	rc, _ := startRetr(t, p.addr, "flood")
+	expectReplies(t, rc, "426 Connection closed; transfer aborted.",
+		"421 Service not available, closing control connection")
+	waitFor(t, slotReleaseBound, func() bool { return b.Active() == 0 })
+	var total int64
+	select {
+	case total = <-written:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the backend could still write after the session ended")
+	}
+	t.Logf("the backend wrote %.1f MiB before the proxy closed its connection", float64(total)/(1<<20))
+	if total > 16<<20 {
+		t.Fatalf("the backend wrote %d bytes before the session ended; want a few MiB at most", total)
+	}
+	if !strings.Contains(p.logs.String(), "backend replies held during a transfer over 65536 bytes") {
+		t.Fatal("the cause is not logged")
+	}
+}
+
+// resetOnce resets the data connection of RETR broken (as a server that breaks the data TLS
+// handshake, sending no final reply, as pyftpdlib does) and serves RETR good.
+func resetBroken(s *xferSess, verb, arg string) {
+	if serveGood(s, arg) {
+		return
+	}
+	s.reply("150 Opening data connection.")
+	s.resetData()
+}
+
+// TestBackendDataLegFailureRaw (issue 19 item 1): the backend's data TLS handshake is reset,
+// passive and active backend legs, the client in plain FTP and under PROT P. The client gets
+// 425 within 1 s, the backend gets ABOR, and the session goes on: the next transfer works.
+func TestBackendDataLegFailureRaw(t *testing.T) {
+	for _, mode := range []string{balancer.DataPassive, balancer.DataActive} {
+		for _, prot := range []bool{false, true} {
+			t.Run(mode+"/prot_p="+strconv.FormatBool(prot), func(t *testing.T) {
+				be := startXferBackend(t, true, resetBroken)
+				opts := []proxyOpt{func(c *proxy.Config, pc *balancer.PoolConfig) {
+					pc.Backends[0].DataMode = mode
+					pc.Backends[0].TLS = balancer.TLSExplicit
+					pc.Backends[0].TLSConfig = &tls.Config{InsecureSkipVerify: true}
+				}}
+				var cc *tls.Config
+				if prot {
+					opt, c := withTLS(t, proxy.TLSExplicit, false)
+					opts, cc = append(opts, opt), c
+				}
+				p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr())}, opts...)
+				rc := dialRaw(t, p.addr)
+				if prot {
+					rc.cmd("AUTH TLS", 234)
+					tc := tls.Client(rc.c, cc)
+					rc.c, rc.r = tc, newTextReader(tc)
+					rc.cmd("PBSZ 0", 200)
+					rc.cmd("PROT P", 200)
+				}
+				rc.login()
+				line := rc.cmd("EPSV", 229)
+				dc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(pasvPort(t, line)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer dc.Close()
+				rc.cmd("RETR broken", 150)
+				if prot {
+					tc := tls.Client(dc, cc)
+					if err := tc.Handshake(); err != nil {
+						t.Fatal(err)
+					}
+					dc = tc
+				}
+				start := time.Now()
+				rc.expect(425)
+				if d := time.Since(start); d > time.Second {
+					t.Fatalf("425 after %v, want within 1 s", d)
+				}
+				rc.cmd("NOOP", 200)
+				if saw := be.saw(); !strings.Contains(saw, "RETR,ABOR,NOOP") {
+					t.Fatalf("backend saw %s, want ABOR after the failed RETR", saw)
+				}
+				if !prot {
+					goodRetr(t, rc, "good", goodFile)
+				}
+				rc.cmd("QUIT", 221)
+			})
+		}
+	}
+}
