@@ -1,15 +1,20 @@
 package proxy_test
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/internal/peers"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
 
@@ -39,25 +44,28 @@ func startRetr(t *testing.T, addr, name string) (*rawConn, net.Conn) {
 	t.Helper()
 	rc := dialRaw(t, addr)
 	rc.login()
-	line := rc.cmd("EPSV", 229)
-	dc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(pasvPort(t, line)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dc.Close() })
+	dc := dialEPSV(t, rc)
 	rc.cmd("RETR "+name, 150)
 	return rc, dc
 }
 
-// goodRetr downloads name over a new data connection and checks it against want by sha256.
-func goodRetr(t *testing.T, rc *rawConn, name string, want []byte) {
+// dialEPSV sends EPSV and connects to the port announced; the connection is closed when the
+// test ends.
+func dialEPSV(t *testing.T, rc *rawConn) net.Conn {
 	t.Helper()
 	line := rc.cmd("EPSV", 229)
 	dc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(pasvPort(t, line)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dc.Close()
+	t.Cleanup(func() { dc.Close() })
+	return dc
+}
+
+// goodRetr downloads name over a new data connection and checks it against want by sha256.
+func goodRetr(t *testing.T, rc *rawConn, name string, want []byte) {
+	t.Helper()
+	dc := dialEPSV(t, rc)
 	rc.cmd("RETR "+name, 150)
 	dc.SetReadDeadline(time.Now().Add(20 * time.Second))
 	got, err := io.ReadAll(dc)
@@ -311,12 +319,7 @@ func TestBackendDataLegFailureRaw(t *testing.T) {
 					rc.cmd("PROT P", 200)
 				}
 				rc.login()
-				line := rc.cmd("EPSV", 229)
-				dc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(pasvPort(t, line)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer dc.Close()
+				dc := dialEPSV(t, rc)
 				rc.cmd("RETR broken", 150)
 				if prot {
 					tc := tls.Client(dc, cc)
@@ -338,6 +341,139 @@ func TestBackendDataLegFailureRaw(t *testing.T) {
 					goodRetr(t, rc, "good", goodFile)
 				}
 				rc.cmd("QUIT", 221)
+			})
+		}
+	}
+}
+
+// TestClientLeavesFrozenVsftpd (issue 13 item 3): a real vsftpd is SIGSTOPped in the middle of
+// a large RETR and the client leaves. The session ends at once and the backend slot is
+// released within 1 s although the server cannot answer; after two such sessions on a
+// backend with max_sessions = 2, a new login succeeds and transfers (sha256).
+func TestClientLeavesFrozenVsftpd(t *testing.T) {
+	vs := peers.StartVsftpd(t, peers.Options{})
+	big := sizedPayload(64 << 20)
+	vs.WriteFile(t, "big.bin", big)
+	t.Cleanup(func() { vs.Signal(syscall.SIGCONT) })
+	bc := plainBackend(vs.Addr)
+	bc.MaxSessions = 2
+	p := startProxy(t, []balancer.BackendConfig{bc}, func(c *proxy.Config, _ *balancer.PoolConfig) {
+		c.Limits.IdleTimeout = 3 * time.Second
+	})
+	b := p.srv.Config().Pools[0].Backends[0]
+	for i := 0; i < 2; i++ {
+		rc := dialRaw(t, p.addr)
+		rc.cmd("USER "+peers.User, 331)
+		rc.cmd("PASS "+peers.Password, 230)
+		rc.cmd("TYPE I", 200)
+		dc := dialEPSV(t, rc)
+		rc.cmd("RETR big.bin", 150)
+		if _, err := io.ReadFull(dc, make([]byte, 1<<20)); err != nil {
+			t.Fatal(err)
+		}
+		if err := vs.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // the buffers on the way fill; nothing moves
+		dc.Close()
+		left := time.Now()
+		rc.c.Close()
+		waitFor(t, 5*time.Second, func() bool { return b.Active() == 0 })
+		if d := time.Since(left); d > slotReleaseBound {
+			t.Fatalf("backend slot released %v after the client left, want within %v", d, slotReleaseBound)
+		}
+		if err := vs.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(p.logs.String(), `msg="client left during a transfer"`); n != 2 {
+		t.Fatalf("%d sessions logged the client leaving, want 2", n)
+	}
+	rc := dialRaw(t, p.addr)
+	rc.cmd("USER "+peers.User, 331)
+	rc.cmd("PASS "+peers.Password, 230)
+	rc.cmd("TYPE I", 200)
+	goodRetr(t, rc, "big.bin", big)
+	rc.cmd("QUIT", 221)
+}
+
+// legFailureClients run a real client that downloads "broken" (its backend data connection
+// is reset) then "good" in one session, into dir/good.
+var legFailureClients = map[string]func(ctx context.Context, addr, dir string) (string, error){
+	"curl": func(ctx context.Context, addr, dir string) (string, error) {
+		// One curl run, two URLs on one connection; curl's exit status is the last
+		// transfer's, and it reports the broken one on stderr.
+		out, err := peers.Curl(ctx, "--user", demoUser+":"+demoPass,
+			"ftp://"+addr+"/broken", "-o", filepath.Join(dir, "broken"),
+			"ftp://"+addr+"/good", "-o", filepath.Join(dir, "good"))
+		if err == nil && !strings.Contains(out, "got 425") {
+			return out, errors.New("curl reported no 425 for the broken transfer")
+		}
+		return out, err
+	},
+	"lftp": func(ctx context.Context, addr, dir string) (string, error) {
+		return peers.Lftp(ctx, "set cmd:fail-exit no\nset ftp:ssl-allow no\n"+
+			"open -u "+demoUser+","+demoPass+" ftp://"+addr+"\n"+
+			"get broken -o "+filepath.Join(dir, "broken")+"\n"+
+			"get good -o "+filepath.Join(dir, "good")+"\nbye")
+	},
+	"ftplib": func(ctx context.Context, addr, dir string) (string, error) {
+		host, port, _ := net.SplitHostPort(addr)
+		return peers.Python(ctx, `
+import ftplib, sys
+f = ftplib.FTP()
+f.connect(sys.argv[1], int(sys.argv[2]), timeout=30)
+f.login(sys.argv[3], sys.argv[4])
+try:
+    f.retrbinary("RETR broken", lambda b: None)
+    sys.exit("broken: no error")
+except ftplib.error_temp as e:
+    print("broken:", e)
+with open(sys.argv[5], "wb") as out:
+    f.retrbinary("RETR good", out.write)
+f.quit()
+`, host, port, demoUser, demoPass, filepath.Join(dir, "good"))
+	},
+}
+
+// TestBackendDataLegFailureClients (issue 19 item 1) runs curl, lftp and ftplib through the
+// proxy to a backend reached with explicit TLS whose data handshake is reset on purpose, with
+// passive and active backend legs. Each client gets its failure at once (a client that waited
+// for a reply the backend never sends would hang until its own timeout), and its second
+// transfer in the same session arrives whole (sha256).
+func TestBackendDataLegFailureClients(t *testing.T) {
+	for _, mode := range []string{balancer.DataPassive, balancer.DataActive} {
+		for name, run := range legFailureClients {
+			t.Run(mode+"/"+name, func(t *testing.T) {
+				be := startXferBackend(t, true, resetBroken)
+				p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr())},
+					func(c *proxy.Config, pc *balancer.PoolConfig) {
+						pc.Backends[0].DataMode = mode
+						pc.Backends[0].TLS = balancer.TLSExplicit
+						pc.Backends[0].TLSConfig = &tls.Config{InsecureSkipVerify: true}
+					})
+				dir := t.TempDir()
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				start := time.Now()
+				out, err := run(ctx, p.addr, dir)
+				took := time.Since(start)
+				if err != nil {
+					t.Fatalf("%s: %v\n%s", name, err, out)
+				}
+				if took > 15*time.Second {
+					t.Fatalf("%s took %v: the failed transfer was not answered at once", name, took)
+				}
+				if got := fileSHA(t, filepath.Join(dir, "good")); got != sha(goodFile) {
+					t.Fatalf("good: sha256 %s, want %s", got, sha(goodFile))
+				}
+				saw := be.saw()
+				if strings.Count(saw, "USER") != 1 || !strings.Contains(saw, "RETR,ABOR") {
+					t.Fatalf("backend saw %s; want one session, ABOR after the broken RETR", saw)
+				}
+				if !strings.Contains(p.logs.String(), "backend data connection failed") {
+					t.Fatal("the data-leg failure is not logged")
+				}
 			})
 		}
 	}

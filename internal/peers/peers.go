@@ -128,6 +128,15 @@ type Server struct {
 	proc     *process
 }
 
+// Signal sends sig to the server's process group: the listener and every session process
+// it forked. SIGSTOP freezes the server in the middle of a transfer, SIGCONT thaws it.
+func (s *Server) Signal(sig syscall.Signal) error {
+	if s.proc == nil {
+		return errors.New("peers: server not running")
+	}
+	return syscall.Kill(-s.proc.cmd.Process.Pid, sig)
+}
+
 // Stop kills the server now, as a crash would (the whole process group: its sessions end
 // too). Starting a server again on the same Addr is the way to bring it back.
 func (s *Server) Stop() {
