@@ -24,18 +24,26 @@ const slotReleaseBound = time.Second
 
 // stallProxy starts a proxy in front of one scripted backend limited to two sessions, with
 // the issue's idle_timeout of 3 s and the given data_timeout (0: the default, 5 minutes).
-func stallProxy(t *testing.T, be *xferBackend, dataTimeout time.Duration, mode string) (*testProxy, *balancer.Backend) {
+func stallProxy(t *testing.T, be *xferBackend, dataTimeout time.Duration, opts ...proxyOpt) (*testProxy, *balancer.Backend) {
 	t.Helper()
 	bc := plainBackend(be.addr())
 	bc.MaxSessions = 2
-	if mode != "" {
-		bc.DataMode = mode
-	}
-	p := startProxy(t, []balancer.BackendConfig{bc}, func(c *proxy.Config, _ *balancer.PoolConfig) {
+	opts = append([]proxyOpt{func(c *proxy.Config, _ *balancer.PoolConfig) {
 		c.Limits.IdleTimeout = 3 * time.Second
 		c.Limits.DataTimeout = dataTimeout
-	})
+	}}, opts...)
+	p := startProxy(t, []balancer.BackendConfig{bc}, opts...)
 	return p, p.srv.Config().Pools[0].Backends[0]
+}
+
+// explicitTLSBackend makes the proxy reach its backend with explicit TLS (its self-signed
+// certificate not verified) and the given data mode.
+func explicitTLSBackend(mode string) proxyOpt {
+	return func(_ *proxy.Config, pc *balancer.PoolConfig) {
+		pc.Backends[0].DataMode = mode
+		pc.Backends[0].TLS = balancer.TLSExplicit
+		pc.Backends[0].TLSConfig = &tls.Config{InsecureSkipVerify: true}
+	}
 }
 
 // startRetr logs in, opens a passive data connection and sends RETR name; it returns the
@@ -140,7 +148,7 @@ func TestClientLeavesDuringStalledTransfer(t *testing.T) {
 	for name, script := range stallScripts {
 		t.Run(name, func(t *testing.T) {
 			be := startXferBackend(t, false, script)
-			p, b := stallProxy(t, be, 0, "")
+			p, b := stallProxy(t, be, 0)
 			for i := 0; i < 2; i++ {
 				rc, dc := startRetr(t, p.addr, "stall")
 				if name == "client stops reading" {
@@ -182,7 +190,7 @@ func TestDataTimeout(t *testing.T) {
 	for _, name := range []string{"silent after 150", "226 but data kept open"} {
 		t.Run(name, func(t *testing.T) {
 			be := startXferBackend(t, false, stallScripts[name])
-			p, _ := stallProxy(t, be, dataTimeout, "")
+			p, _ := stallProxy(t, be, dataTimeout)
 			rc, dc := startRetr(t, p.addr, "stall")
 			start := time.Now()
 			dc.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -203,7 +211,7 @@ func TestDataTimeout(t *testing.T) {
 	}
 	t.Run("data but no final reply", func(t *testing.T) {
 		be := startXferBackend(t, false, stallScripts["data but no final reply"])
-		p, b := stallProxy(t, be, dataTimeout, "")
+		p, b := stallProxy(t, be, dataTimeout)
 		rc, dc := startRetr(t, p.addr, "stall")
 		dc.SetReadDeadline(time.Now().Add(10 * time.Second))
 		got, _ := io.ReadAll(dc)
@@ -261,7 +269,7 @@ func TestHeldRepliesBounded(t *testing.T) {
 		}
 		written <- total
 	})
-	p, b := stallProxy(t, be, 0, "")
+	p, b := stallProxy(t, be, 0)
 	rc, _ := startRetr(t, p.addr, "flood")
 	expectReplies(t, rc, "426 Connection closed; transfer aborted.",
 		"421 Service not available, closing control connection")
@@ -299,11 +307,7 @@ func TestBackendDataLegFailureRaw(t *testing.T) {
 		for _, prot := range []bool{false, true} {
 			t.Run(mode+"/prot_p="+strconv.FormatBool(prot), func(t *testing.T) {
 				be := startXferBackend(t, true, resetBroken)
-				opts := []proxyOpt{func(c *proxy.Config, pc *balancer.PoolConfig) {
-					pc.Backends[0].DataMode = mode
-					pc.Backends[0].TLS = balancer.TLSExplicit
-					pc.Backends[0].TLSConfig = &tls.Config{InsecureSkipVerify: true}
-				}}
+				opts := []proxyOpt{explicitTLSBackend(mode)}
 				var cc *tls.Config
 				if prot {
 					opt, c := withTLS(t, proxy.TLSExplicit, false)
@@ -436,6 +440,26 @@ f.quit()
 	},
 }
 
+// TestBackendDataLegFailureNoAnswer (issue 19 item 1): when the backend answers neither the
+// broken transfer nor the ABOR that follows, the wait is bounded (by data_timeout here) and
+// the session ends under the 421 policy, with its cause logged.
+func TestBackendDataLegFailureNoAnswer(t *testing.T) {
+	be := startXferBackend(t, true, resetBroken)
+	be.silenceABOR()
+	p, b := stallProxy(t, be, 700*time.Millisecond, explicitTLSBackend(balancer.DataPassive))
+	rc, _ := startRetr(t, p.addr, "broken")
+	rc.expect(425)
+	start := time.Now()
+	expectReplies(t, rc, "421 Service not available, closing control connection")
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("421 after %v, want within data_timeout and a margin", d)
+	}
+	waitFor(t, slotReleaseBound, func() bool { return b.Active() == 0 })
+	if !strings.Contains(p.logs.String(), "no reply to ABOR from the backend") {
+		t.Fatal("the cause is not logged")
+	}
+}
+
 // TestBackendDataLegFailureClients (issue 19 item 1) runs curl, lftp and ftplib through the
 // proxy to a backend reached with explicit TLS whose data handshake is reset on purpose, with
 // passive and active backend legs. Each client gets its failure at once (a client that waited
@@ -446,12 +470,7 @@ func TestBackendDataLegFailureClients(t *testing.T) {
 		for name, run := range legFailureClients {
 			t.Run(mode+"/"+name, func(t *testing.T) {
 				be := startXferBackend(t, true, resetBroken)
-				p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr())},
-					func(c *proxy.Config, pc *balancer.PoolConfig) {
-						pc.Backends[0].DataMode = mode
-						pc.Backends[0].TLS = balancer.TLSExplicit
-						pc.Backends[0].TLSConfig = &tls.Config{InsecureSkipVerify: true}
-					})
+				p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr())}, explicitTLSBackend(mode))
 				dir := t.TempDir()
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()

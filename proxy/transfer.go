@@ -383,13 +383,13 @@ func (t *transfer) fail(reply, why string) error {
 }
 
 // tick enforces the transfer's deadlines: data_timeout without a byte moving on either data
-// connection, data_timeout for the final reply once the data ended, abortReplyTimeout for
-// the answer to ABOR.
+// connection, data_timeout for the final reply once the data ended, abortReplyTimeout (or
+// data_timeout when shorter) for the answer to ABOR.
 func (t *transfer) tick(now time.Time) error {
 	s := t.s
 	switch {
 	case t.abortSent && !t.abortDone:
-		if now.Sub(t.abortAt) < abortReplyTimeout {
+		if now.Sub(t.abortAt) < min(abortReplyTimeout, s.dataTimeout()) {
 			return nil
 		}
 		if t.failed {

@@ -25,8 +25,8 @@ type xferBackend struct {
 	ln     net.Listener
 	tls    *tls.Config // AUTH TLS offered when set
 	script func(s *xferSess, verb, arg string)
-
-	mu    sync.Mutex
+	mu         sync.Mutex
+	silentABOR bool // ABOR goes unanswered; set with silenceABOR
 	lines []string // every command received, in order, all sessions
 	conns []net.Conn
 	wg    sync.WaitGroup
@@ -67,6 +67,13 @@ func startXferBackend(t testing.TB, withTLS bool, script func(s *xferSess, verb,
 }
 
 func (b *xferBackend) addr() string { return b.ln.Addr().String() }
+
+// silenceABOR makes the backend leave ABOR unanswered from now on.
+func (b *xferBackend) silenceABOR() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.silentABOR = true
+}
 
 func (b *xferBackend) accept() {
 	defer b.wg.Done()
@@ -163,7 +170,12 @@ func (s *xferSess) handle(verb, arg string) bool {
 		s.port = ap.String()
 		s.reply("200 PORT ok.")
 	case "ABOR":
-		s.reply(s.abortReply)
+		s.b.mu.Lock()
+		silent := s.b.silentABOR
+		s.b.mu.Unlock()
+		if !silent {
+			s.reply(s.abortReply)
+		}
 	case "QUIT":
 		s.reply("221 Bye.")
 		return false
