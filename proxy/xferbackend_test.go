@@ -21,15 +21,15 @@ import (
 // it has a certificate, and hands every transfer command to the test's script, which runs
 // on its own goroutine so the control connection keeps answering (ABOR) meanwhile.
 type xferBackend struct {
-	t      testing.TB
-	ln     net.Listener
-	tls    *tls.Config // AUTH TLS offered when set
-	script func(s *xferSess, verb, arg string)
+	t          testing.TB
+	ln         net.Listener
+	tls        *tls.Config // AUTH TLS offered when set
+	script     func(s *xferSess, verb, arg string)
 	mu         sync.Mutex
-	silentABOR bool // ABOR goes unanswered; set with silenceABOR
-	lines []string // every command received, in order, all sessions
-	conns []net.Conn
-	wg    sync.WaitGroup
+	silentABOR bool     // ABOR goes unanswered; set with silenceABOR
+	lines      []string // every command received, in order, all sessions
+	conns      []net.Conn
+	wg         sync.WaitGroup
 }
 
 // xferSess is one control connection to an xferBackend.
