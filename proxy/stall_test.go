@@ -88,15 +88,15 @@ func goodRetr(t *testing.T, rc *rawConn, name string, want []byte) {
 
 // stallScripts are the backends of issue 13 item 3 that stall a transfer. RETR good always
 // works, so a later session can prove the proxy still serves.
-var stallScripts = map[string]func(s *xferSess, verb, arg string){
-	"silent after 150": func(s *xferSess, verb, arg string) {
+var stallScripts = map[string]func(s *xferTransfer, verb, arg string){
+	"silent after 150": func(s *xferTransfer, verb, arg string) {
 		if serveGood(s, arg) {
 			return
 		}
 		s.reply("150 Opening data connection.")
 		s.rawData() // and nothing more
 	},
-	"226 but data kept open": func(s *xferSess, verb, arg string) {
+	"226 but data kept open": func(s *xferTransfer, verb, arg string) {
 		if serveGood(s, arg) {
 			return
 		}
@@ -106,7 +106,7 @@ var stallScripts = map[string]func(s *xferSess, verb, arg string){
 		}
 		s.reply("226 Transfer complete.")
 	},
-	"data but no final reply": func(s *xferSess, verb, arg string) {
+	"data but no final reply": func(s *xferTransfer, verb, arg string) {
 		if serveGood(s, arg) {
 			return
 		}
@@ -116,7 +116,7 @@ var stallScripts = map[string]func(s *xferSess, verb, arg string){
 			c.Close()
 		}
 	},
-	"client stops reading": func(s *xferSess, verb, arg string) {
+	"client stops reading": func(s *xferTransfer, verb, arg string) {
 		if serveGood(s, arg) {
 			return
 		}
@@ -131,7 +131,7 @@ var stallScripts = map[string]func(s *xferSess, verb, arg string){
 // goodFile is what RETR good serves.
 var goodFile = sizedPayload(3<<20 + 17)
 
-func serveGood(s *xferSess, arg string) bool {
+func serveGood(s *xferTransfer, arg string) bool {
 	if arg != "good" {
 		return false
 	}
@@ -158,7 +158,7 @@ func TestClientLeavesDuringStalledTransfer(t *testing.T) {
 				}
 				left := time.Now()
 				rc.c.Close()
-				waitFor(t, 5*time.Second, func() bool { return b.Active() == i })
+				waitFor(t, 5*time.Second, func() bool { return b.Active() == 0 })
 				if d := time.Since(left); d > slotReleaseBound {
 					t.Fatalf("backend slot released %v after the client left, want within %v", d, slotReleaseBound)
 				}
@@ -251,7 +251,7 @@ func expectReplies(t *testing.T, rc *rawConn, lines ...string) {
 // the proxy stops reading it after a few MiB, where it would otherwise have taken 400 MiB.
 func TestHeldRepliesBounded(t *testing.T) {
 	written := make(chan int64, 1)
-	be := startXferBackend(t, false, func(s *xferSess, verb, arg string) {
+	be := startXferBackend(t, false, func(s *xferTransfer, verb, arg string) {
 		s.reply("150 Opening data connection.")
 		s.rawData()
 		line := "150-" + strings.Repeat("x", 996) + "\r\n"
@@ -291,7 +291,7 @@ func TestHeldRepliesBounded(t *testing.T) {
 
 // resetOnce resets the data connection of RETR broken (as a server that breaks the data TLS
 // handshake, sending no final reply, as pyftpdlib does) and serves RETR good.
-func resetBroken(s *xferSess, verb, arg string) {
+func resetBroken(s *xferTransfer, verb, arg string) {
 	if serveGood(s, arg) {
 		return
 	}
@@ -393,11 +393,13 @@ func TestClientLeavesFrozenVsftpd(t *testing.T) {
 	if n := strings.Count(p.logs.String(), `msg="client left during a transfer"`); n != 2 {
 		t.Fatalf("%d sessions logged the client leaving, want 2", n)
 	}
+	small := sizedPayload(1<<20 + 3)
+	vs.WriteFile(t, "small.bin", small)
 	rc := dialRaw(t, p.addr)
 	rc.cmd("USER "+peers.User, 331)
 	rc.cmd("PASS "+peers.Password, 230)
 	rc.cmd("TYPE I", 200)
-	goodRetr(t, rc, "big.bin", big)
+	goodRetr(t, rc, "small.bin", small)
 	rc.cmd("QUIT", 221)
 }
 
@@ -496,4 +498,17 @@ func TestBackendDataLegFailureClients(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestAbortAnswered225: a client aborts a running transfer and the backend answers ABOR only
+// with "225 No transfer to ABOR." The client still gets a reply for its transfer (426) before
+// ABOR's, as from a server that aborts it, and the session goes on.
+func TestAbortAnswered225(t *testing.T) {
+	be := startXferBackend(t, false, stallScripts["silent after 150"])
+	p, _ := stallProxy(t, be, 0)
+	rc, _ := startRetr(t, p.addr, "stall")
+	rc.cmd("ABOR", 426)
+	rc.expect(225)
+	rc.cmd("NOOP", 200)
+	goodRetr(t, rc, "good", goodFile)
 }

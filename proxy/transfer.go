@@ -288,6 +288,10 @@ func (t *transfer) backendReply(ev replyEvent) error {
 	final := !rep.Preliminary()
 	switch {
 	case t.abortSent && rep.Code == 225: // "no transfer to abort": the transfer is over too
+		if !t.gotFinal && t.clientAbort {
+			// The client's transfer was running: it expects the transfer's reply before ABOR's.
+			t.held = append(t.held, []byte(replyAborted+"\r\n"))
+		}
 		t.gotFinal, t.abortDone = true, true
 	case final && t.gotFinal && t.abortSent:
 		t.abortDone = true
@@ -308,7 +312,7 @@ func (t *transfer) backendReply(ev replyEvent) error {
 			return err
 		}
 		t.clientFinal = t.gotFinal
-		return t.s.writeRaw(rep.Raw)
+		return t.toClient(rep.Raw)
 	}
 	return t.hold(rep.Raw)
 }
@@ -328,7 +332,7 @@ func (t *transfer) hold(raw []byte) error {
 // flush writes the held replies to the client.
 func (t *transfer) flush() error {
 	for _, raw := range t.held {
-		if err := t.s.writeRaw(raw); err != nil {
+		if err := t.toClient(raw); err != nil {
 			return err
 		}
 	}
@@ -372,7 +376,7 @@ func (t *transfer) fail(reply, why string) error {
 	t.failed, t.clientFinal = true, true
 	t.held, t.heldBytes = nil, 0
 	t.replyCode = replyCodeOf(reply)
-	if err := t.s.writeLine(reply); err != nil {
+	if err := t.toClient([]byte(reply + "\r\n")); err != nil {
 		return err
 	}
 	t.s.log.Info("transfer failed; aborting it on the backend", "cmd", t.cmd.Verb, "why", why)
@@ -427,6 +431,14 @@ func (t *transfer) checkProgress(now time.Time) error {
 	t.closeData()
 	t.endData()
 	return t.fail(replyAborted, "data_timeout")
+}
+
+// toClient writes a reply to the client; a client that cannot be written to has gone.
+func (t *transfer) toClient(raw []byte) error {
+	if err := t.s.writeRaw(raw); err != nil {
+		return t.clientGone(err)
+	}
+	return nil
 }
 
 // clientGone ends the session at once when the client's control connection ends during a

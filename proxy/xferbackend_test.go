@@ -24,11 +24,11 @@ type xferBackend struct {
 	t          testing.TB
 	ln         net.Listener
 	tls        *tls.Config // AUTH TLS offered when set
-	script     func(s *xferSess, verb, arg string)
+	script     func(s *xferTransfer, verb, arg string)
 	mu         sync.Mutex
-	silentABOR bool     // ABOR goes unanswered; set with silenceABOR
-	lines      []string // every command received, in order, all sessions
-	conns      []net.Conn
+	silentABOR bool        // ABOR goes unanswered; set with silenceABOR
+	lines      []string    // every command received, in order, all sessions
+	conns      []io.Closer // control and data connections, listeners
 	wg         sync.WaitGroup
 }
 
@@ -41,12 +41,11 @@ type xferSess struct {
 	protected bool         // PROT P: data connections are TLS
 	pasv      net.Listener // after PASV/EPSV
 	port      string       // after PORT/EPRT
-	transfers int          // transfer commands so far
 	// abortReply is what ABOR gets; default "225 No transfer to ABOR."
 	abortReply string
 }
 
-func startXferBackend(t testing.TB, withTLS bool, script func(s *xferSess, verb, arg string)) *xferBackend {
+func startXferBackend(t testing.TB, withTLS bool, script func(s *xferTransfer, verb, arg string)) *xferBackend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -93,9 +92,7 @@ func (b *xferBackend) accept() {
 func (b *xferBackend) track(c io.Closer) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if nc, ok := c.(net.Conn); ok {
-		b.conns = append(b.conns, nc)
-	}
+	b.conns = append(b.conns, c)
 }
 
 func (b *xferBackend) stop() {
@@ -180,11 +177,14 @@ func (s *xferSess) handle(verb, arg string) bool {
 		s.reply("221 Bye.")
 		return false
 	case "RETR", "STOR", "LIST", "NLST":
-		s.transfers++
+		// The data connection this transfer uses is taken now: a later PASV must not give
+		// the script, still running, another transfer's connection.
+		x := &xferTransfer{xferSess: s, pasv: s.pasv, port: s.port}
+		s.pasv = nil
 		s.b.wg.Add(1)
 		go func() {
 			defer s.b.wg.Done()
-			s.b.script(s, verb, arg)
+			s.b.script(x, verb, arg)
 		}()
 	default:
 		s.reply("200 Ok.")
@@ -199,6 +199,7 @@ func (s *xferSess) listen(verb string) {
 		return
 	}
 	s.pasv = ln
+	s.b.track(ln)
 	port := ln.Addr().(*net.TCPAddr).Port
 	if verb == "EPSV" {
 		s.reply(fmt.Sprintf("229 Entering Extended Passive Mode (|||%d|)", port))
@@ -207,16 +208,23 @@ func (s *xferSess) listen(verb string) {
 	s.reply(fmt.Sprintf("227 Entering Passive Mode (127,0,0,1,%d,%d)", port>>8, port&0xff))
 }
 
+// xferTransfer is one transfer command being scripted, with the data connection set up for
+// it.
+type xferTransfer struct {
+	*xferSess
+	pasv net.Listener
+	port string
+}
+
 // rawData makes the data connection (accepts the proxy's, or dials the PORT target) without
 // any TLS; it stays open until the test ends unless the script closes it.
-func (s *xferSess) rawData() net.Conn {
+func (s *xferTransfer) rawData() net.Conn {
 	var c net.Conn
 	var err error
 	if s.pasv != nil {
 		s.pasv.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
 		c, err = s.pasv.Accept()
 		s.pasv.Close()
-		s.pasv = nil
 	} else {
 		c, err = net.DialTimeout("tcp", s.port, 10*time.Second)
 	}
@@ -229,7 +237,7 @@ func (s *xferSess) rawData() net.Conn {
 }
 
 // data is rawData with the server's TLS handshake under PROT P.
-func (s *xferSess) data() net.Conn {
+func (s *xferTransfer) data() net.Conn {
 	c := s.rawData()
 	if c == nil || !s.protected {
 		return c
@@ -246,7 +254,7 @@ func (s *xferSess) data() net.Conn {
 
 // resetData makes the data connection and resets it at once (RST), as a server does that
 // breaks the data TLS handshake.
-func (s *xferSess) resetData() {
+func (s *xferTransfer) resetData() {
 	c := s.rawData()
 	if c == nil {
 		return
@@ -256,7 +264,7 @@ func (s *xferSess) resetData() {
 }
 
 // serveFile sends payload as a whole transfer: 150, the data, 226.
-func (s *xferSess) serveFile(payload []byte) {
+func (s *xferTransfer) serveFile(payload []byte) {
 	s.reply("150 Opening data connection.")
 	c := s.data()
 	if c == nil {
