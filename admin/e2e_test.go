@@ -167,6 +167,9 @@ func TestWithProxy(t *testing.T) {
 	if code, _, _ := get(t, base+"/healthz"); code != 503 {
 		t.Errorf("/healthz with the only backend down = %d, want 503", code)
 	}
+	if code, _, _ := get(t, base+"/healthz/default"); code != 503 {
+		t.Errorf("/healthz/default with its only backend down = %d, want 503", code)
+	}
 	setHealth(t, pool, pool.Backends[0], true)
 	src.Draining.Store(true)
 	if code, _, body := get(t, base+"/healthz"); code != 503 || !strings.Contains(body, "draining") {

@@ -16,6 +16,8 @@ type exposition struct {
 	values map[string]float64
 	// types maps a family to its TYPE; families without one are absent.
 	types map[string]string
+	// helps maps a family to its HELP text ("" for an empty HELP line).
+	helps map[string]string
 }
 
 // parseExposition is a strict checker of the text format's line grammar: every line must be
@@ -23,7 +25,7 @@ type exposition struct {
 // samples are contiguous; series are unique; label values use only the three defined escapes;
 // counters are non-negative. It reports the first violation with its line number.
 func parseExposition(text string) (*exposition, error) {
-	e := &exposition{values: make(map[string]float64), types: make(map[string]string)}
+	e := &exposition{values: make(map[string]float64), types: make(map[string]string), helps: make(map[string]string)}
 	if text == "" {
 		return e, nil
 	}
@@ -33,7 +35,6 @@ func parseExposition(text string) (*exposition, error) {
 	if !utf8.ValidString(text) {
 		return nil, fmt.Errorf("exposition is not UTF-8")
 	}
-	helps := make(map[string]bool)
 	done := make(map[string]bool)    // families whose samples are finished
 	sampled := make(map[string]bool) // families with samples
 	cur := ""                        // family of the previous line
@@ -59,10 +60,10 @@ func parseExposition(text string) (*exposition, error) {
 			}
 			switch kind {
 			case "HELP":
-				if helps[name] {
+				if _, dup := e.helps[name]; dup {
 					return nil, fail("second HELP for %q", name)
 				}
-				helps[name] = true
+				e.helps[name] = arg
 			case "TYPE":
 				if _, dup := e.types[name]; dup {
 					return nil, fail("second TYPE for %q", name)

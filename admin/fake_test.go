@@ -60,7 +60,7 @@ func (f *fakeSource) setPools(ps ...*balancer.Pool) {
 }
 
 // newPool builds a real pool of backends.
-func newPool(t testing.TB, name, policy string, backends ...balancer.BackendConfig) *balancer.Pool {
+func newPool(t testing.TB, name string, policy balancer.PolicyName, backends ...balancer.BackendConfig) *balancer.Pool {
 	t.Helper()
 	p, err := balancer.NewPool(balancer.PoolConfig{Name: name, Policy: policy, Backends: backends})
 	if err != nil {

@@ -64,6 +64,15 @@ type Metrics struct {
 	transfers map[[2]string]*metrics.Counter
 	bytes     map[string]*metrics.Counter
 
+	// Families of opsmetrics.go.
+	tlsFailures      map[[2]string]*metrics.Counter // side, reason
+	sessionDuration  *metrics.PrometheusHistogram
+	transferDuration map[string]*metrics.PrometheusHistogram // by direction
+	reloads          map[string]*metrics.Counter             // by outcome
+	lastReload       atomic.Int64                            // Unix seconds of the last applied reload
+	lastReloadOK     atomic.Bool
+	buildInfo        string // the build_info series; guarded by scrapeMu
+
 	portsExhausted *metrics.Counter
 	rateLimited    *metrics.Counter
 	xferlogErrors  *metrics.Counter
@@ -123,6 +132,7 @@ func NewMetrics() *Metrics {
 		}
 		m.bytes[d] = s.NewCounter(series("ftpsproxy_transfer_bytes_total", "direction", d))
 	}
+	m.registerOpsMetrics()
 	m.portsExhausted = s.NewCounter("ftpsproxy_data_ports_exhausted_total")
 	m.rateLimited = s.NewCounter("ftpsproxy_rate_limited_total")
 	m.xferlogErrors = s.NewCounter("ftpsproxy_transfer_log_errors_total")
@@ -191,6 +201,9 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 	defer m.scrapeMu.Unlock()
 	m.refreshLocked()
 	m.set.WritePrometheus(w)
+	if src := m.source(); src != nil {
+		writeCertificateExpiry(w, src)
+	}
 }
 
 // refreshLocked syncs the scrape-time series with the source. Callers hold scrapeMu.
@@ -218,6 +231,7 @@ func (m *Metrics) refreshLocked() {
 			continue
 		}
 		m.gauged[k] = struct{}{}
+		m.registerBackendCounters(k)
 		m.set.GetOrCreateCounter(series("ftpsproxy_backend_sessions_total", "pool", k.pool, "backend", k.backend))
 		m.set.GetOrCreateGauge(backendSeries("ftpsproxy_backend_active_sessions", k), m.backendGauge(k, func(b *balancer.Backend) float64 {
 			return float64(b.Active())
@@ -338,6 +352,9 @@ func (m *Metrics) TLSHandshake(side string, err error) {
 	if err != nil {
 		res = "error"
 	}
+	if err != nil {
+		m.observeTLSFailure(side, err)
+	}
 	k := [2]string{side, res}
 	c := m.tls[k]
 	if c == nil {
@@ -367,6 +384,7 @@ func (m *Metrics) Transfer(rec proxy.TransferRecord) {
 	if rec.Bytes > 0 {
 		m.bytes[dir].Add(int(rec.Bytes))
 	}
+	m.observeTransfer(rec, dir, res)
 	if tl := m.xfer.Load(); tl != nil {
 		if err := tl.Write(rec); err != nil {
 			m.xferlogErrors.Inc()

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -45,15 +48,61 @@ func zeroSeries() map[string]float64 {
 			want[canonical("ftpsproxy_transfers_total", map[string]string{"direction": d, "result": r})] = 0
 		}
 		want[key("ftpsproxy_transfer_bytes_total", "direction", d)] = 0
+		addHistogram(want, "ftpsproxy_transfer_duration_seconds", []string{"direction", d}, transferBuckets)
 	}
+	for _, s := range tlsSides {
+		for _, r := range tlsReasons {
+			want[canonical("ftpsproxy_tls_handshake_failures_total", map[string]string{"side": s, "reason": r})] = 0
+		}
+	}
+	addHistogram(want, "ftpsproxy_session_duration_seconds", nil, sessionBuckets)
+	for _, o := range reloadOutcomes {
+		want[key("ftpsproxy_reloads_total", "outcome", o)] = 0
+	}
+	want["ftpsproxy_last_reload_successful"] = 1
 	return want
 }
+
+// addHistogram adds the series of a Prometheus histogram with the given observations to want.
+func addHistogram(want map[string]float64, family string, labels []string, buckets []float64, obs ...float64) {
+	lm := func(extra ...string) map[string]string {
+		m := map[string]string{}
+		kv := append(slices.Clone(labels), extra...)
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	sum := 0.0
+	for _, o := range obs {
+		sum += o
+	}
+	for _, b := range append(slices.Clone(buckets), math.Inf(1)) {
+		n := 0
+		for _, o := range obs {
+			if o <= b {
+				n++
+			}
+		}
+		le := strconv.FormatFloat(b, 'g', -1, 64)
+		if math.IsInf(b, 1) {
+			le = "+Inf"
+		}
+		want[canonical(family+"_bucket", lm("le", le))] = float64(n)
+	}
+	want[canonical(family+"_sum", lm())] = sum
+	want[canonical(family+"_count", lm())] = float64(len(obs))
+}
+
+// timeSeries are the ftpsproxy_ series whose value is a wall-clock time; ours() leaves them
+// out and the tests check them apart.
+var timeSeries = []string{"ftpsproxy_start_time_seconds", "ftpsproxy_last_reload_timestamp_seconds"}
 
 // ours keeps the ftpsproxy_ series of a scrape.
 func ours(e *exposition) map[string]float64 {
 	out := make(map[string]float64)
 	for k, v := range e.values {
-		if strings.HasPrefix(k, "ftpsproxy_") {
+		if strings.HasPrefix(k, "ftpsproxy_") && !slices.Contains(timeSeries, k) {
 			out[k] = v
 		}
 	}
@@ -122,6 +171,12 @@ func TestMetricsScripted(t *testing.T) {
 	}
 	want[key("ftpsproxy_backend_max_sessions", "pool", "default", "backend", "10.0.0.11:21")] = 5
 	want[key("ftpsproxy_backend_max_sessions", "pool", "default", "backend", "10.0.0.12:21")] = 0
+	for _, b := range []string{"10.0.0.11:21", "10.0.0.12:21"} {
+		for _, d := range directions {
+			want[canonical("ftpsproxy_backend_transfer_bytes_total", map[string]string{"pool": "default", "backend": b, "direction": d})] = 0
+		}
+		want[key("ftpsproxy_backend_transfer_errors_total", "pool", "default", "backend", b)] = 0
+	}
 	diffSeries(t, ours(scrape(t, m)), want)
 
 	// The script.
@@ -150,11 +205,17 @@ func TestMetricsScripted(t *testing.T) {
 	m.TLSHandshake("client", nil)
 	m.TLSHandshake("client", errors.New("bad certificate"))
 	m.TLSHandshake("backend", nil)
-	m.Transfer(proxy.TransferRecord{Command: "STOR", Upload: true, Complete: true, Bytes: 1000})
-	m.Transfer(proxy.TransferRecord{Command: "STOR", Upload: true, Bytes: 10})
-	m.Transfer(proxy.TransferRecord{Command: "RETR", Complete: true, Bytes: 2048})
-	m.Transfer(proxy.TransferRecord{Command: "RETR", Aborted: true, Bytes: 512})
-	m.Transfer(proxy.TransferRecord{Command: "LIST", Complete: true, Bytes: 300})
+	m.TLSHandshake("backend", os.ErrDeadlineExceeded)
+	const b11, b12 = "10.0.0.11:21", "10.0.0.12:21"
+	m.Transfer(proxy.TransferRecord{Command: "STOR", Upload: true, Complete: true, Bytes: 1000, Pool: "default", Backend: b11, Duration: 20 * time.Millisecond})
+	m.Transfer(proxy.TransferRecord{Command: "STOR", Upload: true, Bytes: 10, Pool: "default", Backend: b12, Duration: 2 * time.Second})
+	m.Transfer(proxy.TransferRecord{Command: "RETR", Complete: true, Bytes: 2048, Pool: "default", Backend: b11, Duration: 100 * time.Second})
+	m.Transfer(proxy.TransferRecord{Command: "RETR", Aborted: true, Bytes: 512, Pool: "default", Backend: b11})
+	m.Transfer(proxy.TransferRecord{Command: "LIST", Complete: true, Bytes: 300, Pool: "default", Backend: b12})
+	m.SessionDuration(3 * time.Second)
+	m.SessionDuration(2 * time.Hour)
+	m.Reloaded(true)
+	m.Reloaded(false)
 	// Backend load and health are read from the pool at scrape time.
 	b := pool.Backends[0]
 	b.Acquire()
@@ -188,24 +249,49 @@ func TestMetricsScripted(t *testing.T) {
 	want[canonical("ftpsproxy_tls_handshakes_total", map[string]string{"side": "client", "result": "ok"})] = 2
 	want[canonical("ftpsproxy_tls_handshakes_total", map[string]string{"side": "client", "result": "error"})] = 1
 	want[canonical("ftpsproxy_tls_handshakes_total", map[string]string{"side": "backend", "result": "ok"})] = 1
+	want[canonical("ftpsproxy_tls_handshakes_total", map[string]string{"side": "backend", "result": "error"})] = 1
 	want[canonical("ftpsproxy_transfers_total", map[string]string{"direction": "upload", "result": "complete"})] = 1
 	want[canonical("ftpsproxy_transfers_total", map[string]string{"direction": "upload", "result": "failed"})] = 1
 	want[canonical("ftpsproxy_transfers_total", map[string]string{"direction": "download", "result": "complete"})] = 2
 	want[canonical("ftpsproxy_transfers_total", map[string]string{"direction": "download", "result": "aborted"})] = 1
 	want[key("ftpsproxy_transfer_bytes_total", "direction", "upload")] = 1010
 	want[key("ftpsproxy_transfer_bytes_total", "direction", "download")] = 2860
+	backendBytes := func(b, dir string) string {
+		return canonical("ftpsproxy_backend_transfer_bytes_total", map[string]string{"pool": "default", "backend": b, "direction": dir})
+	}
+	want[backendBytes(b11, "upload")] = 1000
+	want[backendBytes(b12, "upload")] = 10
+	want[backendBytes(b11, "download")] = 2048 + 512
+	want[backendBytes(b12, "download")] = 300
+	want[key("ftpsproxy_backend_transfer_errors_total", "pool", "default", "backend", b12)] = 1 // the aborted one is no error
+	want[canonical("ftpsproxy_tls_handshake_failures_total", map[string]string{"side": "client", "reason": "other"})] = 1
+	want[canonical("ftpsproxy_tls_handshake_failures_total", map[string]string{"side": "backend", "reason": "timeout"})] = 1
+	addHistogram(want, "ftpsproxy_transfer_duration_seconds", []string{"direction", "upload"}, transferBuckets, 0.02, 2)
+	addHistogram(want, "ftpsproxy_transfer_duration_seconds", []string{"direction", "download"}, transferBuckets, 100, 0, 0)
+	addHistogram(want, "ftpsproxy_session_duration_seconds", nil, sessionBuckets, 3, 7200)
+	want[key("ftpsproxy_reloads_total", "outcome", "ok")] = 1
+	want[key("ftpsproxy_reloads_total", "outcome", "failed")] = 1
+	want["ftpsproxy_last_reload_successful"] = 0
 	e := scrape(t, m)
+	if ts := e.values["ftpsproxy_last_reload_timestamp_seconds"]; time.Since(time.Unix(int64(ts), 0)) > time.Minute {
+		t.Errorf("ftpsproxy_last_reload_timestamp_seconds = %v, not the reload just done", ts)
+	}
 	diffSeries(t, ours(e), want)
 
 	for fam, typ := range map[string]string{
-		"ftpsproxy_sessions_active":         "gauge",
-		"ftpsproxy_sessions_total":          "counter",
-		"ftpsproxy_backend_up":              "gauge",
-		"ftpsproxy_backend_active_sessions": "gauge",
-		"ftpsproxy_backend_max_sessions":    "gauge",
-		"ftpsproxy_backend_sessions_total":  "counter",
-		"ftpsproxy_tls_handshakes_total":    "counter",
-		"ftpsproxy_transfers_total":         "counter",
+		"ftpsproxy_sessions_active":              "gauge",
+		"ftpsproxy_sessions_total":               "counter",
+		"ftpsproxy_backend_up":                   "gauge",
+		"ftpsproxy_backend_active_sessions":      "gauge",
+		"ftpsproxy_backend_max_sessions":         "gauge",
+		"ftpsproxy_backend_sessions_total":       "counter",
+		"ftpsproxy_tls_handshakes_total":         "counter",
+		"ftpsproxy_transfers_total":              "counter",
+		"ftpsproxy_transfer_duration_seconds":    "histogram",
+		"ftpsproxy_session_duration_seconds":     "histogram",
+		"ftpsproxy_backend_transfer_bytes_total": "counter",
+		"ftpsproxy_tls_handshake_failures_total": "counter",
+		"ftpsproxy_reloads_total":                "counter",
 	} {
 		if e.types[fam] != typ {
 			t.Errorf("TYPE of %s = %q, want %q", fam, e.types[fam], typ)

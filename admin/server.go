@@ -9,10 +9,13 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
 )
 
 // Timeouts of the admin HTTP server: scrapes and status pages are small, so anything slower
@@ -57,6 +60,7 @@ func NewServer(addr string, src Source, m *Metrics, log *slog.Logger) *Server {
 	mux.HandleFunc("GET /{$}", s.handleStatus)
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	mux.HandleFunc("GET /healthz/{pool}", s.handleHealthzPool)
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: adminReadHeaderTimeout,
@@ -112,41 +116,93 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	var b bytes.Buffer
 	s.m.WritePrometheus(&b)
 	metrics.WriteProcessMetrics(&b)
+	metrics.WriteFDMetrics(&b)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(b.Bytes())
+	fillHelp(w, b.Bytes())
 }
 
-// handleHealthz answers 200 "ok" while the proxy accepts sessions and every pool has a
-// healthy backend, else 503 with the first reason found.
+// handleHealthz answers 200 while the proxy accepts sessions and at least one pool can serve
+// (has a healthy backend), else 503. The body's first line is the reason: "ok", "ok;
+// degraded: ..." naming the pools that cannot serve, "draining", or the pools' problems.
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	code := http.StatusOK
 	ok, reason := health(s.src)
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	writeHealth(w, code, reason)
+}
+
+// handleHealthzPool answers /healthz/{pool}: 200 while the proxy accepts sessions and the
+// pool has a healthy backend, 503 when not, 404 for a pool not in the config in force. A
+// load balancer in front of several proxies can check the pool it routes to.
+func (s *Server) handleHealthzPool(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("pool")
+	for _, p := range s.src.Pools() {
+		if p.Name != name {
+			continue
+		}
+		switch {
+		case !s.src.Accepting():
+			writeHealth(w, http.StatusServiceUnavailable, "draining")
+		case poolServes(p):
+			writeHealth(w, http.StatusOK, "ok")
+		default:
+			writeHealth(w, http.StatusServiceUnavailable, poolDown(p))
+		}
+		return
+	}
+	writeHealth(w, http.StatusNotFound, "unknown pool "+strconv.Quote(name))
+}
+
+func writeHealth(w http.ResponseWriter, code int, reason string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if !ok {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}
+	w.WriteHeader(code)
 	fmt.Fprintln(w, reason)
 }
 
-// health reports whether src can serve new sessions, with a short reason when not.
+// health reports whether src can serve new sessions (accepting, and at least one pool with a
+// healthy backend), with the reason: the pools that cannot serve are named either way.
 func health(src Source) (bool, string) {
 	if !src.Accepting() {
 		return false, "draining"
 	}
+	var down []string
+	serving := 0
 	for _, p := range src.Pools() {
-		up := false
-		for _, b := range p.Backends {
-			if b.Healthy() {
-				up = true
-				break
-			}
-		}
-		if !up {
-			return false, "pool " + strconv.Quote(p.Name) + ": no healthy backend"
+		if poolServes(p) {
+			serving++
+		} else {
+			down = append(down, poolDown(p))
 		}
 	}
+	switch {
+	case serving == 0 && len(down) == 0:
+		return false, "no pool"
+	case serving == 0:
+		return false, strings.Join(down, "; ")
+	case len(down) > 0:
+		return true, "ok; degraded: " + strings.Join(down, "; ")
+	}
 	return true, "ok"
+}
+
+// poolServes reports whether p has a healthy backend. A backend at max_sessions still counts:
+// being full is load, not failure, and a health check that failed on load would take the
+// whole proxy out of a load balancer exactly when it is busiest.
+func poolServes(p *balancer.Pool) bool {
+	for _, b := range p.Backends {
+		if b.Healthy() {
+			return true
+		}
+	}
+	return false
+}
+
+func poolDown(p *balancer.Pool) string {
+	return "pool " + strconv.Quote(p.Name) + ": no healthy backend"
 }
 
 // handleStatus renders the status page. ?refresh=N (1–3600) adds a meta refresh.

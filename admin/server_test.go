@@ -133,28 +133,44 @@ func TestServerRoutes(t *testing.T) {
 		t.Error("process metrics missing")
 	}
 
-	// /healthz follows pool health and draining.
-	expectHealth := func(wantCode int, wantBody string) {
+	// /healthz is 200 while at least one pool can serve; /healthz/{pool} answers per pool.
+	expectHealth := func(path string, wantCode int, wantBody string) {
 		t.Helper()
-		code, _, body := get(t, base+"/healthz")
-		if code != wantCode || !strings.Contains(body, wantBody) {
-			t.Errorf("/healthz = %d %q, want %d %q", code, body, wantCode, wantBody)
+		code, _, body := get(t, base+path)
+		if code != wantCode || strings.TrimSpace(body) != wantBody {
+			t.Errorf("%s = %d %q, want %d %q", path, code, body, wantCode, wantBody)
 		}
 	}
-	expectHealth(200, "ok")
+	const defaultDown = `pool "default": no healthy backend`
+	expectHealth("/healthz", 200, "ok")
+	expectHealth("/healthz/default", 200, "ok")
+	expectHealth("/healthz/other", 200, "ok")
+	expectHealth("/healthz/nosuchpool", 404, `unknown pool "nosuchpool"`)
 	setHealth(t, pool, pool.Backends[0], false)
-	expectHealth(200, "ok") // one backend of the pool is still up
+	expectHealth("/healthz", 200, "ok") // one backend of each pool is still up
+	expectHealth("/healthz/default", 200, "ok")
 	setHealth(t, pool, pool.Backends[1], false)
-	expectHealth(503, `pool "default": no healthy backend`)
+	expectHealth("/healthz", 200, "ok; degraded: "+defaultDown) // pool "other" still serves
+	expectHealth("/healthz/default", 503, defaultDown)
+	expectHealth("/healthz/other", 200, "ok")
+	setHealth(t, other, other.Backends[0], false)
+	expectHealth("/healthz", 503, defaultDown+`; pool "other": no healthy backend`)
+	expectHealth("/healthz/other", 503, `pool "other": no healthy backend`)
+	setHealth(t, other, other.Backends[0], true)
 	setHealth(t, pool, pool.Backends[1], true)
-	expectHealth(200, "ok")
+	expectHealth("/healthz", 200, "ok")
 	src.draining.Store(true)
-	expectHealth(503, "draining")
+	expectHealth("/healthz", 503, "draining")
+	expectHealth("/healthz/default", 503, "draining")
 	if _, _, page := get(t, base+"/"); !strings.Contains(page, ">DRAINING<") {
 		t.Error("status page does not say DRAINING")
 	}
 	src.draining.Store(false)
-	expectHealth(200, "ok")
+	expectHealth("/healthz", 200, "ok")
+	// A reload that drops a pool makes its health 404.
+	src.setPools(pool)
+	expectHealth("/healthz/other", 404, `unknown pool "other"`)
+	src.setPools(pool, other)
 
 	// The status page names every backend with its state.
 	code, h, body = get(t, base+"/")

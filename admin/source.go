@@ -6,6 +6,7 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
+	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
 
 // Source is the running proxy as the admin server and the scrape-time gauges see it. Methods
@@ -66,12 +67,9 @@ func (s *ProxySource) Listeners() []ListenerInfo {
 	out := make([]ListenerInfo, len(ls))
 	for i, l := range ls {
 		// The proxy names a listener by its configured address when it has no name.
-		info := ListenerInfo{Name: l.Name, Address: l.Address, TLS: l.TLS, Pool: l.Pool}
+		info := ListenerInfo{Name: l.Name, Address: l.Address, TLS: l.TLS.String(), Pool: l.Pool}
 		if info.Name == "" {
 			info.Name = l.Address
-		}
-		if info.TLS == "" {
-			info.TLS = proxy.TLSNone
 		}
 		if len(s.addrs) == len(ls) {
 			info.Address = s.addrs[i]
@@ -89,6 +87,10 @@ func (s *ProxySource) PortsInUse() int { return s.srv.Allocator().InUse() }
 
 // PortRange implements Source.
 func (s *ProxySource) PortRange() nat.PortRange { return s.srv.Allocator().Range() }
+
+// Certificates returns the client-facing certificates in force (none without TLS), for
+// ftpsproxy_tls_certificate_expiry_timestamp_seconds.
+func (s *ProxySource) Certificates() []tlsterm.CertInfo { return s.srv.Config().TLS.Certificates() }
 
 // Accepting implements Source.
 func (s *ProxySource) Accepting() bool { return !s.Draining.Load() }

@@ -8,30 +8,17 @@ import (
 	"sync/atomic"
 )
 
-// TLS modes of the proxy's leg toward a backend.
-const (
-	TLSNone     = "none"
-	TLSExplicit = "explicit"
-	TLSImplicit = "implicit"
-)
-
-// Data modes: how the proxy opens data connections toward a backend.
-const (
-	DataPassive = "passive"
-	DataActive  = "active"
-)
-
 // BackendConfig describes one backend server as configured.
 type BackendConfig struct {
 	Address     string // host:port of the control connection
 	Weight      int    // relative share; 0 means 1
 	MaxSessions int    // 0: unlimited
 
-	TLS       string      // TLSNone, TLSExplicit or TLSImplicit
+	TLS       TLSMode
 	TLSConfig *tls.Config // client config for TLS toward the backend; nil when TLS is none
 
-	ProxyProtocol string // "off", "v1" or "v2": header sent on the control connection
-	DataMode      string // DataPassive or DataActive
+	ProxyProtocol ProxyVersion // header sent on the control connection
+	DataMode      DataMode
 	// FixPasvAddress makes the proxy connect to the backend's control IP with the port its
 	// 227/229 announced, ignoring the announced IP (NAT, and hostile backends).
 	FixPasvAddress bool
@@ -55,13 +42,7 @@ func NewBackend(c BackendConfig) (*Backend, error) {
 		return nil, fmt.Errorf("backend %q: %w", c.Address, err)
 	}
 	if c.Weight <= 0 {
-		c.Weight = 1
-	}
-	if c.TLS == "" {
-		c.TLS = TLSNone
-	}
-	if c.DataMode == "" {
-		c.DataMode = DataPassive
+		c.Weight = DefaultWeight
 	}
 	b := &Backend{Config: c, health: healthState{healthy: true}}
 	b.healthy.Store(true)

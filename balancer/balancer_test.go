@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func pool(t *testing.T, policy string, weights ...int) *Pool {
+func pool(t *testing.T, policy PolicyName, weights ...int) *Pool {
 	t.Helper()
 	var bcs []BackendConfig
 	for i, w := range weights {
@@ -35,8 +35,8 @@ func share(p *Pool, n int) map[string]int {
 }
 
 func TestPolicyWeights(t *testing.T) {
-	for _, name := range []string{RoundRobin, Random, IPHash, UserHash} {
-		t.Run(name, func(t *testing.T) {
+	for _, name := range []PolicyName{RoundRobin, Random, IPHash, UserHash} {
+		t.Run(string(name), func(t *testing.T) {
 			p := pool(t, name, 1, 2, 3)
 			const n = 6000
 			got := share(p, n)
@@ -100,7 +100,7 @@ func TestOrderSkipsUnavailable(t *testing.T) {
 }
 
 func TestHashStability(t *testing.T) {
-	for _, name := range []string{IPHash, UserHash} {
+	for _, name := range []PolicyName{IPHash, UserHash} {
 		p := pool(t, name, 1, 1, 1, 1)
 		before := map[int]*Backend{}
 		for i := range 1000 {

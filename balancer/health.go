@@ -16,20 +16,20 @@ import (
 // HealthConfig sets the active health check of a pool.
 type HealthConfig struct {
 	Interval time.Duration // 0: no active checks
-	Timeout  time.Duration // per probe; default 3s
-	Rise     int           // consecutive successes to become healthy; default 2
-	Fall     int           // consecutive failures to become unhealthy; default 3
+	Timeout  time.Duration // per probe; 0: DefaultHealthTimeout
+	Rise     int           // consecutive successes to become healthy; 0: DefaultHealthRise
+	Fall     int           // consecutive failures to become unhealthy; 0: DefaultHealthFall
 }
 
 func (h HealthConfig) withDefaults() HealthConfig {
 	if h.Timeout <= 0 {
-		h.Timeout = 3 * time.Second
+		h.Timeout = DefaultHealthTimeout
 	}
 	if h.Rise <= 0 {
-		h.Rise = 2
+		h.Rise = DefaultHealthRise
 	}
 	if h.Fall <= 0 {
-		h.Fall = 3
+		h.Fall = DefaultHealthFall
 	}
 	return h
 }

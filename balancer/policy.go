@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+
+	"github.com/ftpsproxy/ftpsproxy/internal/enum"
 )
 
 // Client is what a policy may know about the session it places.
@@ -26,20 +28,36 @@ type Policy interface {
 	String() string
 }
 
+// PolicyName is a policy's name as written in the config (pool.policy). The zero value
+// selects DefaultPolicy.
+type PolicyName string
+
 // Policy names as written in the config.
 const (
-	RoundRobin = "round_robin"
-	LeastConn  = "least_conn"
-	Random     = "random"
-	IPHash     = "ip_hash"
-	UserHash   = "user_hash"
+	RoundRobin PolicyName = "round_robin"
+	LeastConn  PolicyName = "least_conn"
+	Random     PolicyName = "random"
+	IPHash     PolicyName = "ip_hash"
+	UserHash   PolicyName = "user_hash"
 )
 
+// DefaultPolicy is the policy of a pool that names none.
+const DefaultPolicy = LeastConn
+
 // PolicyNames lists the legal policy names in the order the docs give them.
-var PolicyNames = []string{RoundRobin, LeastConn, Random, IPHash, UserHash}
+var PolicyNames = []PolicyName{RoundRobin, LeastConn, Random, IPHash, UserHash}
+
+// UnmarshalText accepts one of PolicyNames; an unknown name is an error listing them.
+func (n *PolicyName) UnmarshalText(b []byte) error {
+	i, err := enum.Index(string(b), enum.Strings(PolicyNames))
+	if err == nil {
+		*n = PolicyNames[i]
+	}
+	return err
+}
 
 // NewPolicy returns the policy called name.
-func NewPolicy(name string) (Policy, error) {
+func NewPolicy(name PolicyName) (Policy, error) {
 	switch name {
 	case RoundRobin:
 		return &roundRobin{}, nil
@@ -73,7 +91,7 @@ type roundRobin struct {
 	current map[*Backend]int
 }
 
-func (p *roundRobin) String() string { return RoundRobin }
+func (p *roundRobin) String() string { return string(RoundRobin) }
 
 func (p *roundRobin) Order(bs []*Backend, _ Client) []*Backend {
 	av := available(bs)
@@ -101,7 +119,7 @@ func (p *roundRobin) Order(bs []*Backend, _ Client) []*Backend {
 // leastConn orders by active sessions per unit of weight; ties keep the configured order.
 type leastConn struct{}
 
-func (leastConn) String() string { return LeastConn }
+func (leastConn) String() string { return string(LeastConn) }
 
 func (leastConn) Order(bs []*Backend, _ Client) []*Backend {
 	av := available(bs)
@@ -113,7 +131,7 @@ func (leastConn) Order(bs []*Backend, _ Client) []*Backend {
 // random draws a weighted order without replacement (Efraimidis–Spirakis keys).
 type random struct{}
 
-func (random) String() string { return Random }
+func (random) String() string { return string(Random) }
 
 func (random) Order(bs []*Backend, _ Client) []*Backend {
 	av := available(bs)
@@ -129,11 +147,11 @@ func (random) Order(bs []*Backend, _ Client) []*Backend {
 // proxy with the same config picks the same backend for the same key, and removing a backend
 // moves only the keys it held.
 type hashPolicy struct {
-	name string
+	name PolicyName
 	key  func(Client) []byte
 }
 
-func (p hashPolicy) String() string { return p.name }
+func (p hashPolicy) String() string { return string(p.name) }
 
 func (p hashPolicy) Order(bs []*Backend, c Client) []*Backend {
 	av := available(bs)

@@ -11,7 +11,7 @@ var ErrNoBackend = errors.New("no backend available")
 // PoolConfig describes one pool as configured.
 type PoolConfig struct {
 	Name     string
-	Policy   string
+	Policy   PolicyName // "": DefaultPolicy
 	Backends []BackendConfig
 	Health   HealthConfig
 }
@@ -31,7 +31,7 @@ func NewPool(c PoolConfig) (*Pool, error) {
 		return nil, fmt.Errorf("pool %q: no backends", c.Name)
 	}
 	if c.Policy == "" {
-		c.Policy = LeastConn
+		c.Policy = DefaultPolicy
 	}
 	pol, err := NewPolicy(c.Policy)
 	if err != nil {

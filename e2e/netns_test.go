@@ -485,7 +485,7 @@ func TestNATLayout(t *testing.T) {
 			if mode == "passive" {
 				backends = append(backends, natBackend{port: base + 3, addr: vs.Addr, mode: "passive", fixPasv: false})
 			}
-			rng := fmt.Sprintf("%d-%d", 50000+1000*i, 50000+1000*i+199)
+			rng := fmt.Sprintf("%d-%d", 20000+1000*i, 20000+1000*i+199) // below the ephemeral range, as -check wants
 			p := startNSProxy(t, l.proxy, natProxyConfig(rng, backends), len(backends))
 			mustReach(t, l.client, nsProxyFront, base)
 			t.Run("clients", func(t *testing.T) { // returns when all its parallel subtests did

@@ -354,8 +354,14 @@ func TestParsePortRange(t *testing.T) {
 	}{
 		{"range", "50000-50999", PortRange{50000, 50999}, false},
 		{"single", "50000", PortRange{50000, 50000}, false},
-		{"equal ends", "21-21", PortRange{21, 21}, false},
-		{"full", "1-65535", PortRange{1, 65535}, false},
+		{"equal ends", "2121-2121", PortRange{2121, 2121}, false},
+		{"full", "1024-65535", PortRange{1024, 65535}, false},
+		{"below 1024", "1023-2000", PortRange{}, true},
+		{"well-known", "21", PortRange{}, true},
+		{"above 65535", "2000-65536", PortRange{}, true},
+		{"leading plus", "+1024-2000", PortRange{}, true},
+		{"leading space", " 1024-2000", PortRange{}, true},
+		{"huge", "99999999999999999999-1", PortRange{}, true},
 
 		{"empty", "", PortRange{}, true},
 		{"zero", "0", PortRange{}, true},

@@ -24,30 +24,45 @@ type PortRange struct {
 	First, Last uint16
 }
 
-// ParsePortRange parses "first-last" (e.g. "50000-50999") or a single port ("50000"). No spaces
-// are allowed, and the range must pass Validate.
+// MinPort is the lowest port a PortRange may hold: ports below it are the well-known ports of
+// other services (and need privileges to bind).
+const MinPort = 1024
+
+// ParsePortRange parses "first-last" (e.g. "20000-20999") or a single port ("20000"), with
+// MinPort <= first <= last <= 65535. No spaces are allowed. It is the one parser of a port
+// range: the config file's data.port_range goes through it (UnmarshalText), so its error
+// texts are written for the operator.
 func ParsePortRange(s string) (PortRange, error) {
 	firstStr, lastStr, isRange := strings.Cut(s, "-")
-	first, err := parsePort(firstStr)
-	if err != nil {
-		return PortRange{}, fmt.Errorf("nat: port range %q: %w", s, err)
+	if !isRange {
+		lastStr = firstStr
 	}
-	r := PortRange{First: first, Last: first}
-	if isRange {
-		if r.Last, err = parsePort(lastStr); err != nil {
-			return PortRange{}, fmt.Errorf("nat: port range %q: %w", s, err)
-		}
+	first, end1, err1 := readUint(firstStr, 0, maxPortDigits)
+	last, end2, err2 := readUint(lastStr, 0, maxPortDigits)
+	switch {
+	case err1 != nil || err2 != nil || end1 != len(firstStr) || end2 != len(lastStr):
+		return PortRange{}, fmt.Errorf("invalid port range %q; want \"LOW-HIGH\" (e.g. \"20000-20999\") or one port", s)
+	case first < MinPort || last > 65535:
+		return PortRange{}, fmt.Errorf("port range %q must lie within %d-65535", s, MinPort)
+	case first > last:
+		return PortRange{}, fmt.Errorf("port range %q is reversed: %d is above %d", s, first, last)
 	}
-	if err := r.Validate(); err != nil {
-		return PortRange{}, err
-	}
-	return r, nil
+	return PortRange{First: uint16(first), Last: uint16(last)}, nil
 }
 
-// Validate reports whether r is usable: First at least 1 and not after Last.
+// UnmarshalText parses r with ParsePortRange.
+func (r *PortRange) UnmarshalText(b []byte) error {
+	v, err := ParsePortRange(string(b))
+	if err == nil {
+		*r = v
+	}
+	return err
+}
+
+// Validate reports whether r is usable: First at least MinPort and not after Last.
 func (r PortRange) Validate() error {
-	if r.First == 0 {
-		return fmt.Errorf("nat: port range %s: port 0 cannot be listened on by number", r)
+	if r.First < MinPort {
+		return fmt.Errorf("nat: port range %s: ports below %d are not used for data", r, MinPort)
 	}
 	if r.First > r.Last {
 		return fmt.Errorf("nat: port range %s: first port after last", r)

@@ -2235,9 +2235,9 @@ func TestHostileCorpus(t *testing.T) {
 		return e
 	}
 	mk("plain", "127.0.0.1:0")
-	for _, mode := range []string{proxy.TLSExplicit, proxy.TLSRequired, proxy.TLSImplicit} {
+	for _, mode := range []proxy.TLSMode{proxy.TLSExplicit, proxy.TLSRequired, proxy.TLSImplicit} {
 		opt, cc := withTLS(t, mode, false)
-		mk(mode, "127.0.0.1:0", opt).cc = cc
+		mk(mode.String(), "127.0.0.1:0", opt).cc = cc
 	}
 	mk("pp", "127.0.0.1:0", withProxyProtocol("127.0.0.1/32"))
 	mk("pp-untrusted", "127.0.0.1:0", withProxyProtocol("10.0.0.0/8"))

@@ -79,7 +79,7 @@ func (s *session) loggedInTo(conn net.Conn, b *balancer.Backend, pool *balancer.
 			return s.backendFailed(err)
 		}
 	}
-	s.backend, s.bconn = b, conn
+	s.backend, s.bconn, s.pool = b, conn, pool.Name
 	s.bAddr = addrPortOf(conn.RemoteAddr())
 	s.bLocal = addrPortOf(conn.LocalAddr())
 	s.log = s.log.With("backend", b.String())
@@ -169,7 +169,7 @@ func (s *session) connectBackend(pool *balancer.Pool) (net.Conn, *balancer.Backe
 // dialBackend connects to b and reads its greeting, with TLS as the backend wants it, all
 // within the backend timeout.
 func (s *session) dialBackend(b *balancer.Backend) (net.Conn, error) {
-	timeout := orDefault(s.cfg.Limits.BackendTimeout, defaultBackendTimeout)
+	timeout := orDefault(s.cfg.Limits.BackendTimeout, DefaultBackendTimeout)
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	var d net.Dialer
@@ -179,7 +179,7 @@ func (s *session) dialBackend(b *balancer.Backend) (net.Conn, error) {
 	}
 	dl, _ := ctx.Deadline()
 	conn.SetDeadline(dl)
-	if pp := b.Config.ProxyProtocol; pp == "v1" || pp == "v2" {
+	if pp := b.Config.ProxyProtocol; pp != balancer.ProxyOff {
 		if err := s.sendProxyHeader(conn, pp); err != nil {
 			conn.Close()
 			return nil, err
@@ -262,7 +262,7 @@ func (s *session) protectBackend(conn net.Conn) error {
 // backendExchange sends one command on the backend control connection during login and reads
 // its final reply, under the backend timeout.
 func (s *session) backendExchange(conn net.Conn, line string) (Reply, error) {
-	conn.SetDeadline(time.Now().Add(orDefault(s.cfg.Limits.BackendTimeout, defaultBackendTimeout)))
+	conn.SetDeadline(time.Now().Add(orDefault(s.cfg.Limits.BackendTimeout, DefaultBackendTimeout)))
 	if _, err := conn.Write([]byte(line + "\r\n")); err != nil {
 		return Reply{}, fmt.Errorf("write to backend: %w", err)
 	}

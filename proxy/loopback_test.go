@@ -20,11 +20,11 @@ import (
 // login, directory commands, upload and download in EPSV and PASV with sha256 compared, REST
 // resume and APPE, in both backend data modes.
 func TestLoopbackTransfers(t *testing.T) {
-	for _, mode := range []string{balancer.DataPassive, balancer.DataActive} {
+	for _, mode := range []balancer.DataMode{balancer.DataPassive, balancer.DataActive} {
 		for _, epsv := range []bool{true, false} {
-			name := mode + "/epsv"
+			name := mode.String() + "/epsv"
 			if !epsv {
-				name = mode + "/pasv"
+				name = mode.String() + "/pasv"
 			}
 			t.Run(name, func(t *testing.T) {
 				be := startBackend(t, nil)

@@ -12,6 +12,9 @@ import (
 type Observer interface {
 	SessionStarted(listener string)
 	SessionEnded(listener, backend string)
+	// SessionDuration reports how long a session ran, from accept to close (right after
+	// SessionEnded).
+	SessionDuration(d time.Duration)
 	// BackendSession reports a session placed on a backend (after login succeeded).
 	BackendSession(pool, backend string)
 	// Login reports the outcome of a PASS that reached the backend stage: "ok", "failed"
@@ -40,6 +43,7 @@ type TransferRecord struct {
 	Client    netip.Addr
 	User      string
 	Listener  string
+	Pool      string // the pool the backend was chosen from
 	Backend   string
 	Command   string // RETR, STOR, STOU, APPE, LIST, NLST, MLSD
 	Path      string // the command's argument
@@ -58,6 +62,7 @@ type nopObserver struct{}
 
 func (nopObserver) SessionStarted(string)         {}
 func (nopObserver) SessionEnded(string, string)   {}
+func (nopObserver) SessionDuration(time.Duration) {}
 func (nopObserver) BackendSession(string, string) {}
 func (nopObserver) Login(string)                  {}
 func (nopObserver) Closed421(Cause)               {}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/ftpsproxy/ftpsproxy/balancer"
 	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
 )
@@ -75,11 +76,8 @@ func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // sendProxyHeader writes the PROXY header the backend asked for on its control connection:
 // the real client address and the address it connected to; v2 also carries the HOST/SNI name
 // (authority) and, when the client used TLS, its version.
-func (s *session) sendProxyHeader(c net.Conn, version string) error {
-	var v byte = 1
-	if version == "v2" {
-		v = 2
-	}
+func (s *session) sendProxyHeader(c net.Conn, version balancer.ProxyVersion) error {
+	v := version.Number()
 	dst := s.localAddr
 	if s.headerDst.IsValid() {
 		dst = s.headerDst

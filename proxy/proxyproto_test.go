@@ -176,8 +176,8 @@ func headerBackend(t *testing.T) (string, <-chan *proxyproto.Header) {
 }
 
 func TestProxyProtocolOut(t *testing.T) {
-	for _, v := range []string{"v1", "v2"} {
-		t.Run(v, func(t *testing.T) {
+	for _, v := range []balancer.ProxyVersion{balancer.ProxyV1, balancer.ProxyV2} {
+		t.Run(v.String(), func(t *testing.T) {
 			addr, got := headerBackend(t)
 			bc := plainBackend(addr)
 			bc.ProxyProtocol = v
@@ -200,7 +200,7 @@ func TestProxyProtocolOut(t *testing.T) {
 			if src.String() != rc.c.LocalAddr().String() {
 				t.Fatalf("header source %s, want the client %s", src, rc.c.LocalAddr())
 			}
-			if v == "v2" {
+			if v == balancer.ProxyV2 {
 				tlvs, err := h.TLVs()
 				if err != nil {
 					t.Fatal(err)

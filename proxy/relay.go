@@ -115,7 +115,7 @@ func (s *session) nextCommand() (clientEvent, error) {
 // of the owner (there is one at a time), so a command costs no timer allocation; since Go
 // 1.23 Reset also discards an expiry nobody received.
 func (s *session) idleTimer() *time.Timer {
-	d := orDefault(s.cfg.Limits.IdleTimeout, defaultIdleTimeout)
+	d := orDefault(s.cfg.Limits.IdleTimeout, DefaultIdleTimeout)
 	if s.idle == nil {
 		s.idle = time.NewTimer(d)
 	} else {
@@ -276,7 +276,7 @@ func (s *session) relayFeat(cmd Command) error {
 		return backend421(rep.Raw)
 	}
 	if rep.Code != 211 {
-		return s.writeRaw(feat(s.offersTLS(), nil))
+		return s.writeRaw(feat(s.lc.TLS.Enabled(), nil))
 	}
-	return s.writeRaw(feat(s.offersTLS(), rep.Raw))
+	return s.writeRaw(feat(s.lc.TLS.Enabled(), rep.Raw))
 }

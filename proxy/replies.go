@@ -156,9 +156,6 @@ const (
 	replyLongNotSupported = "502 %s not supported: use EPSV or EPRT." // LPRT, LPSV
 )
 
-// defaultBanner is the text of the 220 greeting when the listener sets none.
-const defaultBanner = "FTP proxy ready"
-
 // replyCodeOf returns the code of one of the proxy's own reply lines.
 func replyCodeOf(line string) int {
 	code := 0

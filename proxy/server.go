@@ -18,19 +18,11 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
 
-// Listener TLS modes (SPEC §3).
-const (
-	TLSNone     = "none"
-	TLSExplicit = "explicit"
-	TLSRequired = "required"
-	TLSImplicit = "implicit"
-)
-
 // ListenerConfig describes one client-facing listener.
 type ListenerConfig struct {
 	Name    string
 	Address string // host:port
-	TLS     string // TLSNone, TLSExplicit, TLSRequired or TLSImplicit
+	TLS     TLSMode
 	Pool    string // pool used when no route matches
 	Banner  string // text of the 220 greeting
 	// ProxyProtocol requires a PROXY v1/v2 header, accepted only from TrustedProxies.
@@ -45,41 +37,40 @@ func (l *ListenerConfig) name() string {
 	return l.Address
 }
 
-// DataConfig configures the data channel toward clients.
+// DataConfig configures the data channel toward clients. It is also the [data] table of the
+// config file (the toml tags name the keys; package config decodes and validates them).
 type DataConfig struct {
-	PublicAddress  netip.Addr    // announced in 227; invalid: the control connection's local address
-	PortRange      nat.PortRange // the proxy's own passive ports
-	AllowActive    bool          // accept PORT/EPRT
-	ConnectTimeout time.Duration // to accept or dial a data connection, either leg
+	PublicAddress  netip.Addr    `toml:"public_address"`  // announced in 227; invalid: the control connection's local address
+	PortRange      nat.PortRange `toml:"port_range"`      // the proxy's own passive ports
+	AllowActive    bool          `toml:"allow_active"`    // accept PORT/EPRT
+	ConnectTimeout time.Duration `toml:"connect_timeout"` // to accept or dial a data connection, either leg
 }
 
-// Limits bounds sessions and their timeouts.
+// Limits bounds sessions and their timeouts. It is also the [limits] table of the config
+// file; DefaultLimits holds the file's defaults. Zero session limits mean unlimited, zero
+// LoginsPerMinute turns the login limit off, zero timeouts fall back to the defaults.
 type Limits struct {
-	MaxSessions      int
-	MaxSessionsPerIP int
-	LoginsPerMinute  int // per client IP (and per user name); 0: off
-	LoginBurst       int
-	IdleTimeout      time.Duration
-	LoginTimeout     time.Duration
-	BackendTimeout   time.Duration // connect plus greeting, per backend tried
-	TLSHandshake     time.Duration // each TLS handshake, either side
-	// ShutdownGrace is how long a drain lets running transfers finish (zero:
-	// DefaultShutdownGrace); read through Grace.
-	ShutdownGrace time.Duration
+	MaxSessions      int           `toml:"max_sessions"`
+	MaxSessionsPerIP int           `toml:"max_sessions_per_ip"`
+	LoginsPerMinute  int           `toml:"logins_per_minute"` // per client IP (and per user name); 0: off
+	LoginBurst       int           `toml:"login_burst"`
+	IdleTimeout      time.Duration `toml:"idle_timeout"`
+	LoginTimeout     time.Duration `toml:"login_timeout"`
+	ShutdownGrace    time.Duration `toml:"shutdown_grace"`        // read by the command's signal handling
+	BackendTimeout   time.Duration `toml:"backend_timeout"`       // connect plus greeting, per backend tried
+	TLSHandshake     time.Duration `toml:"tls_handshake_timeout"` // each TLS handshake, either side
 	// DataTimeout ends a transfer when no byte has moved on its data connections, in either
 	// direction, for this long; it is also the deadline for the backend's final reply once
 	// the data has ended (zero: DefaultDataTimeout).
-	DataTimeout time.Duration
+	DataTimeout time.Duration `toml:"data_timeout"`
 }
 
-// Grace returns ShutdownGrace, or its default when unset.
-func (l Limits) Grace() time.Duration { return orDefault(l.ShutdownGrace, DefaultShutdownGrace) }
-
 // Route sends sessions whose USER (and/or HOST) matches to a pool. Globs use path.Match.
+// It is also one [[route]] of the config file.
 type Route struct {
-	User string
-	Host string
-	Pool string
+	User string `toml:"user"`
+	Host string `toml:"host"`
+	Pool string `toml:"pool"`
 }
 
 // Config is everything a Server runs with. Listeners are fixed for the life of a Server; the
@@ -125,27 +116,15 @@ func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, s
 	return c.pool(lc.Pool), "listener"
 }
 
-// Defaults of the Limits that the binary reads too (limits.shutdown_grace,
-// limits.data_timeout), used where a Config leaves them zero.
+// Fixed timeouts (the configurable ones have their defaults in settings.go).
 const (
-	DefaultShutdownGrace = 60 * time.Second
-	DefaultDataTimeout   = 5 * time.Minute // as vsftpd's data_connection_timeout
-)
-
-// Default timeouts, used where a Config leaves a duration zero.
-const (
-	defaultConnectTimeout = 30 * time.Second
-	defaultIdleTimeout    = 15 * time.Minute
-	defaultLoginTimeout   = 60 * time.Second
-	defaultBackendTimeout = 10 * time.Second
-	defaultTLSHandshake   = 10 * time.Second
-	writeTimeout          = 30 * time.Second
-	lingerTimeout         = 5 * time.Second
-	abortReplyTimeout     = 10 * time.Second
+	writeTimeout      = 30 * time.Second
+	lingerTimeout     = 5 * time.Second
+	abortReplyTimeout = 10 * time.Second
 )
 
 func (s *session) connectTimeout() time.Duration {
-	return orDefault(s.cfg.Data.ConnectTimeout, defaultConnectTimeout)
+	return orDefault(s.cfg.Data.ConnectTimeout, DefaultConnectTimeout)
 }
 
 func (s *session) dataTimeout() time.Duration {
@@ -246,7 +225,7 @@ func (c *Config) validate() error {
 		if c.pool(l.Pool) == nil {
 			return fmt.Errorf("proxy: listener %s: unknown pool %q", l.Address, l.Pool)
 		}
-		if l.TLS != "" && l.TLS != TLSNone && c.TLS == nil {
+		if l.TLS.Enabled() && c.TLS == nil {
 			return fmt.Errorf("proxy: listener %s: tls %q needs a certificate", l.Address, l.TLS)
 		}
 	}
@@ -413,6 +392,7 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	s.mu.Unlock()
 	name := sess.lc.name()
 	s.obs.SessionStarted(name)
+	start := time.Now()
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, sess)
@@ -422,6 +402,7 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 			backend = sess.backend.String()
 		}
 		s.obs.SessionEnded(name, backend)
+		s.obs.SessionDuration(time.Since(start))
 	}()
 	sess.Run(s.hardCtx)
 }

@@ -58,6 +58,7 @@ type session struct {
 
 	// Backend leg, set once logged in.
 	backend *balancer.Backend
+	pool    string // the pool backend was chosen from, for TransferRecord
 	bconn   net.Conn
 	br      *bufio.Reader
 	bAddr   netip.AddrPort // backend control peer
@@ -207,18 +208,18 @@ func (s *session) serve() error {
 	default:
 	}
 
-	s.deadline = time.Now().Add(orDefault(lim.LoginTimeout, defaultLoginTimeout))
-	if s.lc.TLS != "" && s.lc.TLS != TLSNone {
+	s.deadline = time.Now().Add(orDefault(lim.LoginTimeout, DefaultLoginTimeout))
+	if s.lc.TLS.Enabled() {
 		s.bind = s.cfg.TLS.NewBinding()
 	}
-	if s.lc.TLS == TLSImplicit {
+	if s.lc.TLS.Implicit() {
 		if err := s.upgradeClient(); err != nil {
 			return err
 		}
 	}
 	banner := s.lc.Banner
 	if banner == "" {
-		banner = defaultBanner
+		banner = DefaultBanner
 	}
 	if err := s.writeLine(fmt.Sprintf(replyGreetingFmt, banner)); err != nil {
 		return err
@@ -317,7 +318,7 @@ func (s *session) preLogin() error {
 		}
 		switch cmd.Verb {
 		case "USER":
-			if s.lc.TLS == TLSRequired && !s.tlsOn {
+			if s.lc.TLS.RequiresAUTH() && !s.tlsOn {
 				err = s.writeLine(replyTLSRequired)
 				break
 			}
@@ -382,7 +383,7 @@ func (s *session) localCommand(cmd Command) (bool, error) {
 	if !s.loggedIn && reply == "" {
 		switch cmd.Verb {
 		case "FEAT":
-			return true, s.writeRaw(feat(s.offersTLS(), nil))
+			return true, s.writeRaw(feat(s.lc.TLS.Enabled(), nil))
 		case "OPTS":
 			if strings.EqualFold(strings.TrimSpace(cmd.Arg), "UTF8 ON") || strings.EqualFold(strings.TrimSpace(cmd.Arg), "UTF8") {
 				s.utf8 = true
@@ -408,9 +409,6 @@ func (s *session) localCommand(cmd Command) (bool, error) {
 	}
 	return true, s.writeLine(reply)
 }
-
-// offersTLS reports a listener that offers TLS to its clients (AUTH TLS or implicit).
-func (s *session) offersTLS() bool { return s.lc.TLS != "" && s.lc.TLS != TLSNone }
 
 // validHost accepts an RFC 7151 HOST argument: a DNS name or an IP literal, optionally in
 // brackets, with no port.

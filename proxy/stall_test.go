@@ -38,7 +38,7 @@ func stallProxy(t *testing.T, be *xferBackend, dataTimeout time.Duration, opts .
 
 // explicitTLSBackend makes the proxy reach its backend with explicit TLS (its self-signed
 // certificate not verified) and the given data mode.
-func explicitTLSBackend(mode string) proxyOpt {
+func explicitTLSBackend(mode balancer.DataMode) proxyOpt {
 	return func(_ *proxy.Config, pc *balancer.PoolConfig) {
 		pc.Backends[0].DataMode = mode
 		pc.Backends[0].TLS = balancer.TLSExplicit
@@ -303,9 +303,9 @@ func resetBroken(s *xferTransfer, verb, arg string) {
 // passive and active backend legs, the client in plain FTP and under PROT P. The client gets
 // 425 within 1 s, the backend gets ABOR, and the session goes on: the next transfer works.
 func TestBackendDataLegFailureRaw(t *testing.T) {
-	for _, mode := range []string{balancer.DataPassive, balancer.DataActive} {
+	for _, mode := range []balancer.DataMode{balancer.DataPassive, balancer.DataActive} {
 		for _, prot := range []bool{false, true} {
-			t.Run(mode+"/prot_p="+strconv.FormatBool(prot), func(t *testing.T) {
+			t.Run(mode.String()+"/prot_p="+strconv.FormatBool(prot), func(t *testing.T) {
 				be := startXferBackend(t, true, resetBroken)
 				opts := []proxyOpt{explicitTLSBackend(mode)}
 				var cc *tls.Config
@@ -468,9 +468,9 @@ func TestBackendDataLegFailureNoAnswer(t *testing.T) {
 // for a reply the backend never sends would hang until its own timeout), and its second
 // transfer in the same session arrives whole (sha256).
 func TestBackendDataLegFailureClients(t *testing.T) {
-	for _, mode := range []string{balancer.DataPassive, balancer.DataActive} {
+	for _, mode := range []balancer.DataMode{balancer.DataPassive, balancer.DataActive} {
 		for name, run := range legFailureClients {
-			t.Run(mode+"/"+name, func(t *testing.T) {
+			t.Run(mode.String()+"/"+name, func(t *testing.T) {
 				be := startXferBackend(t, true, resetBroken)
 				p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr())}, explicitTLSBackend(mode))
 				dir := t.TempDir()

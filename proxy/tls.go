@@ -14,7 +14,7 @@ import (
 )
 
 func (s *session) handshakeTimeout() time.Duration {
-	return orDefault(s.cfg.Limits.TLSHandshake, defaultTLSHandshake)
+	return orDefault(s.cfg.Limits.TLSHandshake, DefaultTLSHandshake)
 }
 
 // upgradeClient runs the TLS handshake on the control connection (implicit listeners at
@@ -45,7 +45,7 @@ var errPipelined = errors.New("bytes pipelined after AUTH TLS")
 // auth answers AUTH (RFC 4217 §4).
 func (s *session) auth(arg string) error {
 	switch {
-	case s.lc.TLS == "" || s.lc.TLS == TLSNone:
+	case !s.lc.TLS.Enabled():
 		return s.writeLine(replyAuthNone)
 	case s.tlsOn:
 		return s.writeLine(replyAuthTwice)
@@ -90,7 +90,7 @@ func (s *session) protCmd(arg string) string {
 	}
 	switch strings.ToUpper(strings.TrimSpace(arg)) {
 	case "C":
-		if s.lc.TLS == TLSRequired {
+		if s.lc.TLS.RequiresAUTH() {
 			return replyProtRequired
 		}
 		s.prot = 'C'

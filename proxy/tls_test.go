@@ -27,7 +27,7 @@ import (
 
 // withTLS makes the proxy's listener use mode with a fresh self-signed certificate and returns
 // a client config that trusts it.
-func withTLS(t testing.TB, mode string, requireReuse bool) (proxyOpt, *tls.Config) {
+func withTLS(t testing.TB, mode proxy.TLSMode, requireReuse bool) (proxyOpt, *tls.Config) {
 	t.Helper()
 	cert, pemBytes, err := tlsterm.SelfSigned("127.0.0.1")
 	if err != nil {
@@ -50,8 +50,8 @@ func withTLS(t testing.TB, mode string, requireReuse bool) (proxyOpt, *tls.Confi
 // TestExplicitTLSTransfers runs a Go client with AUTH TLS and PROT P through the proxy to a
 // plain backend, with data-session reuse required (the Go client resumes).
 func TestExplicitTLSTransfers(t *testing.T) {
-	for _, mode := range []string{proxy.TLSExplicit, proxy.TLSRequired, proxy.TLSImplicit} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []proxy.TLSMode{proxy.TLSExplicit, proxy.TLSRequired, proxy.TLSImplicit} {
+		t.Run(mode.String(), func(t *testing.T) {
 			be := startBackend(t, nil)
 			opt, cc := withTLS(t, mode, true)
 			p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, opt)

@@ -72,7 +72,7 @@ func upload(verb string) bool { return verb == "STOR" || verb == "STOU" || verb 
 // (clients such as ftplib start it only after a 1xx) before the backend is told anything, so
 // a refused or failed handshake never starts, truncates or aborts a transfer on the backend.
 func (s *session) transfer(cmd Command) error {
-	if s.lc.TLS == TLSRequired && s.prot != 'P' {
+	if s.lc.TLS.RequiresAUTH() && s.prot != 'P' {
 		return s.writeLine(replyDataTLS)
 	}
 	if s.pasv == nil && !s.port.IsValid() {
@@ -504,7 +504,7 @@ func (t *transfer) record() {
 	}
 	rec := TransferRecord{
 		Start: t.start, Duration: time.Since(t.start), Client: s.clientAddr.Addr(), User: s.user,
-		Listener: s.lc.name(), Backend: s.backend.String(), Command: t.cmd.Verb, Path: t.cmd.Arg,
+		Listener: s.lc.name(), Pool: s.pool, Backend: s.backend.String(), Command: t.cmd.Verb, Path: t.cmd.Arg,
 		Bytes: t.result.primary, Upload: t.up, ASCII: s.ascii, TLS: t.protected,
 		Complete:  !t.failed && code/100 == 2 && t.result.err == nil && !t.abortSent,
 		Aborted:   t.clientAbort,

@@ -25,6 +25,9 @@ APT_PACKAGES=(
 	libpcre2-8-0 libpcre2-posix3 libidn2-0 libacl1 zlib1g libsqlite3-0
 	libncursesw6 libtinfo6 passwd mount util-linux
 	chromium
+	# Packaging and operations tests (e2e/deb_test.go, e2e/dist_test.go): dpkg -i of the
+	# .deb (adduser), setpriv (util-linux), systemd-analyze verify, logrotate -d, promtool.
+	adduser systemd logrotate prometheus
 )
 # Unpacked, never installed: name of the unpack directory = first package.
 declare -A PEER_DEBS=(

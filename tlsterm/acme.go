@@ -16,14 +16,25 @@ import (
 	"github.com/caddyserver/certmagic"
 )
 
-// ACMEOptions mirrors [tls.acme].
+// ACMEOptions configures certificates from ACME. It is also the [tls.acme] table of the config file (the toml tags name the keys; package
+// config decodes and validates them, starting from DefaultACMEOptions).
 type ACMEOptions struct {
-	Domains     []string
-	Email       string // required: with no email certmagic would prompt on stdin
-	CA          string // directory URL; empty: Let's Encrypt production (its retries go to staging)
-	CARoot      string // PEM file of an extra root to trust for the CA (private/test CA)
-	Storage     string // directory for certmagic's file storage (certificates, keys, account)
-	HTTPAddress string // where the HTTP-01 challenge is answered, e.g. ":80" or "127.0.0.1:5002"
+	Domains     []string `toml:"domains"`
+	Email       string   `toml:"email"`        // required: with no email certmagic would prompt on stdin
+	CA          string   `toml:"ca"`           // directory URL; empty: Let's Encrypt production (its retries go to staging)
+	CARoot      string   `toml:"ca_root"`      // PEM file of an extra root to trust for the CA (private/test CA)
+	Storage     string   `toml:"storage"`      // directory for certmagic's file storage (certificates, keys, account)
+	HTTPAddress string   `toml:"http_address"` // where the HTTP-01 challenge is answered, e.g. ":80" or "127.0.0.1:5002"
+}
+
+// DefaultACMEOptions returns the [tls.acme] settings a config file gets for the keys it
+// leaves out: Let's Encrypt production, the FHS state directory, HTTP-01 on port 80.
+func DefaultACMEOptions() ACMEOptions {
+	return ACMEOptions{
+		CA:          "https://acme-v02.api.letsencrypt.org/directory",
+		Storage:     "/var/lib/ftpsproxy/acme",
+		HTTPAddress: ":80",
+	}
 }
 
 // ACME is a CertSource backed by certmagic: it obtains and renews certificates for Domains,
@@ -39,6 +50,8 @@ type ACME struct {
 	cfg   *certmagic.Config
 	srv   *http.Server
 	done  chan struct{} // closed when the challenge server has stopped
+
+	domains []string // managed names, for Certificates
 
 	closeOnce sync.Once
 	closeErr  error
@@ -82,7 +95,7 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 	}
 
 	zl := newZapLogger(log.Handler())
-	a := &ACME{done: make(chan struct{})}
+	a := &ACME{done: make(chan struct{}), domains: o.Domains}
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return a.cfg, nil },
 		Logger:           zl,

@@ -91,6 +91,10 @@ func TestACME(t *testing.T) {
 
 	roots := peb.IssuerRoots(t)
 	serial := handshakeACME(t, a, roots)
+	// What the expiry metric reads: the managed certificate, by domain.
+	if cs := a.Certificates(); len(cs) != 1 || cs[0].Name != acmeDomain || time.Until(cs[0].NotAfter) < 24*time.Hour {
+		t.Errorf("Certificates() = %+v, want %s valid for more than a day", cs, acmeDomain)
+	}
 
 	// Restart on the same storage: the certificate is loaded, not ordered again.
 	if err := a.Close(); err != nil {

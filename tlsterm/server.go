@@ -32,6 +32,7 @@ type Server struct {
 	base *tls.Config
 	// files is set for a file source so Reload can replace the certificate.
 	files *fileSource
+	src   CertSource // files or ACME, for Certificates
 }
 
 // NewServer loads the certificate source and builds the shared config.
@@ -46,6 +47,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 		s.files = fs
 		src = fs
 	}
+	s.src = src
 	minV := o.MinVersion
 	if minV == 0 {
 		minV = tls.VersionTLS12

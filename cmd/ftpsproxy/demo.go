@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	_ "embed"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -9,12 +12,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"text/template"
 	"time"
 
-	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/config"
 	"github.com/ftpsproxy/ftpsproxy/internal/demoftp"
-	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
@@ -70,62 +74,75 @@ type demo struct {
 	served  chan error
 }
 
+//go:embed demo.toml
+var demoConfig string
+
+var demoTemplate = template.Must(template.New("demo.toml").Parse(demoConfig))
+
 func startDemo(listen, ports string, log *slog.Logger) (*demo, error) {
 	dir, err := os.MkdirTemp("", "ftpsproxy-demo-")
 	if err != nil {
 		return nil, err
 	}
 	d := &demo{dir: dir, served: make(chan error, 1)}
-	root := filepath.Join(dir, "files")
-	os.MkdirAll(root, 0o755)
-	os.WriteFile(filepath.Join(root, "hello.txt"), []byte("Hello from the ftpsproxy demo backend.\n"), 0o644)
-
-	cert, pemBytes, err := tlsterm.SelfSigned("127.0.0.1", "localhost", "::1")
-	if err != nil {
-		d.close()
-		return nil, err
-	}
-	d.certPEM = filepath.Join(dir, "demo-cert.pem")
-	os.WriteFile(d.certPEM, pemBytes, 0o644)
-
-	d.backend, err = demoftp.Start(demoftp.Config{Addr: "127.0.0.1:0", Root: root, User: demoUser, Password: demoPassword})
-	if err != nil {
-		d.close()
-		return nil, err
-	}
-	pr, err := nat.ParsePortRange(ports)
-	if err != nil {
-		d.close()
-		return nil, fmt.Errorf("-ports: %w", err)
-	}
-	pool, err := balancer.NewPool(balancer.PoolConfig{Name: "demo", Policy: balancer.RoundRobin,
-		Backends: []balancer.BackendConfig{{Address: d.backend.Addr(), FixPasvAddress: true}}})
-	if err != nil {
-		d.close()
-		return nil, err
-	}
-	tlsSrv, err := tlsterm.NewServer(tlsterm.ServerOptions{Source: tlsterm.StaticSource{Cert: cert}})
-	if err != nil {
-		d.close()
-		return nil, err
-	}
-	d.proxy, err = proxy.New(proxy.Config{
-		Listeners: []proxy.ListenerConfig{{Name: "demo", Address: listen, TLS: proxy.TLSExplicit, Pool: "demo", Banner: "ftpsproxy demo ready"}},
-		Data:      proxy.DataConfig{PortRange: pr, AllowActive: true, ConnectTimeout: 30 * time.Second},
-		Pools:     []*balancer.Pool{pool},
-		Limits:    proxy.Limits{IdleTimeout: 15 * time.Minute, LoginTimeout: time.Minute, BackendTimeout: 10 * time.Second},
-		TLS:       tlsSrv,
-	}, log, nil)
-	if err != nil {
-		d.close()
-		return nil, err
-	}
-	if err := d.proxy.Listen(context.Background()); err != nil {
+	if err := d.start(listen, ports, log); err != nil {
 		d.close()
 		return nil, err
 	}
 	go func() { d.served <- d.proxy.Serve() }()
 	return d, nil
+}
+
+// start writes the demo's files, starts its backend, and loads demo.toml filled in with them
+// through config.Load, as any config file.
+func (d *demo) start(listen, ports string, log *slog.Logger) error {
+	root := filepath.Join(d.dir, "files")
+	os.MkdirAll(root, 0o755)
+	os.WriteFile(filepath.Join(root, "hello.txt"), []byte("Hello from the ftpsproxy demo backend.\n"), 0o644)
+	if err := d.writeCert(); err != nil {
+		return err
+	}
+	var err error
+	d.backend, err = demoftp.Start(demoftp.Config{Addr: "127.0.0.1:0", Root: root, User: demoUser, Password: demoPassword})
+	if err != nil {
+		return err
+	}
+	var toml strings.Builder
+	demoTemplate.Execute(&toml, map[string]string{"Listen": listen, "Ports": ports, "Backend": d.backend.Addr()})
+	path := filepath.Join(d.dir, "demo.toml")
+	if err := os.WriteFile(path, []byte(toml.String()), 0o600); err != nil {
+		return err
+	}
+	f, err := config.Load(path)
+	if err != nil {
+		return fmt.Errorf("demo config (-listen, -ports):\n%w", err)
+	}
+	rt, err := build(f, log, nil)
+	if err != nil {
+		return err
+	}
+	if d.proxy, err = proxy.New(rt.cfg, log, nil); err != nil {
+		return err
+	}
+	return d.proxy.Listen(context.Background())
+}
+
+// writeCert writes a self-signed certificate and its key where demo.toml expects them.
+func (d *demo) writeCert() error {
+	cert, certPEM, err := tlsterm.SelfSigned("127.0.0.1", "localhost", "::1")
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return err
+	}
+	d.certPEM = filepath.Join(d.dir, "demo-cert.pem")
+	if err := os.WriteFile(d.certPEM, certPEM, 0o644); err != nil {
+		return err
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	return os.WriteFile(filepath.Join(d.dir, "demo-key.pem"), keyPEM, 0o600)
 }
 
 func (d *demo) addr() string { return d.proxy.Addrs()[0].String() }

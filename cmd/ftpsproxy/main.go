@@ -1,16 +1,18 @@
 // Command ftpsproxy is an FTP/FTPS reverse proxy and load balancer.
 //
-//	ftpsproxy -config FILE          run until SIGINT/SIGTERM; SIGHUP reloads
-//	ftpsproxy -config FILE -check   validate the config and exit
-//	ftpsproxy demo                  a self-contained demo on 127.0.0.1:2121
-//	ftpsproxy -version
+//	ftpsproxy -config FILE                  run until SIGINT/SIGTERM; SIGHUP reloads
+//	ftpsproxy -config FILE -check [-strict] validate the config and exit
+//	ftpsproxy demo                          a self-contained demo on 127.0.0.1:2121
+//	ftpsproxy -version | -help
+//
+// This package holds the command line, signals and wiring only: the config file is read by
+// package config, and run by proxy, balancer, tlsterm and admin.
 package main
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,81 +23,27 @@ import (
 
 	"github.com/ftpsproxy/ftpsproxy/admin"
 	"github.com/ftpsproxy/ftpsproxy/balancer"
-	"github.com/ftpsproxy/ftpsproxy/nat"
+	"github.com/ftpsproxy/ftpsproxy/config"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
-)
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "0.1.0-dev"
-
-// Exit codes (SPEC §2).
-const (
-	exitOK     = 0
-	exitConfig = 1
-	exitUsage  = 2
 )
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "demo" {
-		return runDemo(args[1:], stdout, stderr)
+// logWarnings logs what -check would warn about, so that a running proxy says it too (an
+// expired certificate is served, but not silently).
+func logWarnings(f *config.File, log *slog.Logger) {
+	for _, w := range config.Warnings(f, config.System()) {
+		log.Warn("config warning", "key", w.Key, "warning", w.Msg)
 	}
-	fs := flag.NewFlagSet("ftpsproxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "path of the TOML config file")
-	check := fs.Bool("check", false, "validate the config, print every problem, and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ftpsproxy -config FILE [-check] | ftpsproxy demo | ftpsproxy -version\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ftpsproxy: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return exitUsage
-	}
-	if *showVersion {
-		fmt.Fprintf(stdout, "ftpsproxy %s\n", version)
-		return exitOK
-	}
-	if *configPath == "" {
-		fmt.Fprintln(stderr, "ftpsproxy: -config is required")
-		fs.Usage()
-		return exitUsage
-	}
-	f, err := LoadConfig(*configPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: config has problems:\n%v\n", *configPath, err)
-		return exitConfig
-	}
-	if *check {
-		fmt.Fprintf(stdout, "%s: OK\n%s", *configPath, f.Summary())
-		return exitOK
-	}
-	log := newLogger(f.Log, stderr)
-	return serve(*configPath, f, log)
 }
 
 // newLogger builds the process logger from [log].
-func newLogger(c Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	switch c.Level {
-	case "debug":
-		level = slog.LevelDebug
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.Level.Slog()}
+	if c.Format == config.FormatJSON {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
@@ -113,110 +61,91 @@ type runtime struct {
 
 // build turns a validated config file into the proxy's config. prev, when set, is the
 // runtime being replaced by a reload: its TLS is kept when [tls] did not change.
-func build(f *File, log *slog.Logger, prev *runtime) (*runtime, error) {
+func build(f *config.File, log *slog.Logger, prev *runtime) (*runtime, error) {
 	rt := &runtime{}
-	pc := proxy.Config{
-		Data: proxy.DataConfig{
-			PublicAddress:  f.Data.PublicAddr(),
-			AllowActive:    f.Data.AllowActive,
-			ConnectTimeout: f.Data.ConnectTimeout.Duration,
-		},
-		Limits: proxy.Limits{
-			MaxSessions:      f.Limits.MaxSessions,
-			MaxSessionsPerIP: f.Limits.MaxSessionsPerIP,
-			LoginsPerMinute:  f.Limits.LoginsPerMinute,
-			LoginBurst:       f.Limits.LoginBurst,
-			IdleTimeout:      f.Limits.IdleTimeout.Duration,
-			LoginTimeout:     f.Limits.LoginTimeout.Duration,
-			BackendTimeout:   f.Limits.BackendTimeout.Duration,
-			TLSHandshake:     f.Limits.TLSHandshakeTimeout.Duration,
-			ShutdownGrace:    f.Limits.ShutdownGrace.Duration,
-		},
-	}
-	r, err := nat.ParsePortRange(f.Data.PortRange)
-	if err != nil {
-		return nil, fmt.Errorf("data.port_range: %w", err)
-	}
-	pc.Data.PortRange = r
-	needTLS := false
+	pc := proxy.Config{Data: f.Data, Limits: f.Limits, Routes: f.Routes}
 	for _, l := range f.Listeners {
-		needTLS = needTLS || l.TLS != proxy.TLSNone
 		pc.Listeners = append(pc.Listeners, proxy.ListenerConfig{
 			Name: l.Name, Address: l.Address, TLS: l.TLS, Pool: l.Pool, Banner: l.Banner,
-			ProxyProtocol: l.ProxyProtocol == "on", TrustedProxies: l.TrustedPrefixes(),
+			ProxyProtocol: l.ProxyProtocol.On(), TrustedProxies: l.TrustedProxies,
 		})
 	}
 	for i, p := range f.Pools {
-		bp := balancer.PoolConfig{
-			Name:   p.Name,
-			Policy: p.Policy,
-			Health: balancer.HealthConfig{
-				Interval: p.HealthInterval.Duration,
-				Timeout:  p.HealthTimeout.Duration,
-				Rise:     p.HealthRise,
-				Fall:     p.HealthFall,
-			},
-		}
-		for j, b := range p.Backends {
-			var bt *tls.Config
-			if b.TLS != balancer.TLSNone {
-				var err error
-				bt, err = tlsterm.BackendConfig(tlsterm.BackendOptions{
-					Address: b.Address, ServerName: b.TLSServerName, Verify: b.TLSVerify,
-					CAFile: b.CAFile, Legacy: b.TLSLegacy,
-				})
-				if err != nil {
-					return nil, fmt.Errorf("pool[%d].backend[%d]: %w", i, j, err)
-				}
-				if !b.TLSVerify {
-					log.Warn("backend certificate is not verified (tls_verify = false)", "pool", p.Name, "backend", b.Address)
-				}
-			}
-			bp.Backends = append(bp.Backends, balancer.BackendConfig{
-				TLSConfig:      bt,
-				Address:        b.Address,
-				Weight:         b.Weight,
-				MaxSessions:    b.MaxSessions,
-				TLS:            b.TLS,
-				ProxyProtocol:  b.ProxyProtocol,
-				DataMode:       b.DataMode,
-				FixPasvAddress: b.FixPasvAddress,
-			})
-		}
-		pool, err := balancer.NewPool(bp)
+		pool, err := buildPool(fmt.Sprintf("pool[%d]", i), p, log)
 		if err != nil {
-			return nil, fmt.Errorf("pool[%d]: %w", i, err)
+			return nil, err
 		}
 		pc.Pools = append(pc.Pools, pool)
 	}
-	if needTLS {
-		key := fmt.Sprintf("%+v", f.TLS)
-		switch {
-		case prev != nil && prev.tls != nil && prev.tlsKey == key:
-			// Same settings: keep the config (and its ticket keys, so running sessions'
-			// data connections still resume) and re-read certificate files.
-			if err := prev.tls.Reload(); err != nil {
-				return nil, err
-			}
-			rt.tls, rt.acme = prev.tls, prev.acme
-		case prev != nil && prev.acme != nil:
-			return nil, fmt.Errorf("tls: changing [tls] while ACME is in use needs a restart")
-		default:
-			srv, acme, err := newTLSServer(f, log)
-			if err != nil {
-				return nil, err
-			}
-			rt.tls, rt.acme = srv, acme
+	if f.UsesTLS() {
+		if err := rt.buildTLS(f, log, prev); err != nil {
+			return nil, err
 		}
-		rt.tlsKey = key
 		pc.TLS = rt.tls
-		pc.RequireDataReuse = f.TLS.DataSessionReuse == "required"
-	}
-	for _, r := range f.Routes {
-		pc.Routes = append(pc.Routes, proxy.Route{User: r.User, Host: r.Host, Pool: r.Pool})
+		pc.RequireDataReuse = f.TLS.DataSessionReuse == config.ReuseRequired
 	}
 	rt.cfg, rt.healthPools = pc, pc.Pools
 	return rt, nil
+}
+
+// buildPool builds the pool at key ("pool[0]"), which its errors start with.
+func buildPool(key string, p config.Pool, log *slog.Logger) (*balancer.Pool, error) {
+	bp := balancer.PoolConfig{Name: p.Name, Policy: p.Policy, Health: p.Health()}
+	for j, b := range p.Backends {
+		var bt *tls.Config
+		if b.TLS != balancer.TLSNone {
+			var err error
+			bt, err = tlsterm.BackendConfig(tlsterm.BackendOptions{
+				Address: b.Address, ServerName: b.TLSServerName, Verify: b.TLSVerify,
+				CAFile: b.CAFile, Legacy: b.TLSLegacy,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s.backend[%d]: %w", key, j, err)
+			}
+			if !b.TLSVerify {
+				log.Warn("backend certificate is not verified (tls_verify = false)", "pool", p.Name, "backend", b.Address)
+			}
+		}
+		bp.Backends = append(bp.Backends, balancer.BackendConfig{
+			TLSConfig:      bt,
+			Address:        b.Address,
+			Weight:         b.Weight,
+			MaxSessions:    b.MaxSessions,
+			TLS:            b.TLS,
+			ProxyProtocol:  b.ProxyProtocol,
+			DataMode:       b.DataMode,
+			FixPasvAddress: b.FixPasvAddress,
+		})
+	}
+	pool, err := balancer.NewPool(bp)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return pool, nil
+}
+
+// buildTLS sets rt's client-facing TLS from [tls], keeping prev's when [tls] did not change.
+func (rt *runtime) buildTLS(f *config.File, log *slog.Logger, prev *runtime) error {
+	key := fmt.Sprintf("%+v", f.TLS)
+	switch {
+	case prev != nil && prev.tls != nil && prev.tlsKey == key:
+		// Same settings: keep the config (and its ticket keys, so running sessions'
+		// data connections still resume) and re-read certificate files.
+		if err := prev.tls.Reload(); err != nil {
+			return err
+		}
+		rt.tls, rt.acme = prev.tls, prev.acme
+	case prev != nil && prev.acme != nil:
+		return fmt.Errorf("tls: changing [tls] while ACME is in use needs a restart")
+	default:
+		srv, acme, err := newTLSServer(f, log)
+		if err != nil {
+			return err
+		}
+		rt.tls, rt.acme = srv, acme
+	}
+	rt.tlsKey = key
+	return nil
 }
 
 // startHealth runs the pools' health checks until the runtime is replaced or the process ends.
@@ -229,7 +158,8 @@ func (rt *runtime) startHealth(log *slog.Logger) {
 }
 
 // serve runs the proxy until a signal ends it.
-func serve(path string, f *File, log *slog.Logger) int {
+func serve(path string, f *config.File, log *slog.Logger) int {
+	logWarnings(f, log)
 	rt, err := build(f, log, nil)
 	if err != nil {
 		log.Error("config refused", "err", err)
@@ -241,6 +171,7 @@ func serve(path string, f *File, log *slog.Logger) int {
 		}
 	}()
 	metrics := admin.NewMetrics()
+	metrics.SetBuildInfo(version)
 	var xfer *admin.TransferLog
 	if f.Log.TransferLog != "" {
 		if xfer, err = admin.OpenTransferLog(f.Log.TransferLog); err != nil {
@@ -279,11 +210,12 @@ func serve(path string, f *File, log *slog.Logger) int {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
+	notifyReady(log)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
-	grace := rt.cfg.Limits.Grace()
+	grace := f.Limits.ShutdownGrace
 	for {
 		select {
 		case err := <-served:
@@ -300,11 +232,16 @@ func serve(path string, f *File, log *slog.Logger) int {
 					}
 				}
 				if sig == syscall.SIGHUP {
+					notifyReloading(log)
+					prev := rt
 					rt, grace = reload(path, srv, rt, grace, log)
+					metrics.Reloaded(rt != prev)
+					notifyReady(log)
 				}
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String(), "grace", grace)
+			notifyStopping(log)
 			src.Draining.Store(true)
 			ctx, cancel := context.WithTimeout(context.Background(), grace)
 			err := srv.Shutdown(ctx)
@@ -327,11 +264,12 @@ func serve(path string, f *File, log *slog.Logger) int {
 // reload reads the config again and swaps it in; a bad config is refused and the old one
 // stays in force.
 func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, log *slog.Logger) (*runtime, time.Duration) {
-	f, err := LoadConfig(path)
+	f, err := config.Load(path)
 	if err != nil {
 		log.Error("reload refused: config has problems; the old config stays in force", "err", err.Error())
 		return old, grace
 	}
+	logWarnings(f, log)
 	rt, err := build(f, log, old)
 	if err == nil {
 		err = srv.Reload(rt.cfg)
@@ -346,25 +284,21 @@ func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, l
 	old.stopHealth()
 	rt.startHealth(log)
 	log.Info("config reloaded", "pools", len(rt.cfg.Pools), "routes", len(rt.cfg.Routes))
-	return rt, rt.cfg.Limits.Grace()
+	return rt, f.Limits.ShutdownGrace
 }
 
 // newTLSServer builds the client-facing TLS from [tls]: certificate files or ACME.
-func newTLSServer(f *File, log *slog.Logger) (*tlsterm.Server, *tlsterm.ACME, error) {
+func newTLSServer(f *config.File, log *slog.Logger) (*tlsterm.Server, *tlsterm.ACME, error) {
 	minV := uint16(tls.VersionTLS12)
-	if f.TLS.MinVersion == "1.3" {
+	if f.TLS.MinVersion == config.TLS13 {
 		minV = tls.VersionTLS13
 	}
 	var acme *tlsterm.ACME
 	opts := tlsterm.ServerOptions{CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile, MinVersion: minV}
 	if f.UsesACME() {
-		a := f.TLS.ACME
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		src, err := tlsterm.NewACME(ctx, tlsterm.ACMEOptions{
-			Domains: a.Domains, Email: a.Email, CA: a.CA, CARoot: a.CARoot,
-			Storage: a.Storage, HTTPAddress: a.HTTPAddress,
-		}, log)
+		src, err := tlsterm.NewACME(ctx, f.TLS.ACME, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("tls.acme: %w", err)
 		}
