@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -131,8 +132,8 @@ func (s *session) ownPort(ap netip.AddrPort) bool {
 
 // openClientData makes the client leg: accept on the reserved passive port (from the client's
 // address only) or dial the PORT/EPRT target.
-func (s *session) openClientData(timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+func (s *session) openClientData(ctx context.Context, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if s.pasv != nil {
 		c, err := s.pasv.Accept(ctx)
@@ -147,6 +148,58 @@ func (s *session) openClientData(timeout time.Duration) (net.Conn, error) {
 		return nil, fmt.Errorf("dial client data: %w", err)
 	}
 	return c, nil
+}
+
+// clientGoneError is a client whose control connection ended while the proxy waited for its
+// data connection.
+type clientGoneError struct{ err error }
+
+func (e *clientGoneError) Error() string { return e.err.Error() }
+func (e *clientGoneError) Unwrap() error { return e.err }
+
+// awaitClientData runs openClientData while watching the control connection: commands that
+// arrive meanwhile are queued, and a client that leaves ends the wait at once with a
+// *clientGoneError.
+func (s *session) awaitClientData(timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	out := make(chan legResult, 1)
+	go func() {
+		c, err := s.openClientData(ctx, timeout)
+		out <- legResult{conn: c, err: err}
+	}()
+	for {
+		cmdc := s.cmdc
+		if len(s.queue) >= maxQueued {
+			cmdc = nil
+		}
+		select {
+		case r := <-out:
+			return r.conn, r.err
+		case ev := <-cmdc:
+			if !ev.connEnded() {
+				s.queue = append(s.queue, ev)
+				continue
+			}
+			cancel()
+			if r := <-out; r.conn != nil {
+				r.conn.Close()
+			}
+			return nil, &clientGoneError{ev.err}
+		}
+	}
+}
+
+// leaveBackend tells the backend the client has gone (ABOR when a transfer may be running on
+// it, then QUIT), without waiting for its answer: the session ends now, and so does its hold
+// on the backend's slot.
+func (s *session) leaveBackend(abort bool) {
+	msg := "QUIT\r\n"
+	if abort {
+		msg = "ABOR\r\n" + msg
+	}
+	s.bconn.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(s.bconn, msg)
 }
 
 // openBackendData prepares the backend leg per the backend's data_mode and returns what

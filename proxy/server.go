@@ -165,7 +165,9 @@ type Server struct {
 	nextID     atomic.Uint64
 	stopOnce   sync.Once
 
-	// Foreign counts data connections refused because they came from the wrong peer.
+	// Foreign counts data connections refused because they came from the wrong peer. The
+	// same events reach the Observer as DataRefused("foreign_peer"); this counter is for
+	// callers that run a Server without an Observer, tests among them.
 	Foreign atomic.Uint64
 }
 

@@ -512,3 +512,32 @@ func TestAbortAnswered225(t *testing.T) {
 	rc.cmd("NOOP", 200)
 	goodRetr(t, rc, "good", goodFile)
 }
+
+// TestClientLeavesBeforeDataConnection: a client that sends RETR and leaves without ever
+// opening the data connection ends its session at once, not after data.connect_timeout: the
+// backend, which has not been sent the RETR yet, gets QUIT and its slot is free within 1 s.
+func TestClientLeavesBeforeDataConnection(t *testing.T) {
+	be := startXferBackend(t, false, stallScripts["silent after 150"])
+	p, b := stallProxy(t, be, 0)
+	rc := dialRaw(t, p.addr)
+	rc.login()
+	rc.cmd("EPSV", 229)
+	rc.send("RETR never\r\n")
+	time.Sleep(100 * time.Millisecond) // the proxy waits for the data connection
+	left := time.Now()
+	rc.c.Close()
+	waitFor(t, 5*time.Second, func() bool { return b.Active() == 0 })
+	if d := time.Since(left); d > slotReleaseBound {
+		t.Fatalf("backend slot released %v after the client left, want within %v", d, slotReleaseBound)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.HasSuffix(be.saw(), "QUIT") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if saw := be.saw(); saw != "USER,PASS,QUIT" {
+		t.Fatalf("backend saw %s, want USER,PASS,QUIT", saw)
+	}
+	if !strings.Contains(p.logs.String(), "client left before its data connection") {
+		t.Fatal("the client leaving is not logged")
+	}
+}

@@ -97,8 +97,14 @@ func (s *session) transfer(cmd Command) error {
 // (the client has its reply).
 func (t *transfer) clientDataConnected() (bool, error) {
 	s := t.s
-	c, err := s.openClientData(s.connectTimeout())
+	c, err := s.awaitClientData(s.connectTimeout())
 	s.clearData()
+	var gone *clientGoneError
+	if errors.As(err, &gone) {
+		s.log.Info("client left before its data connection", "cmd", t.cmd.Verb, "err", gone.err)
+		s.leaveBackend(false)
+		return false, gone.err
+	}
 	if err != nil {
 		s.log.Warn("client data connection failed", "err", err)
 		return false, s.writeLine(replyCantOpen)
@@ -397,7 +403,9 @@ func (t *transfer) tick(now time.Time) error {
 			return nil
 		}
 		if t.failed {
-			return t.endSession(end421(CauseBackend, errors.New("no reply to ABOR from the backend")))
+			err := errors.New("no reply to ABOR from the backend")
+			s.log.Warn("transfer stalled", "err", err)
+			return t.endSession(end421(CauseBackend, err))
 		}
 		s.log.Warn("backend sent no reply to ABOR")
 		t.abortDone = true
@@ -448,8 +456,7 @@ func (t *transfer) clientGone(err error) error {
 	s := t.s
 	s.log.Info("client left during a transfer", "cmd", t.cmd.Verb, "err", err)
 	t.closeData()
-	s.bconn.SetWriteDeadline(time.Now().Add(time.Second))
-	s.bconn.Write([]byte("ABOR\r\nQUIT\r\n"))
+	s.leaveBackend(true)
 	return err
 }
 
