@@ -46,6 +46,18 @@ func explicitTLSBackend(mode balancer.DataMode) proxyOpt {
 	}
 }
 
+// leaveAndAwaitSlot closes the client's control connection and fails unless the backend's
+// slot is released within slotReleaseBound.
+func leaveAndAwaitSlot(t *testing.T, rc *rawConn, b *balancer.Backend) {
+	t.Helper()
+	left := time.Now()
+	rc.c.Close()
+	waitFor(t, 5*time.Second, func() bool { return b.Active() == 0 })
+	if d := time.Since(left); d > slotReleaseBound {
+		t.Fatalf("backend slot released %v after the client left, want within %v", d, slotReleaseBound)
+	}
+}
+
 // startRetr logs in, opens a passive data connection and sends RETR name; it returns the
 // control and data connections once the 150 has arrived.
 func startRetr(t *testing.T, addr, name string) (*rawConn, net.Conn) {
@@ -156,18 +168,10 @@ func TestClientLeavesDuringStalledTransfer(t *testing.T) {
 				} else {
 					dc.Close()
 				}
-				left := time.Now()
-				rc.c.Close()
-				waitFor(t, 5*time.Second, func() bool { return b.Active() == 0 })
-				if d := time.Since(left); d > slotReleaseBound {
-					t.Fatalf("backend slot released %v after the client left, want within %v", d, slotReleaseBound)
-				}
+				leaveAndAwaitSlot(t, rc, b)
 			}
-			deadline := time.Now().Add(2 * time.Second)
-			for strings.Count(be.saw(), "RETR,ABOR,QUIT") != 2 && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if saw := be.saw(); strings.Count(saw, "RETR,ABOR,QUIT") != 2 {
+			saw := be.awaitSaw(func(saw string) bool { return strings.Count(saw, "RETR,ABOR,QUIT") == 2 })
+			if strings.Count(saw, "RETR,ABOR,QUIT") != 2 {
 				t.Fatalf("backend saw %s, want RETR then ABOR then QUIT for both sessions", saw)
 			}
 			if n := strings.Count(p.logs.String(), `msg="client left during a transfer"`); n != 2 {
@@ -380,12 +384,7 @@ func TestClientLeavesFrozenVsftpd(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // the buffers on the way fill; nothing moves
 		dc.Close()
-		left := time.Now()
-		rc.c.Close()
-		waitFor(t, 5*time.Second, func() bool { return b.Active() == 0 })
-		if d := time.Since(left); d > slotReleaseBound {
-			t.Fatalf("backend slot released %v after the client left, want within %v", d, slotReleaseBound)
-		}
+		leaveAndAwaitSlot(t, rc, b)
 		if err := vs.Signal(syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
@@ -524,17 +523,8 @@ func TestClientLeavesBeforeDataConnection(t *testing.T) {
 	rc.cmd("EPSV", 229)
 	rc.send("RETR never\r\n")
 	time.Sleep(100 * time.Millisecond) // the proxy waits for the data connection
-	left := time.Now()
-	rc.c.Close()
-	waitFor(t, 5*time.Second, func() bool { return b.Active() == 0 })
-	if d := time.Since(left); d > slotReleaseBound {
-		t.Fatalf("backend slot released %v after the client left, want within %v", d, slotReleaseBound)
-	}
-	deadline := time.Now().Add(2 * time.Second)
-	for !strings.HasSuffix(be.saw(), "QUIT") && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if saw := be.saw(); saw != "USER,PASS,QUIT" {
+	leaveAndAwaitSlot(t, rc, b)
+	if saw := be.awaitSaw(func(saw string) bool { return strings.HasSuffix(saw, "QUIT") }); saw != "USER,PASS,QUIT" {
 		t.Fatalf("backend saw %s, want USER,PASS,QUIT", saw)
 	}
 	if !strings.Contains(p.logs.String(), "client left before its data connection") {

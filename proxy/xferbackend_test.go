@@ -67,6 +67,16 @@ func startXferBackend(t testing.TB, withTLS bool, script func(s *xferTransfer, v
 
 func (b *xferBackend) addr() string { return b.ln.Addr().String() }
 
+// awaitSaw waits up to 2 s for the commands received to satisfy done (they arrive after
+// the proxy wrote them), and returns them.
+func (b *xferBackend) awaitSaw(done func(saw string) bool) string {
+	deadline := time.Now().Add(2 * time.Second)
+	for !done(b.saw()) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return b.saw()
+}
+
 // silenceABOR makes the backend leave ABOR unanswered from now on.
 func (b *xferBackend) silenceABOR() {
 	b.mu.Lock()
