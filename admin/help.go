@@ -33,6 +33,8 @@ var helpTexts = map[string]string{
 	"ftpsproxy_transfer_bytes_total":                     "Payload bytes relayed on data connections, by direction.",
 	"ftpsproxy_transfer_duration_seconds":                "How long data transfers took, from the data command to the final reply, by direction.",
 	"ftpsproxy_transfer_log_errors_total":                "Transfer-log lines that could not be written.",
+	"ftpsproxy_directory_lookups_total":                  "User directory steps of logins, by source (file, url, auth) and result (found, not_found, error; allow, deny, error).",
+	"ftpsproxy_directory_cache_hits_total":               "Lookup service answers served from the cache instead of a request.",
 	"ftpsproxy_reloads_total":                            "Config reloads (SIGHUP), by outcome: ok (applied) or failed (refused, the old config stays).",
 	"ftpsproxy_last_reload_timestamp_seconds":            "Unix time of the last applied reload, or of the start when there was none.",
 	"ftpsproxy_last_reload_successful":                   "1 when the last reload was applied (or none was tried), 0 when it was refused.",

@@ -18,12 +18,15 @@ import (
 // cannot grow the label space.
 var (
 	loginOutcomes  = []string{"ok", "failed", "error", "rate_limited"}
-	causes421      = []string{"no_backend", "too_many", "login_rate", "timeout", "shutdown", "backend_lost"}
+	causes421      = []string{"no_backend", "too_many", "login_rate", "timeout", "shutdown", "backend_lost", "denied"}
 	refusedReasons = []string{"foreign_peer", "bounce"}
 	tlsSides       = []string{"client", "backend"}
 	tlsResults     = []string{"ok", "error"}
 	directions     = []string{"upload", "download"}
 	xferResults    = []string{"complete", "failed", "aborted"}
+	// dirLookups are the user directory's (source, result) pairs.
+	dirLookups = [][2]string{{"file", "found"}, {"file", "not_found"}, {"url", "found"}, {"url", "not_found"},
+		{"url", "error"}, {"auth", "allow"}, {"auth", "deny"}, {"auth", "error"}}
 )
 
 // otherLabel replaces a label value outside its fixed set.
@@ -63,6 +66,7 @@ type Metrics struct {
 	tls       map[[2]string]*metrics.Counter
 	transfers map[[2]string]*metrics.Counter
 	bytes     map[string]*metrics.Counter
+	dir       map[[2]string]*metrics.Counter
 
 	// Families of opsmetrics.go.
 	tlsFailures      map[[2]string]*metrics.Counter // side, reason
@@ -76,6 +80,7 @@ type Metrics struct {
 	portsExhausted *metrics.Counter
 	rateLimited    *metrics.Counter
 	xferlogErrors  *metrics.Counter
+	dirCacheHits   *metrics.Counter
 
 	mu     sync.Mutex // guards recent and next
 	recent [recent421Size]Event421
@@ -110,6 +115,7 @@ func NewMetrics() *Metrics {
 		tls:       make(map[[2]string]*metrics.Counter),
 		transfers: make(map[[2]string]*metrics.Counter),
 		bytes:     make(map[string]*metrics.Counter),
+		dir:       make(map[[2]string]*metrics.Counter),
 		gauged:    make(map[backendKey]struct{}),
 	}
 	for _, o := range loginOutcomes {
@@ -136,6 +142,10 @@ func NewMetrics() *Metrics {
 	m.portsExhausted = s.NewCounter("ftpsproxy_data_ports_exhausted_total")
 	m.rateLimited = s.NewCounter("ftpsproxy_rate_limited_total")
 	m.xferlogErrors = s.NewCounter("ftpsproxy_transfer_log_errors_total")
+	for _, k := range dirLookups {
+		m.dir[k] = s.NewCounter(series("ftpsproxy_directory_lookups_total", "source", k[0], "result", k[1]))
+	}
+	m.dirCacheHits = s.NewCounter("ftpsproxy_directory_cache_hits_total")
 
 	s.NewGauge("ftpsproxy_data_ports_in_use", func() float64 {
 		if src := m.source(); src != nil {
@@ -291,6 +301,22 @@ func (m *Metrics) BackendSession(pool, backend string) {
 		return
 	}
 	m.set.GetOrCreateCounter(series("ftpsproxy_backend_sessions_total", "pool", pool, "backend", backend)).Inc()
+}
+
+// DirectoryLookup implements proxy.Observer: lookups by source and result (errors are the
+// result "error"), and lookup service answers served from the cache.
+func (m *Metrics) DirectoryLookup(source, result string, cached bool) {
+	if m == nil {
+		return
+	}
+	c := m.dir[[2]string{source, result}]
+	if c == nil {
+		c = m.set.GetOrCreateCounter(series("ftpsproxy_directory_lookups_total", "source", otherLabel, "result", otherLabel))
+	}
+	c.Inc()
+	if cached {
+		m.dirCacheHits.Inc()
+	}
 }
 
 // Login implements proxy.Observer.

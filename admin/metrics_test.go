@@ -28,6 +28,10 @@ func zeroSeries() map[string]float64 {
 		"ftpsproxy_transfer_log_errors_total":  0,
 		"ftpsproxy_data_ports_in_use":          0,
 		"ftpsproxy_data_ports_range_size":      0,
+		"ftpsproxy_directory_cache_hits_total": 0,
+	}
+	for _, k := range dirLookups {
+		want[canonical("ftpsproxy_directory_lookups_total", map[string]string{"source": k[0], "result": k[1]})] = 0
 	}
 	for _, o := range loginOutcomes {
 		want[key("ftpsproxy_logins_total", "outcome", o)] = 0
@@ -216,6 +220,13 @@ func TestMetricsScripted(t *testing.T) {
 	m.SessionDuration(2 * time.Hour)
 	m.Reloaded(true)
 	m.Reloaded(false)
+	m.DirectoryLookup("file", "found", false)
+	m.DirectoryLookup("url", "found", true)
+	m.DirectoryLookup("url", "found", false)
+	m.DirectoryLookup("url", "not_found", true)
+	m.DirectoryLookup("url", "error", false)
+	m.DirectoryLookup("auth", "deny", false)
+	m.DirectoryLookup("ldap", "found", false)
 	// Backend load and health are read from the pool at scrape time.
 	b := pool.Backends[0]
 	b.Acquire()
@@ -256,6 +267,16 @@ func TestMetricsScripted(t *testing.T) {
 	want[canonical("ftpsproxy_transfers_total", map[string]string{"direction": "download", "result": "aborted"})] = 1
 	want[key("ftpsproxy_transfer_bytes_total", "direction", "upload")] = 1010
 	want[key("ftpsproxy_transfer_bytes_total", "direction", "download")] = 2860
+	dirKey := func(source, result string) string {
+		return canonical("ftpsproxy_directory_lookups_total", map[string]string{"source": source, "result": result})
+	}
+	want[dirKey("file", "found")] = 1
+	want[dirKey("url", "found")] = 2
+	want[dirKey("url", "not_found")] = 1
+	want[dirKey("url", "error")] = 1
+	want[dirKey("auth", "deny")] = 1
+	want[dirKey("other", "other")] = 1
+	want["ftpsproxy_directory_cache_hits_total"] = 2
 	backendBytes := func(b, dir string) string {
 		return canonical("ftpsproxy_backend_transfer_bytes_total", map[string]string{"pool": "default", "backend": b, "direction": dir})
 	}
@@ -300,7 +321,7 @@ func TestMetricsScripted(t *testing.T) {
 
 	// 421s: counts in the fixed order, recent ones newest first.
 	wantCounts := []CauseCount{{"no_backend", 1}, {"too_many", 1}, {"login_rate", 1}, {"timeout", 2},
-		{"shutdown", 1}, {"backend_lost", 1}, {"other", 1}}
+		{"shutdown", 1}, {"backend_lost", 1}, {"denied", 0}, {"other", 1}}
 	if got := m.Counts421(); !slices.Equal(got, wantCounts) {
 		t.Errorf("Counts421 = %v, want %v", got, wantCounts)
 	}
@@ -397,6 +418,7 @@ func TestMetricsNil(t *testing.T) {
 	obs.PortsExhausted()
 	obs.TLSHandshake("client", nil)
 	obs.Transfer(proxy.TransferRecord{})
+	obs.DirectoryLookup("url", "found", true)
 	m.RateLimited()
 	m.SetSource(nil)
 	m.SetTransferLog(nil)

@@ -32,9 +32,10 @@ func (e *Error) Error() string {
 }
 
 // Load reads, decodes, defaults and validates the config file at path. Relative file paths
-// inside it (cert_file, key_file, ca_root, storage, ca_file, transfer_log, token_file) are
-// taken relative to the directory of path and are returned joined with it. Every error,
-// including a file that cannot be read, is an *Error.
+// inside it (cert_file, key_file, [[tls.certificate]], cert_dir, client_ca_file, ca_root,
+// storage, ca_file, transfer_log, token_file) are taken relative to the directory of path
+// and are returned joined with it. Every error, including a file that cannot be read, is an
+// *Error.
 func Load(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -75,6 +76,12 @@ func (f *File) resolvePaths(dir string) {
 	join(&f.TLS.KeyFile)
 	join(&f.TLS.ACME.CARoot)
 	join(&f.TLS.ACME.Storage)
+	for i := range f.TLS.Certificates {
+		join(&f.TLS.Certificates[i].CertFile)
+		join(&f.TLS.Certificates[i].KeyFile)
+	}
+	join(&f.TLS.CertDir)
+	join(&f.TLS.ClientCAFile)
 	for i := range f.Pools {
 		for j := range f.Pools[i].Backends {
 			join(&f.Pools[i].Backends[j].CAFile)
@@ -82,6 +89,8 @@ func (f *File) resolvePaths(dir string) {
 	}
 	join(&f.Log.TransferLog)
 	join(&f.Admin.TokenFile)
+	join(&f.Directory.File)
+	join(&f.Directory.CAFile)
 }
 
 // checker collects problems while decoding and validating one file.

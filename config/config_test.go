@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
+	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
 
 var updateGolden = flag.Bool("update-config", false, "rewrite testdata/config/*.err and *.ok from the current output")
@@ -101,7 +103,7 @@ func TestConfigExampleLoads(t *testing.T) {
 			t.Errorf("example backend = %+v, defaults %+v", got, want)
 		}
 	}
-	if got, want := f.Data, d.Data; got != want {
+	if got, want := f.Data, d.Data; !reflect.DeepEqual(got, want) {
 		t.Errorf("example [data] = %+v, defaults %+v", got, want)
 	}
 	if got, want := f.Log, d.Log; got != want {
@@ -226,6 +228,29 @@ func TestConfigDefaults(t *testing.T) {
 		{"log.transfer_log", f.Log.TransferLog, ""},
 		{"admin.address", f.Admin.Address, ""},
 		{"admin.token_file", f.Admin.TokenFile, ""},
+		// Hosting edge.
+		{"listener.allow", len(f.Listeners[0].Allow), 0},
+		{"listener.deny", len(f.Listeners[0].Deny), 0},
+		{"tls.certificate", len(f.TLS.Certificates), 0},
+		{"tls.cert_dir", f.TLS.CertDir, ""},
+		{"tls.default_certificate", f.TLS.DefaultCertificate, ""},
+		{"tls.client_auth", f.TLS.ClientAuth, tlsterm.ClientAuthNone},
+		{"tls.client_ca_file", f.TLS.ClientCAFile, ""},
+		{"tls.client_cert_user", f.TLS.ClientCertUser, tlsterm.CertUserOff},
+		{"tls.acme.on_demand.allow", len(f.TLS.ACME.OnDemand.Allow), 0},
+		{"tls.acme.on_demand.ask", f.TLS.ACME.OnDemand.Ask, ""},
+		{"tls.acme.on_demand.per_minute", f.TLS.ACME.OnDemand.PerMinute, 10},
+		{"tls.acme.on_demand.burst", f.TLS.ACME.OnDemand.Burst, 5},
+		{"data.public_address_override", len(f.Data.AddressOverrides), 0},
+		{"data.announce_port_offset", f.Data.AnnouncePortOffset, 0},
+		{"directory.file", f.Directory.File, ""},
+		{"directory.url", f.Directory.URL, ""},
+		{"directory.timeout", f.Directory.Timeout, 2 * time.Second},
+		{"directory.cache_ttl", f.Directory.CacheTTL, 60 * time.Second},
+		{"directory.on_error", f.Directory.OnError, directory.OnErrorRefuse},
+		{"directory.domain_separator", f.Directory.DomainSeparator, ""},
+		{"directory.auth_url", f.Directory.AuthURL, ""},
+		{"directory.ca_file", f.Directory.CAFile, ""},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -237,7 +262,9 @@ func TestConfigDefaults(t *testing.T) {
 	// Every key with a default is checked here: all but the tables and
 	// the required keys.
 	noDefault := []string{"listener", "listener.address", "tls", "tls.acme", "data", "pool", "pool.name",
-		"pool.backend", "pool.backend.address", "route.user", "route.host", "route.pool", "limits", "log", "admin"}
+		"pool.backend", "pool.backend.address", "route.user", "route.host", "route.pool", "limits", "log", "admin",
+		"tls.acme.on_demand", "tls.certificate.cert_file", "tls.certificate.key_file",
+		"data.public_address_override.cidr", "data.public_address_override.address", "route.allow", "route.deny", "directory"}
 	for _, k := range Keys() {
 		if !covered[k] && !slices.Contains(noDefault, k) {
 			t.Errorf("no default test for %s", k)

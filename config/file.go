@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/internal/enum"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
@@ -29,6 +30,7 @@ type File struct {
 	Limits    proxy.Limits     `toml:"limits"`
 	Log       Log              `toml:"log"`
 	Admin     Admin            `toml:"admin"`
+	Directory directory.Config `toml:"directory"`
 }
 
 // Listener is one [[listener]]: an address where clients connect.
@@ -40,6 +42,8 @@ type Listener struct {
 	TrustedProxies []netip.Prefix `toml:"trusted_proxies"` // CIDRs or bare IPs (as /32, /128), masked
 	Banner         string         `toml:"banner"`          // text of the proxy's own 220
 	Name           string         `toml:"name"`            // for logs and metrics; default: Address
+	Allow          []netip.Prefix `toml:"allow"`           // clients admitted (empty: all not denied); see proxy.AccessList
+	Deny           []netip.Prefix `toml:"deny"`            // clients refused; deny wins
 }
 
 // TLS is the [tls] table: the proxy's certificate toward clients.
@@ -49,6 +53,18 @@ type TLS struct {
 	MinVersion       TLSVersion          `toml:"min_version"`
 	DataSessionReuse Reuse               `toml:"data_session_reuse"`
 	ACME             tlsterm.ACMEOptions `toml:"acme"`
+	// Hosting edge: more certificates chosen by SNI, and client certificates.
+	Certificates       []tlsterm.CertPair     `toml:"certificate"`
+	CertDir            string                 `toml:"cert_dir"`
+	DefaultCertificate string                 `toml:"default_certificate"` // a NAME in CertDir
+	ClientAuth         tlsterm.ClientAuth     `toml:"client_auth"`
+	ClientCAFile       string                 `toml:"client_ca_file"`
+	ClientCertUser     tlsterm.ClientCertUser `toml:"client_cert_user"`
+}
+
+// hasCertFiles reports whether any certificate file source is configured.
+func (t *TLS) hasCertFiles() bool {
+	return t.CertFile != "" || t.KeyFile != "" || len(t.Certificates) > 0 || t.CertDir != ""
 }
 
 // Pool is one [[pool]] of backends with its selection policy.
@@ -102,12 +118,14 @@ type Admin struct {
 // decoded: a key the file leaves out keeps its default, an explicit zero stays zero. The
 // defaults of settings a package owns come from that package.
 var tableDefaults = map[reflect.Type]func() any{
-	reflect.TypeFor[Listener]():            func() any { return Listener{ProxyProtocol: SwitchOff, Banner: proxy.DefaultBanner} },
-	reflect.TypeFor[TLS]():                 func() any { return TLS{MinVersion: TLS12, DataSessionReuse: ReuseOptional} },
-	reflect.TypeFor[tlsterm.ACMEOptions](): func() any { return tlsterm.DefaultACMEOptions() },
-	reflect.TypeFor[proxy.DataConfig]():    func() any { return proxy.DefaultDataConfig() },
-	reflect.TypeFor[proxy.Limits]():        func() any { return proxy.DefaultLimits() },
-	reflect.TypeFor[Log]():                 func() any { return Log{Level: LevelInfo, Format: FormatText} },
+	reflect.TypeFor[Listener]():                func() any { return Listener{ProxyProtocol: SwitchOff, Banner: proxy.DefaultBanner} },
+	reflect.TypeFor[TLS]():                     func() any { return TLS{MinVersion: TLS12, DataSessionReuse: ReuseOptional} },
+	reflect.TypeFor[tlsterm.ACMEOptions]():     func() any { return tlsterm.DefaultACMEOptions() },
+	reflect.TypeFor[tlsterm.OnDemandOptions](): func() any { return tlsterm.DefaultOnDemandOptions() },
+	reflect.TypeFor[proxy.DataConfig]():        func() any { return proxy.DefaultDataConfig() },
+	reflect.TypeFor[proxy.Limits]():            func() any { return proxy.DefaultLimits() },
+	reflect.TypeFor[directory.Config]():        func() any { return directory.DefaultConfig() },
+	reflect.TypeFor[Log]():                     func() any { return Log{Level: LevelInfo, Format: FormatText} },
 	reflect.TypeFor[Pool](): func() any {
 		h := balancer.DefaultHealth()
 		return Pool{Policy: balancer.DefaultPolicy, HealthInterval: h.Interval, HealthTimeout: h.Timeout, HealthRise: h.Rise, HealthFall: h.Fall}
@@ -117,9 +135,9 @@ var tableDefaults = map[reflect.Type]func() any{
 	},
 }
 
-// UsesACME reports whether certificates come from ACME ([tls.acme] with domains), as opposed
-// to cert_file and key_file.
-func (f *File) UsesACME() bool { return len(f.TLS.ACME.Domains) > 0 }
+// UsesACME reports whether certificates come from ACME ([tls.acme] with domains or on-demand
+// issuance), as opposed to certificate files.
+func (f *File) UsesACME() bool { return len(f.TLS.ACME.Domains) > 0 || f.TLS.ACME.OnDemand.Enabled() }
 
 // UsesTLS reports whether any listener speaks TLS (and so needs [tls]).
 func (f *File) UsesTLS() bool {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 	"net/netip"
 	"strings"
 )
@@ -30,17 +31,16 @@ func (f *File) Summary() string {
 		fmt.Fprintf(&b, "  %s: %s, %d backend%s, %s\n", p.Name, p.Policy, len(p.Backends), plural(len(p.Backends)), health)
 	}
 	fmt.Fprintf(&b, "routes: %d\n", len(f.Routes))
-	switch {
-	case f.UsesACME():
-		fmt.Fprintf(&b, "certificates: ACME for %s\n", strings.Join(f.TLS.ACME.Domains, ", "))
-	case f.TLS.CertFile != "":
-		fmt.Fprintf(&b, "certificates: %s\n", f.TLS.CertFile)
-	default:
-		b.WriteString("certificates: none\n")
-	}
+	b.WriteString("certificates: " + certSummary(f) + "\n")
 	data := "data ports: " + f.Data.PortRange.String()
 	if f.Data.PublicAddress.IsValid() {
 		data += ", announced as " + f.Data.PublicAddress.String()
+	}
+	if n := len(f.Data.AddressOverrides); n > 0 {
+		data += fmt.Sprintf(" (address overrides: %d)", n)
+	}
+	if off := f.Data.AnnouncePortOffset; off != 0 {
+		data += fmt.Sprintf(", announced ports %+d", off)
 	}
 	b.WriteString(data + "\n")
 	if f.Admin.Address == "" {
@@ -70,4 +70,34 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// certSummary says where the client-facing certificates come from.
+func certSummary(f *File) string {
+	t := &f.TLS
+	if f.UsesACME() {
+		s := "ACME for " + strings.Join(t.ACME.Domains, ", ")
+		if t.ACME.OnDemand.Enabled() {
+			s += " and on demand"
+		}
+		return s
+	}
+	var parts []string
+	if t.CertFile != "" {
+		parts = append(parts, t.CertFile)
+	}
+	if n := len(t.Certificates); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d [[tls.certificate]]", n))
+	}
+	if t.CertDir != "" {
+		parts = append(parts, "cert_dir "+t.CertDir)
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	s := strings.Join(parts, ", ")
+	if t.ClientAuth != tlsterm.ClientAuthNone {
+		s += fmt.Sprintf("; client certificates %s", t.ClientAuth)
+	}
+	return s
 }

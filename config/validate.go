@@ -29,6 +29,23 @@ func (c *checker) validate(f *File) {
 	c.checkLog(f)
 	c.checkAdmin(f)
 	c.checkSockets(f)
+	c.checkEdge(f)
+	c.checkDirectory(f)
+}
+
+// checkDirectory validates [directory]: on_error was parsed while decoding; the file itself
+// is loaded when the proxy starts (and on reloads), where a bad line is reported with its
+// number.
+func (c *checker) checkDirectory(f *File) {
+	d := f.Directory
+	c.positive("directory.timeout", d.Timeout)
+	c.positive("directory.cache_ttl", d.CacheTTL)
+	if err := d.Validate(); err != nil {
+		c.add("directory", strings.TrimPrefix(err.Error(), "directory."))
+	}
+	if d.CAFile != "" {
+		c.readFile("directory.ca_file", d.CAFile)
+	}
 }
 
 func (c *checker) positive(key string, d time.Duration) {
@@ -143,7 +160,7 @@ func poolNames(f *File) string {
 
 func (c *checker) checkTLS(f *File) {
 	t := &f.TLS
-	files := t.CertFile != "" || t.KeyFile != ""
+	files := t.hasCertFiles()
 	acme := c.defined["tls.acme"]
 	switch {
 	case files && acme:
@@ -169,7 +186,7 @@ func (c *checker) checkTLS(f *File) {
 
 func (c *checker) checkACME(f *File, acme bool) {
 	a := &f.TLS.ACME
-	if acme && len(a.Domains) == 0 {
+	if acme && len(a.Domains) == 0 && !a.OnDemand.Enabled() {
 		c.add("tls.acme.domains", "at least one domain is required")
 	}
 	for i, d := range a.Domains {

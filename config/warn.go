@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,7 @@ const ExpiryWarning = 14 * 24 * time.Hour
 func Warnings(f *File, env Env) []Problem {
 	w := &checker{seen: map[string]bool{}}
 	w.warnCertificate("tls.cert_file", f.TLS.CertFile, env.Now)
+	w.warnCertFiles(&f.TLS, env.Now)
 	w.warnAdmin(f)
 	w.warnEphemeral(f, env)
 	return sortProblems(w.probs)
@@ -78,12 +80,20 @@ func FormatWarnings(ws []Problem) string {
 // warnCertificate warns when a certificate of the PEM file name has expired or expires
 // within ExpiryWarning (the first one to end is named: a chain is as good as its shortest).
 func (w *checker) warnCertificate(key, name string, now time.Time) {
+	if msg := certWarning(name, now); msg != "" {
+		w.add(key, msg)
+	}
+}
+
+// certWarning is warnCertificate's message, "" when the file is fine or cannot be read
+// (validation reported that).
+func certWarning(name string, now time.Time) string {
 	if name == "" {
-		return
+		return ""
 	}
 	data, err := os.ReadFile(name)
 	if err != nil {
-		return // validation reported it
+		return ""
 	}
 	var first *x509.Certificate
 	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
@@ -96,15 +106,44 @@ func (w *checker) warnCertificate(key, name string, now time.Time) {
 		}
 	}
 	if first == nil {
-		return
+		return ""
 	}
 	end := first.NotAfter.UTC().Format(time.DateTime + " UTC")
 	left := first.NotAfter.Sub(now)
 	switch {
 	case left <= 0:
-		w.addf(key, "certificate %q expired on %s (%s ago): clients will refuse it", certName(first), end, days(-left))
+		return fmt.Sprintf("certificate %q expired on %s (%s ago): clients will refuse it", certName(first), end, days(-left))
 	case left < ExpiryWarning:
-		w.addf(key, "certificate %q expires on %s (in %s)", certName(first), end, days(left))
+		return fmt.Sprintf("certificate %q expires on %s (in %s)", certName(first), end, days(left))
+	}
+	return ""
+}
+
+// warnCertFiles warns about the [[tls.certificate]] pairs and the certificates of
+// tls.cert_dir that have expired or expire soon; the directory's are one warning naming
+// each file.
+func (w *checker) warnCertFiles(t *TLS, now time.Time) {
+	for i, p := range t.Certificates {
+		w.warnCertificate(fmt.Sprintf("tls.certificate[%d].cert_file", i), p.CertFile, now)
+	}
+	if t.CertDir == "" {
+		return
+	}
+	ents, err := os.ReadDir(t.CertDir)
+	if err != nil {
+		return
+	}
+	var msgs []string
+	for _, e := range ents {
+		if ext := filepath.Ext(e.Name()); ext != ".crt" && ext != ".pem" {
+			continue
+		}
+		if msg := certWarning(filepath.Join(t.CertDir, e.Name()), now); msg != "" {
+			msgs = append(msgs, e.Name()+": "+msg)
+		}
+	}
+	if len(msgs) > 0 {
+		w.add("tls.cert_dir", strings.Join(msgs, "; "))
 	}
 }
 

@@ -18,7 +18,13 @@ import (
 // client config trusting it.
 func proxyCert(t testing.TB) (certFile, keyFile string, cc *tls.Config) {
 	t.Helper()
-	cert, certPEM, err := tlsterm.SelfSigned("127.0.0.1", "localhost")
+	return proxyCertFor(t, "127.0.0.1", "localhost")
+}
+
+// proxyCertFor is proxyCert for other hosts (the first is the client config's ServerName).
+func proxyCertFor(t testing.TB, hosts ...string) (certFile, keyFile string, cc *tls.Config) {
+	t.Helper()
+	cert, certPEM, err := tlsterm.SelfSigned(hosts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +38,7 @@ func proxyCert(t testing.TB) (certFile, keyFile string, cc *tls.Config) {
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(certPEM)
-	return certFile, keyFile, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", ClientSessionCache: tls.NewLRUClientSessionCache(8)}
+	return certFile, keyFile, &tls.Config{RootCAs: pool, ServerName: hosts[0], ClientSessionCache: tls.NewLRUClientSessionCache(8)}
 }
 
 // tlsProxy runs a proxy with one listener per client TLS mode in front of backend s, whose

@@ -2,8 +2,9 @@
 //
 // It parses and formats the address forms FTP puts on the control connection — the 227 and 229
 // passive replies (RFC 959, RFC 2428) and the PORT and EPRT arguments — as
-// pure functions on net/netip values, chooses the address to announce in a passive reply
-// (PassiveAddr), and allocates listening ports from a configured range (Allocator), each lease
+// pure functions on net/netip values, chooses the address and port to announce in a passive
+// reply (PassiveAddr; Announce for per-network overrides and an announced port offset), and
+// allocates listening ports from a configured range (Allocator), each lease
 // accepting exactly one data connection and only from the client's own IP.
 //
 // It does not read or write control connections, resolve names, dial backends, decide which

@@ -68,20 +68,7 @@ func (s *session) passive(verb, arg string) error {
 		return s.writeLine(replyCantOpen)
 	}
 	s.pasv = lease
-	if verb == "EPSV" {
-		return s.writeLine(nat.Format229(lease.Port()))
-	}
-	local := s.localAddr.Addr()
-	if s.headerDst.IsValid() && s.headerDst.Addr().Is4() {
-		local = s.headerDst.Addr() // what the client connected to, in front of the PROXY sender
-	}
-	ip := nat.PassiveAddr(s.cfg.Data.PublicAddress, local)
-	line, err := nat.Format227(netip.AddrPortFrom(ip, lease.Port()))
-	if err != nil {
-		s.clearData()
-		return s.writeLine(replyPasvV6)
-	}
-	return s.writeLine(line)
+	return s.announce(verb, lease)
 }
 
 // active records a PORT/EPRT target after checking it is the client's own address and not a

@@ -2,10 +2,15 @@
 // listeners, answers the pre-login commands (AUTH, PBSZ, PROT, FEAT, HOST, USER…) on its
 // own, picks and logs in to a backend at PASS, then relays every command re-serialised from
 // its parsed form and every reply framed whole, while owning both data legs (its own passive
-// ports and PORT/EPRT checks toward the client, passive or active toward the backend).
+// ports and PORT/EPRT checks toward the client, passive or active toward the backend). It
+// refuses clients by address (listener and route allow/deny lists, access.go) and checks a
+// client certificate's name against USER (clientcert.go). At PASS it asks the user
+// directory, when one is configured, before [[route]] (directory.go): it may map the
+// credentials, and only ever resolves to a configured pool or backend.
 //
 // It does not parse addresses (package nat), build TLS configurations (tlsterm), choose
-// backends (balancer) or count anything (an Observer does).
+// backends (balancer), read the user directory or call its services (package directory),
+// or count anything (an Observer does).
 //
 // Usage:
 //

@@ -65,6 +65,12 @@ type proxyOpt func(*proxy.Config, *balancer.PoolConfig)
 
 func startProxy(t testing.TB, backends []balancer.BackendConfig, opts ...proxyOpt) *testProxy {
 	t.Helper()
+	return startObservedProxy(t, nil, backends, opts...)
+}
+
+// startObservedProxy is startProxy with an Observer (metrics) attached.
+func startObservedProxy(t testing.TB, obs proxy.Observer, backends []balancer.BackendConfig, opts ...proxyOpt) *testProxy {
+	t.Helper()
 	pc := balancer.PoolConfig{Name: "default", Policy: "round_robin", Backends: backends}
 	cfg := proxy.Config{
 		Listeners: []proxy.ListenerConfig{{Address: "127.0.0.1:0", TLS: proxy.TLSNone, Pool: "default", Banner: "FTP proxy ready"}},
@@ -85,7 +91,7 @@ func startProxy(t testing.TB, backends []balancer.BackendConfig, opts ...proxyOp
 	cfg.Pools = append(cfg.Pools, pool)
 	logs := &lockedWriter{w: &bytes.Buffer{}}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := proxy.New(cfg, log, nil)
+	srv, err := proxy.New(cfg, log, obs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,15 +21,14 @@ var (
 // login runs at PASS: choose a backend, connect, relay USER and PASS, and report the outcome.
 // A wrong user and a wrong password get the same 530, and the session may try again.
 func (s *session) login(pass string) error {
-	host := s.host
-	if host == "" {
-		host = s.sni
+	if refused, err := s.certUserRefused(); refused {
+		return err
 	}
-	pool, why := s.cfg.route(s.lc, s.user, host)
-	if pool == nil {
-		return end421(CauseNoBackend, fmt.Errorf("no pool for %s", why))
+	ch, err := s.choose(pass)
+	if ch == nil {
+		return err
 	}
-	conn, b, err := s.connectBackend(pool)
+	conn, b, err := s.connectChoice(ch)
 	if err != nil {
 		s.srv.obs.Login("error")
 		if errors.Is(err, errBackendFull) {
@@ -37,11 +36,11 @@ func (s *session) login(pass string) error {
 		}
 		return end421(CauseNoBackend, err)
 	}
-	s.log.Debug("backend chosen", "pool", pool.Name, "policy", pool.Policy.String(), "by", why, "backend", b.String())
+	s.log.Debug("backend chosen", append(ch.logAttrs(s.user), "backend", b.String())...)
 
-	rep, err := s.backendExchange(conn, "USER "+s.user)
+	rep, err := s.backendExchange(conn, "USER "+ch.user)
 	if err == nil && rep.Code == 331 {
-		rep, err = s.backendExchange(conn, "PASS "+pass)
+		rep, err = s.backendExchange(conn, "PASS "+ch.pass)
 	}
 	if err == nil && rep.Code == 332 {
 		// The backend wants an account: relay its reply and the client's ACCT.
@@ -65,12 +64,13 @@ func (s *session) login(pass string) error {
 		s.srv.obs.Login("failed")
 		return s.writeLine(replyLoginBad)
 	}
-	return s.loggedInTo(conn, b, pool, why, rep)
+	return s.loggedInTo(conn, b, ch, rep)
 }
 
 // loggedInTo finishes a login the backend accepted: PBSZ/PROT toward a TLS backend, the
 // session's backend leg set, the backend's 230 relayed.
-func (s *session) loggedInTo(conn net.Conn, b *balancer.Backend, pool *balancer.Pool, why string, rep Reply) error {
+func (s *session) loggedInTo(conn net.Conn, b *balancer.Backend, ch *choice, rep Reply) error {
+	pool := ch.pool
 	if s.bTLS != nil {
 		if err := s.protectBackend(conn); err != nil {
 			conn.Close()
@@ -83,7 +83,7 @@ func (s *session) loggedInTo(conn net.Conn, b *balancer.Backend, pool *balancer.
 	s.bAddr = addrPortOf(conn.RemoteAddr())
 	s.bLocal = addrPortOf(conn.LocalAddr())
 	s.log = s.log.With("backend", b.String())
-	s.log.Info("login ok", "pool", pool.Name, "policy", pool.Policy.String(), "by", why)
+	s.log.Info("login ok", ch.logAttrs(s.user)...)
 	s.srv.obs.Login("ok")
 	s.srv.obs.BackendSession(pool.Name, b.String())
 	if err := s.writeRaw(rep.Raw); err != nil {

@@ -34,6 +34,10 @@ type Observer interface {
 	TLSHandshake(side string, err error)
 	// Transfer reports one finished (or failed) transfer.
 	Transfer(TransferRecord)
+	// DirectoryLookup reports a user directory step of a login: source "file", "url" or
+	// "auth"; result "found", "not_found" or "error" ("allow", "deny" or "error" for auth);
+	// cached when the lookup service's answer came from the cache.
+	DirectoryLookup(source, result string, cached bool)
 }
 
 // TransferRecord describes one transfer, with what an xferlog line needs.
@@ -60,14 +64,15 @@ type TransferRecord struct {
 // nopObserver is used when the Config has none.
 type nopObserver struct{}
 
-func (nopObserver) SessionStarted(string)         {}
-func (nopObserver) SessionEnded(string, string)   {}
-func (nopObserver) SessionDuration(time.Duration) {}
-func (nopObserver) BackendSession(string, string) {}
-func (nopObserver) Login(string)                  {}
-func (nopObserver) Closed421(Cause)               {}
-func (nopObserver) DataRefused(string)            {}
-func (nopObserver) PortsExhausted()               {}
-func (nopObserver) RateLimited()                  {}
-func (nopObserver) TLSHandshake(string, error)    {}
-func (nopObserver) Transfer(TransferRecord)       {}
+func (nopObserver) SessionStarted(string)                {}
+func (nopObserver) SessionEnded(string, string)          {}
+func (nopObserver) SessionDuration(time.Duration)        {}
+func (nopObserver) BackendSession(string, string)        {}
+func (nopObserver) Login(string)                         {}
+func (nopObserver) Closed421(Cause)                      {}
+func (nopObserver) DataRefused(string)                   {}
+func (nopObserver) PortsExhausted()                      {}
+func (nopObserver) RateLimited()                         {}
+func (nopObserver) TLSHandshake(string, error)           {}
+func (nopObserver) Transfer(TransferRecord)              {}
+func (nopObserver) DirectoryLookup(string, string, bool) {}

@@ -19,6 +19,7 @@ const (
 	CauseTimeout
 	CauseShutdown
 	CauseBackend
+	CauseDenied // listener.allow/deny or route.allow/deny refused the client address
 )
 
 // text421 is the one table of 421 texts.
@@ -29,6 +30,7 @@ var text421 = map[Cause]string{
 	CauseTimeout:   "421 Timeout, closing control connection",
 	CauseShutdown:  "421 Server shutting down, closing control connection",
 	CauseBackend:   "421 Service not available, closing control connection",
+	CauseDenied:    "421 Service not available, closing control connection",
 }
 
 var causeNames = map[Cause]string{
@@ -39,6 +41,7 @@ var causeNames = map[Cause]string{
 	CauseTimeout:   "timeout",
 	CauseShutdown:  "shutdown",
 	CauseBackend:   "backend_lost",
+	CauseDenied:    "denied",
 }
 
 // String returns the cause's name as used in logs and metrics.

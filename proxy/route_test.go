@@ -35,7 +35,7 @@ func TestRoute(t *testing.T) {
 		{"", "", "default"},
 	}
 	for _, tt := range tests {
-		p, _ := c.route(lc, tt.user, tt.host)
+		p, _, _ := c.route(lc, tt.user, tt.host)
 		if p.Name != tt.want {
 			t.Errorf("user %q host %q: pool %s, want %s", tt.user, tt.host, p.Name, tt.want)
 		}

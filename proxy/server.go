@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
@@ -28,6 +29,8 @@ type ListenerConfig struct {
 	// ProxyProtocol requires a PROXY v1/v2 header, accepted only from TrustedProxies.
 	ProxyProtocol  bool
 	TrustedProxies []netip.Prefix
+	// Access refuses clients by their real address (listener.allow/deny).
+	Access AccessList
 }
 
 func (l *ListenerConfig) name() string {
@@ -44,6 +47,12 @@ type DataConfig struct {
 	PortRange      nat.PortRange `toml:"port_range"`      // the proxy's own passive ports
 	AllowActive    bool          `toml:"allow_active"`    // accept PORT/EPRT
 	ConnectTimeout time.Duration `toml:"connect_timeout"` // to accept or dial a data connection, either leg
+	// AnnouncePortOffset is added to the bound passive port in 227/229 replies
+	// (data.announce_port_offset), for NodePorts and port maps.
+	AnnouncePortOffset int `toml:"announce_port_offset"`
+	// AddressOverrides announce another address in 227 to clients of some networks
+	// ([[data.public_address_override]]); first match wins.
+	AddressOverrides []nat.AddressOverride `toml:"public_address_override"`
 }
 
 // Limits bounds sessions and their timeouts. It is also the [limits] table of the config
@@ -71,6 +80,10 @@ type Route struct {
 	User string `toml:"user"`
 	Host string `toml:"host"`
 	Pool string `toml:"pool"`
+	// Allow and Deny restrict the route to client networks (route.allow/deny, deny wins): a
+	// client that matches the route but is refused gets the 421 of cause denied.
+	Allow []netip.Prefix `toml:"allow"`
+	Deny  []netip.Prefix `toml:"deny"`
 }
 
 // Config is everything a Server runs with. Listeners are fixed for the life of a Server; the
@@ -87,6 +100,12 @@ type Config struct {
 	// RequireDataReuse refuses (522) a protected data connection that does not resume its
 	// control connection's TLS session (tls.data_session_reuse = "required").
 	RequireDataReuse bool
+	// ClientCertUser requires the client certificate's name to equal USER
+	// (tls.client_cert_user); the certificate policy itself is in TLS.
+	ClientCertUser tlsterm.ClientCertUser
+	// Directory, when set, chooses backends per user before [[route]] (and may authenticate
+	// logins itself); see choose.
+	Directory *directory.Directory
 }
 
 func (c *Config) pool(name string) *balancer.Pool {
@@ -98,8 +117,9 @@ func (c *Config) pool(name string) *balancer.Pool {
 	return nil
 }
 
-// route returns the pool for a session: the first matching route, else the listener's pool.
-func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, string) {
+// route returns the pool for a session: the first matching route, else the listener's pool
+// (and then a nil *Route).
+func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, string, *Route) {
 	for i, r := range c.Routes {
 		if r.User != "" {
 			if ok, _ := path.Match(r.User, user); !ok {
@@ -111,9 +131,9 @@ func (c *Config) route(lc *ListenerConfig, user, host string) (*balancer.Pool, s
 				continue
 			}
 		}
-		return c.pool(r.Pool), "route[" + strconv.Itoa(i) + "]"
+		return c.pool(r.Pool), "route[" + strconv.Itoa(i) + "]", &c.Routes[i]
 	}
-	return c.pool(lc.Pool), "listener"
+	return c.pool(lc.Pool), "listener", nil
 }
 
 // Fixed timeouts (the configurable ones have their defaults in settings.go).
@@ -156,6 +176,7 @@ type Server struct {
 	wg       sync.WaitGroup
 
 	logins atomic.Pointer[loginLimiter]
+	denied atomic.Pointer[denyLog] // rate-limited log of refused clients, see access.go
 
 	drain      <-chan struct{} // closed when Shutdown starts
 	drainCtx   context.Context
@@ -230,6 +251,9 @@ func (c *Config) validate() error {
 		if l.TLS.Enabled() && c.TLS == nil {
 			return fmt.Errorf("proxy: listener %s: tls %q needs a certificate", l.Address, l.TLS)
 		}
+	}
+	if err := c.Data.announcer().Validate(c.Data.PortRange); err != nil {
+		return fmt.Errorf("proxy: data: %w", err)
 	}
 	for i, r := range c.Routes {
 		if c.pool(r.Pool) == nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,8 @@ type session struct {
 	pbszOK bool
 	prot   byte // 'C', 'P', or 0 before any PROT
 	sni    string
+	// clientCert is the client's verified certificate on the control connection, or nil.
+	clientCert *x509.Certificate
 
 	// Login state.
 	user     string
@@ -136,7 +139,6 @@ func (s *session) Run(parent context.Context) {
 	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
 	defer stop()
 
-	s.log.Info("session start", "listener", s.lc.Address)
 	err := s.serve()
 
 	line, cause := finalLine(err)
@@ -197,6 +199,10 @@ func (s *session) serve() error {
 			return err
 		}
 	}
+	if err := s.checkListenerAccess(); err != nil {
+		return err
+	}
+	s.log.Info("session start", "listener", s.lc.Address)
 	lim := s.cfg.Limits
 	if !s.srv.admit(s.clientAddr.Addr(), lim) {
 		return end421(CauseTooMany, errors.New("session limit reached"))

@@ -27,9 +27,11 @@ func (s *session) upgradeClient() error {
 	err := tc.HandshakeContext(ctx)
 	s.srv.obs.TLSHandshake("client", err)
 	if err != nil {
+		s.log.Warn("client TLS handshake failed", "err", err)
 		return fmt.Errorf("client TLS handshake: %w", err)
 	}
 	st := tc.ConnectionState()
+	s.noteClientCert(st)
 	s.client = tc
 	s.cr = bufio.NewReaderSize(tc, readBufSize)
 	s.tlsOn = true

@@ -28,6 +28,8 @@ APT_PACKAGES=(
 	# Packaging and operations tests (e2e/deb_test.go, e2e/dist_test.go): dpkg -i of the
 	# .deb (adduser), setpriv (util-linux), systemd-analyze verify, logrotate -d, promtool.
 	adduser systemd logrotate prometheus
+	# The DNAT rule of the announced-port test (e2e/edgens_test.go).
+	nftables
 )
 # Unpacked, never installed: name of the unpack directory = first package.
 declare -A PEER_DEBS=(

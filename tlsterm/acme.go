@@ -25,6 +25,9 @@ type ACMEOptions struct {
 	CARoot      string   `toml:"ca_root"`      // PEM file of an extra root to trust for the CA (private/test CA)
 	Storage     string   `toml:"storage"`      // directory for certmagic's file storage (certificates, keys, account)
 	HTTPAddress string   `toml:"http_address"` // where the HTTP-01 challenge is answered, e.g. ":80" or "127.0.0.1:5002"
+	// OnDemand, when enabled, obtains certificates during handshakes for permitted names
+	// beyond Domains (which may then be empty).
+	OnDemand OnDemandOptions `toml:"on_demand"`
 }
 
 // DefaultACMEOptions returns the [tls.acme] settings a config file gets for the keys it
@@ -34,6 +37,7 @@ func DefaultACMEOptions() ACMEOptions {
 		CA:          "https://acme-v02.api.letsencrypt.org/directory",
 		Storage:     "/var/lib/ftpsproxy/acme",
 		HTTPAddress: ":80",
+		OnDemand:    DefaultOnDemandOptions(),
 	}
 }
 
@@ -64,34 +68,12 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if len(o.Domains) == 0 {
-		return nil, errors.New("acme: no domains")
-	}
-	if o.Email == "" {
-		return nil, errors.New("acme: email is required")
-	}
-	if o.Storage == "" {
-		return nil, errors.New("acme: storage directory is required")
-	}
 	if o.HTTPAddress == "" {
 		o.HTTPAddress = ":80"
 	}
-	host, _, err := net.SplitHostPort(o.HTTPAddress)
+	host, roots, err := o.check()
 	if err != nil {
-		return nil, fmt.Errorf("acme: http_address %q: %w", o.HTTPAddress, err)
-	}
-	var roots *x509.CertPool
-	if o.CARoot != "" {
-		pemBytes, err := os.ReadFile(o.CARoot)
-		if err != nil {
-			return nil, fmt.Errorf("acme: ca_root: %w", err)
-		}
-		if roots, err = x509.SystemCertPool(); err != nil {
-			roots = x509.NewCertPool()
-		}
-		if !roots.AppendCertsFromPEM(pemBytes) {
-			return nil, fmt.Errorf("acme: ca_root %s: no PEM certificate found", o.CARoot)
-		}
+		return nil, err
 	}
 
 	zl := newZapLogger(log.Handler())
@@ -100,14 +82,19 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return a.cfg, nil },
 		Logger:           zl,
 	})
-	a.cfg = certmagic.New(a.cache, certmagic.Config{
+	mc := certmagic.Config{
 		Storage: &certmagic.FileStorage{Path: o.Storage},
 		Logger:  zl,
+	}
+	if len(o.Domains) > 0 {
 		// Clients that connect by IP send no SNI (common with FTP); unknown names get the
 		// first domain's certificate rather than a failed handshake.
-		DefaultServerName:  o.Domains[0],
-		FallbackServerName: o.Domains[0],
-	})
+		mc.DefaultServerName, mc.FallbackServerName = o.Domains[0], o.Domains[0]
+	}
+	if o.OnDemand.Enabled() {
+		mc.OnDemand = newOnDemand(o.OnDemand, o.Domains).config(log)
+	}
+	a.cfg = certmagic.New(a.cache, mc)
 
 	ln, err := net.Listen("tcp", o.HTTPAddress)
 	if err != nil {
@@ -144,9 +131,11 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 		}
 	}()
 
-	if err := a.cfg.ManageSync(ctx, o.Domains); err != nil {
-		a.Close()
-		return nil, fmt.Errorf("acme: %w", err)
+	if len(o.Domains) > 0 {
+		if err := a.cfg.ManageSync(ctx, o.Domains); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("acme: %w", err)
+		}
 	}
 	for _, d := range o.Domains {
 		c, err := a.GetCertificate(&tls.ClientHelloInfo{ServerName: d})
@@ -159,6 +148,42 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 	log.Info("acme managing certificates", "domains", o.Domains, "http_address", ln.Addr().String(),
 		"ca", issuer.CA, "storage", o.Storage)
 	return a, nil
+}
+
+// check validates the options and returns the challenge server's host and the CA's extra
+// roots (nil: the system's).
+func (o ACMEOptions) check() (host string, roots *x509.CertPool, err error) {
+	if len(o.Domains) == 0 && !o.OnDemand.Enabled() {
+		return "", nil, errors.New("acme: no domains")
+	}
+	if o.OnDemand.Enabled() {
+		if err := o.OnDemand.Validate(); err != nil {
+			return "", nil, fmt.Errorf("acme: %w", err)
+		}
+	}
+	if o.Email == "" {
+		return "", nil, errors.New("acme: email is required")
+	}
+	if o.Storage == "" {
+		return "", nil, errors.New("acme: storage directory is required")
+	}
+	if host, _, err = net.SplitHostPort(o.HTTPAddress); err != nil {
+		return "", nil, fmt.Errorf("acme: http_address %q: %w", o.HTTPAddress, err)
+	}
+	if o.CARoot == "" {
+		return host, nil, nil
+	}
+	pemBytes, err := os.ReadFile(o.CARoot)
+	if err != nil {
+		return "", nil, fmt.Errorf("acme: ca_root: %w", err)
+	}
+	if roots, err = x509.SystemCertPool(); err != nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pemBytes) {
+		return "", nil, fmt.Errorf("acme: ca_root %s: no PEM certificate found", o.CARoot)
+	}
+	return host, roots, nil
 }
 
 // GetCertificate returns the managed certificate for the handshake's server name (the first

@@ -34,8 +34,14 @@ func (s *Server) Certificates() []CertInfo {
 	return nil
 }
 
-// Certificates implements certLister for certificate files.
-func (f *fileSource) Certificates() []CertInfo { return certInfos(f.cert.Load()) }
+// Certificates implements certLister for certificate files: every pair loaded.
+func (s *CertStore) Certificates() []CertInfo {
+	var out []CertInfo
+	for _, c := range s.idx.Load().all {
+		out = append(out, certInfos(c)...)
+	}
+	return out
+}
 
 // Certificates implements certLister: the managed certificate of each domain in certmagic's
 // cache (renewals replace it there).

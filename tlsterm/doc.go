@@ -1,7 +1,9 @@
 // Package tlsterm owns TLS for ftpsproxy: the client-facing server config (certificates from
-// files or ACME, ALPN "ftp", TLS 1.2+), the binding of data-channel TLS sessions to their
-// control session, and the backend-facing client configs with one session cache per proxied
-// session so servers that require data-channel session reuse accept the proxy.
+// files chosen by SNI — many pairs, a directory, a default — or ACME, also on demand for
+// permitted names; client certificates; ALPN "ftp", TLS 1.2+), the binding of data-channel
+// TLS sessions (and certificate) to their control session, and the backend-facing client
+// configs with one session cache per proxied session so servers that require data-channel
+// session reuse accept the proxy.
 //
 // It does not speak FTP: the AUTH TLS exchange, PROT levels and when to handshake are the
 // proxy package's business.

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 )
@@ -20,9 +19,26 @@ type CertSource interface {
 
 // ServerOptions configures the client-facing TLS.
 type ServerOptions struct {
-	CertFile, KeyFile string     // PEM files, chain first
-	Source            CertSource // instead of files (ACME); takes precedence
-	MinVersion        uint16     // default TLS 1.2
+	CertFile, KeyFile string     // PEM files, chain first: the default certificate
+	Certificates      []CertPair // more pairs, chosen by SNI ([[tls.certificate]])
+	CertDir           string     // a directory of pairs, chosen by SNI (tls.cert_dir)
+	// DefaultCertificate names a pair in CertDir for clients without SNI or with an unknown
+	// name (tls.default_certificate); empty: CertFile, else the first pair loaded.
+	DefaultCertificate string
+	Source             CertSource // instead of files (ACME); takes precedence
+	MinVersion         uint16     // default TLS 1.2
+	ClientAuth         ClientAuth // client certificates (tls.client_auth)
+	ClientCAFile       string     // roots that client certificates must chain to (tls.client_ca_file)
+}
+
+// storeOptions returns the file sources of o.
+func (o ServerOptions) storeOptions() CertStoreOptions {
+	so := CertStoreOptions{Dir: o.CertDir, Default: o.DefaultCertificate}
+	if o.CertFile != "" || o.KeyFile != "" {
+		so.Pairs = append(so.Pairs, CertPair{o.CertFile, o.KeyFile})
+	}
+	so.Pairs = append(so.Pairs, o.Certificates...)
+	return so
 }
 
 // Server is the client-facing TLS configuration shared by every listener, control and data
@@ -30,8 +46,8 @@ type ServerOptions struct {
 // connections.
 type Server struct {
 	base *tls.Config
-	// files is set for a file source so Reload can replace the certificate.
-	files *fileSource
+	// files is set for file sources so Reload can replace the certificates.
+	files *CertStore
 	src   CertSource // files or ACME, for Certificates
 }
 
@@ -40,7 +56,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 	s := &Server{}
 	src := o.Source
 	if src == nil {
-		fs, err := loadFiles(o.CertFile, o.KeyFile)
+		fs, err := LoadCertStore(o.storeOptions())
 		if err != nil {
 			return nil, err
 		}
@@ -57,6 +73,9 @@ func NewServer(o ServerOptions) (*Server, error) {
 		NextProtos:     []string{ALPN},
 		GetCertificate: src.GetCertificate,
 	}
+	if err := o.ClientAuth.apply(s.base, o.ClientCAFile); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -65,38 +84,11 @@ func (s *Server) Reload() error {
 	if s.files == nil {
 		return nil
 	}
-	return s.files.reload()
+	return s.files.Reload()
 }
 
 // Config returns the shared base config (for implicit listeners and tests).
 func (s *Server) Config() *tls.Config { return s.base }
-
-// fileSource serves a certificate loaded from PEM files.
-type fileSource struct {
-	certFile, keyFile string
-	cert              atomic.Pointer[tls.Certificate]
-}
-
-func loadFiles(certFile, keyFile string) (*fileSource, error) {
-	fs := &fileSource{certFile: certFile, keyFile: keyFile}
-	if err := fs.reload(); err != nil {
-		return nil, err
-	}
-	return fs, nil
-}
-
-func (f *fileSource) reload() error {
-	c, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
-	if err != nil {
-		return fmt.Errorf("tls: loading %s and %s: %w", f.certFile, f.keyFile, err)
-	}
-	f.cert.Store(&c)
-	return nil
-}
-
-func (f *fileSource) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return f.cert.Load(), nil
-}
 
 // StaticSource serves one in-memory certificate (the demo's self-signed one).
 type StaticSource struct{ Cert *tls.Certificate }
@@ -117,6 +109,7 @@ type Binding struct {
 	id  []byte
 
 	once    sync.Once
+	cert    atomic.Pointer[tls.Certificate] // served on the control connection
 	control *tls.Config
 	data    *tls.Config
 	upload  *tls.Config
@@ -152,14 +145,34 @@ func (b *Binding) init() {
 		}
 		b.control = base.Clone()
 		b.control.WrapSession, b.control.UnwrapSession = wrap, unwrap
+		b.control.GetCertificate = b.controlCert
 		b.data = b.control.Clone()
 		b.data.WrapSession, b.data.UnwrapSession = wrap, unwrap
+		// Data connections get the control connection's certificate whatever their SNI:
+		// clients often send none there, and a different certificate would fail the
+		// client's check against the name it connected to.
+		b.data.GetCertificate = b.dataCert
 		// Uploads: a TLS 1.3 ticket sent on a connection the client only writes to stays
 		// unread; closing with unread data makes the client's kernel reset the connection
 		// and the tail of the upload is lost. So no tickets there (and so no resumption).
-		b.upload = b.control.Clone()
+		b.upload = b.data.Clone()
 		b.upload.SessionTicketsDisabled = true
 	})
+}
+
+func (b *Binding) controlCert(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c, err := b.srv.base.GetCertificate(h)
+	if c != nil {
+		b.cert.Store(c)
+	}
+	return c, err
+}
+
+func (b *Binding) dataCert(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if c := b.cert.Load(); c != nil {
+		return c, nil
+	}
+	return b.srv.base.GetCertificate(h)
 }
 
 // Control returns the config for this session's control connection.

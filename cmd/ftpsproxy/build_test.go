@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"reflect"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ func TestBuildPassesTypedValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := rt.cfg
-	if c.Data != f.Data || c.Limits != f.Limits || len(c.Routes) != 2 || c.Routes[0] != f.Routes[0] {
+	if !reflect.DeepEqual(c.Data, f.Data) || c.Limits != f.Limits || len(c.Routes) != 2 || !reflect.DeepEqual(c.Routes[0], f.Routes[0]) {
 		t.Errorf("data/limits/routes differ from the file: %+v", c)
 	}
 	if c.Data.ConnectTimeout != 20*time.Second || c.Data.PortRange.First != 40000 || c.Data.AllowActive {

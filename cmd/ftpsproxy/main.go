@@ -24,6 +24,7 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/admin"
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/config"
+	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
@@ -57,6 +58,9 @@ type runtime struct {
 	acme        *tlsterm.ACME
 	stopHealth  context.CancelFunc
 	healthPools []*balancer.Pool
+	dir         *directory.Directory
+	dirKey      string             // the [directory] settings dir was built from
+	stopDir     context.CancelFunc // ends dir's file watcher
 }
 
 // build turns a validated config file into the proxy's config. prev, when set, is the
@@ -68,6 +72,7 @@ func build(f *config.File, log *slog.Logger, prev *runtime) (*runtime, error) {
 		pc.Listeners = append(pc.Listeners, proxy.ListenerConfig{
 			Name: l.Name, Address: l.Address, TLS: l.TLS, Pool: l.Pool, Banner: l.Banner,
 			ProxyProtocol: l.ProxyProtocol.On(), TrustedProxies: l.TrustedProxies,
+			Access: proxy.AccessList{Allow: l.Allow, Deny: l.Deny},
 		})
 	}
 	for i, p := range f.Pools {
@@ -83,6 +88,10 @@ func build(f *config.File, log *slog.Logger, prev *runtime) (*runtime, error) {
 		}
 		pc.TLS = rt.tls
 		pc.RequireDataReuse = f.TLS.DataSessionReuse == config.ReuseRequired
+		pc.ClientCertUser = f.TLS.ClientCertUser
+	}
+	if err := buildDirectory(f, &pc, rt, prev, log); err != nil {
+		return nil, err
 	}
 	rt.cfg, rt.healthPools = pc, pc.Pools
 	return rt, nil
@@ -205,6 +214,7 @@ func serve(path string, f *config.File, log *slog.Logger) int {
 		metrics.SetSource(src)
 	}
 	rt.startHealth(log)
+	rt.startDirectory()
 	for _, a := range srv.Addrs() {
 		log.Info("listening", "address", a.String(), "version", version)
 	}
@@ -283,6 +293,8 @@ func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, l
 	}
 	old.stopHealth()
 	rt.startHealth(log)
+	rt.stopDirectoryFor(old)
+	rt.startDirectory()
 	log.Info("config reloaded", "pools", len(rt.cfg.Pools), "routes", len(rt.cfg.Routes))
 	return rt, f.Limits.ShutdownGrace
 }
@@ -294,7 +306,12 @@ func newTLSServer(f *config.File, log *slog.Logger) (*tlsterm.Server, *tlsterm.A
 		minV = tls.VersionTLS13
 	}
 	var acme *tlsterm.ACME
-	opts := tlsterm.ServerOptions{CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile, MinVersion: minV}
+	t := &f.TLS
+	opts := tlsterm.ServerOptions{
+		CertFile: t.CertFile, KeyFile: t.KeyFile, MinVersion: minV,
+		Certificates: t.Certificates, CertDir: t.CertDir, DefaultCertificate: t.DefaultCertificate,
+		ClientAuth: t.ClientAuth, ClientCAFile: t.ClientCAFile,
+	}
 	if f.UsesACME() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()

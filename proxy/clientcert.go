@@ -1,0 +1,42 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+)
+
+// noteClientCert records the verified client certificate of the control connection (if the
+// client presented one) and adds its subject to every later log record of the session.
+func (s *session) noteClientCert(st tls.ConnectionState) {
+	if len(st.PeerCertificates) == 0 {
+		return
+	}
+	s.clientCert = st.PeerCertificates[0]
+	s.base = s.base.With("cert_subject", s.clientCert.Subject.String())
+	s.log = s.log.With("cert_subject", s.clientCert.Subject.String())
+}
+
+// ClientCertSubject returns the subject of the client's verified TLS certificate ("" when
+// it presented none), for logs and the directory's auth service.
+func (s *session) ClientCertSubject() string {
+	if s.clientCert == nil {
+		return ""
+	}
+	return s.clientCert.Subject.String()
+}
+
+// ClientCert returns the client's verified TLS certificate, or nil.
+func (s *session) ClientCert() *x509.Certificate { return s.clientCert }
+
+// certUserRefused checks tls.client_cert_user before any backend is contacted: the
+// certificate's name must be USER. A refusal is a failed login, answered like a wrong
+// password (no hint which part was wrong) and logged with the reason.
+func (s *session) certUserRefused() (bool, error) {
+	reason := s.cfg.ClientCertUser.CheckUser(s.clientCert, s.user)
+	if reason == "" {
+		return false, nil
+	}
+	s.log.Warn("login refused by client certificate", "reason", reason, "client_cert_user", s.cfg.ClientCertUser.String())
+	s.srv.obs.Login("failed")
+	return true, s.writeLine(replyLoginBad)
+}
