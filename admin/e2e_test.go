@@ -2,7 +2,6 @@ package admin
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -42,25 +41,13 @@ func TestWithProxy(t *testing.T) {
 	defer tl.Close()
 	m := NewMetrics()
 	m.SetTransferLog(tl)
-	srv, err := proxy.New(proxy.Config{
+	srv := runProxy(t, proxy.Config{
 		// No name: the proxy and ProxySource must both fall back to the address.
 		Listeners: []proxy.ListenerConfig{{Address: "127.0.0.1:0", Pool: "default", Banner: "admin test"}},
 		Data:      proxy.DataConfig{PortRange: nat.PortRange{First: 43100, Last: 43199}, ConnectTimeout: 5 * time.Second},
 		Pools:     []*balancer.Pool{pool},
 		Limits:    proxy.Limits{IdleTimeout: time.Minute, LoginTimeout: 10 * time.Second, BackendTimeout: 5 * time.Second},
-	}, nil, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	}, m)
 	src := ServerSource(srv)
 	as := startServer(t, src, m)
 	base := "http://" + as.Addr().String()

@@ -17,6 +17,7 @@ var helpTexts = map[string]string{
 	"ftpsproxy_backend_active_sessions":                  "Sessions currently assigned to the backend.",
 	"ftpsproxy_backend_up":                               "1 when the backend is healthy (active checks and passive ejection), 0 when down.",
 	"ftpsproxy_backend_max_sessions":                     "The backend's max_sessions; 0 is unlimited.",
+	"ftpsproxy_backend_admin_state":                      "The administrator's setting of the backend (admin API): 0 enabled, 1 draining, 2 disabled, 3 removed from the config and finishing its sessions.",
 	"ftpsproxy_backend_transfer_bytes_total":             "Payload bytes relayed on data connections with the backend, by direction (upload: to the backend).",
 	"ftpsproxy_backend_transfer_errors_total":            "Transfers with the backend that failed (not 2xx, or a relay error); client aborts are not errors.",
 	"ftpsproxy_logins_total":                             "Login attempts (PASS), by outcome.",

@@ -18,7 +18,7 @@ import (
 // cannot grow the label space.
 var (
 	loginOutcomes  = []string{"ok", "failed", "error", "rate_limited"}
-	causes421      = []string{"no_backend", "too_many", "login_rate", "timeout", "shutdown", "backend_lost", "denied"}
+	causes421      = []string{"no_backend", "too_many", "login_rate", "timeout", "shutdown", "backend_lost", "denied", "admin"}
 	refusedReasons = []string{"foreign_peer", "bounce"}
 	tlsSides       = []string{"client", "backend"}
 	tlsResults     = []string{"ok", "error"}
@@ -91,6 +91,7 @@ type Metrics struct {
 	scrapeMu sync.Mutex
 	gauged   map[backendKey]struct{} // backends with registered gauges; guarded by scrapeMu
 	live     atomic.Pointer[map[backendKey]*balancer.Backend]
+	removed  atomic.Pointer[map[*balancer.Backend]bool] // backends of live that left the config
 }
 
 // backendKey names a backend as its metrics' labels do.
@@ -235,6 +236,15 @@ func (m *Metrics) refreshLocked() {
 			}
 		}
 	}
+	removed := map[*balancer.Backend]bool{}
+	for pool, bs := range removedBackends(src) { // still counted until their sessions end
+		for _, b := range bs {
+			if k := (backendKey{pool, b.String()}); live[k] == nil {
+				live[k], removed[b] = b, true
+			}
+		}
+	}
+	m.removed.Store(&removed)
 	m.live.Store(&live)
 	for k := range live {
 		if _, ok := m.gauged[k]; ok {
@@ -255,16 +265,26 @@ func (m *Metrics) refreshLocked() {
 		m.set.GetOrCreateGauge(backendSeries("ftpsproxy_backend_max_sessions", k), m.backendGauge(k, func(b *balancer.Backend) float64 {
 			return float64(b.Config.MaxSessions)
 		}))
+		m.set.GetOrCreateGauge(backendSeries("ftpsproxy_backend_admin_state", k), m.backendGauge(k, m.adminState))
 	}
 	for k := range m.gauged {
 		if _, ok := live[k]; ok {
 			continue
 		}
 		delete(m.gauged, k)
-		for _, name := range []string{"ftpsproxy_backend_active_sessions", "ftpsproxy_backend_up", "ftpsproxy_backend_max_sessions"} {
+		for _, name := range []string{"ftpsproxy_backend_active_sessions", "ftpsproxy_backend_up", "ftpsproxy_backend_max_sessions", "ftpsproxy_backend_admin_state"} {
 			m.set.UnregisterMetric(backendSeries(name, k))
 		}
 	}
+}
+
+// adminState is ftpsproxy_backend_admin_state: 0 enabled, 1 draining, 2 disabled, 3 removed
+// from the config (finishing its sessions).
+func (m *Metrics) adminState(b *balancer.Backend) float64 {
+	if r := m.removed.Load(); r != nil && (*r)[b] {
+		return 3
+	}
+	return float64(b.Admin())
 }
 
 // backendGauge returns a gauge callback reading k's backend in the pools of the last refresh.

@@ -172,6 +172,7 @@ func TestMetricsScripted(t *testing.T) {
 		want[key("ftpsproxy_backend_sessions_total", "pool", "default", "backend", b)] = 0
 		want[key("ftpsproxy_backend_active_sessions", "pool", "default", "backend", b)] = 0
 		want[key("ftpsproxy_backend_up", "pool", "default", "backend", b)] = 1
+		want[key("ftpsproxy_backend_admin_state", "pool", "default", "backend", b)] = 0
 	}
 	want[key("ftpsproxy_backend_max_sessions", "pool", "default", "backend", "10.0.0.11:21")] = 5
 	want[key("ftpsproxy_backend_max_sessions", "pool", "default", "backend", "10.0.0.12:21")] = 0
@@ -195,7 +196,7 @@ func TestMetricsScripted(t *testing.T) {
 	for _, o := range []string{"ok", "ok", "ok", "failed", "failed", "error", "rate_limited", "bogus"} {
 		m.Login(o)
 	}
-	for _, c := range []proxy.Cause{proxy.CauseTimeout, proxy.CauseTimeout, proxy.CauseShutdown, proxy.CauseBackend,
+	for _, c := range []proxy.Cause{proxy.CauseAdmin, proxy.CauseTimeout, proxy.CauseTimeout, proxy.CauseShutdown, proxy.CauseBackend,
 		proxy.CauseNoBackend, proxy.CauseTooMany, proxy.CauseLoginRate, proxy.Cause(99)} {
 		m.Closed421(c)
 	}
@@ -253,6 +254,7 @@ func TestMetricsScripted(t *testing.T) {
 	want[key("ftpsproxy_closed_421_total", "cause", "too_many")] = 1
 	want[key("ftpsproxy_closed_421_total", "cause", "login_rate")] = 1
 	want[key("ftpsproxy_closed_421_total", "cause", "other")] = 1
+	want[key("ftpsproxy_closed_421_total", "cause", "admin")] = 1
 	want[key("ftpsproxy_data_refused_total", "reason", "foreign_peer")] = 1
 	want[key("ftpsproxy_data_refused_total", "reason", "bounce")] = 2
 	want["ftpsproxy_data_ports_exhausted_total"] = 2
@@ -306,6 +308,7 @@ func TestMetricsScripted(t *testing.T) {
 		"ftpsproxy_backend_active_sessions":      "gauge",
 		"ftpsproxy_backend_max_sessions":         "gauge",
 		"ftpsproxy_backend_sessions_total":       "counter",
+		"ftpsproxy_backend_admin_state":          "gauge",
 		"ftpsproxy_tls_handshakes_total":         "counter",
 		"ftpsproxy_transfers_total":              "counter",
 		"ftpsproxy_transfer_duration_seconds":    "histogram",
@@ -321,7 +324,7 @@ func TestMetricsScripted(t *testing.T) {
 
 	// 421s: counts in the fixed order, recent ones newest first.
 	wantCounts := []CauseCount{{"no_backend", 1}, {"too_many", 1}, {"login_rate", 1}, {"timeout", 2},
-		{"shutdown", 1}, {"backend_lost", 1}, {"denied", 0}, {"other", 1}}
+		{"shutdown", 1}, {"backend_lost", 1}, {"denied", 0}, {"admin", 1}, {"other", 1}}
 	if got := m.Counts421(); !slices.Equal(got, wantCounts) {
 		t.Errorf("Counts421 = %v, want %v", got, wantCounts)
 	}
@@ -335,8 +338,8 @@ func TestMetricsScripted(t *testing.T) {
 	if want := []string{"other", "login_rate", "too_many"}; !slices.Equal(causes, want) {
 		t.Errorf("Recent421(3) = %v, want %v", causes, want)
 	}
-	if n := len(m.Recent421(100)); n != 8 {
-		t.Errorf("Recent421(100) has %d events, want 8", n)
+	if n := len(m.Recent421(100)); n != 9 {
+		t.Errorf("Recent421(100) has %d events, want 9", n)
 	}
 
 	// A reload swaps the pools: gauges follow, counters of departed backends stay.

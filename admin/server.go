@@ -16,6 +16,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
 
 // Timeouts of the admin HTTP server: scrapes and status pages are small, so anything slower
@@ -29,17 +30,22 @@ const (
 )
 
 // Server is the admin HTTP server of [admin] address: the status page at /, Prometheus
-// metrics at /metrics and a load-balancer health check at /healthz. It has no authentication;
-// bind it to a trusted address.
+// metrics at /metrics, a load-balancer health check at /healthz and, with HandleAPI, the
+// JSON API. Only the API's writes are authenticated (a bearer token); bind it to a trusted
+// address.
 type Server struct {
 	// Version is shown on the status page; set it before Start.
 	Version string
+	// Listen, when set, binds the address in Start (tableflip's Upgrader.Listen hands a
+	// socket over from the process being upgraded); nil: net.Listen.
+	Listen func(network, addr string) (net.Listener, error)
 
 	addr string
 	src  Source
 	m    *Metrics
 	log  *slog.Logger
 	http *http.Server
+	mux  *http.ServeMux
 
 	mu sync.Mutex
 	ln net.Listener
@@ -55,8 +61,8 @@ func NewServer(addr string, src Source, m *Metrics, log *slog.Logger) *Server {
 		m = NewMetrics()
 	}
 	m.SetSource(src)
-	s := &Server{addr: addr, src: src, m: m, log: log}
 	mux := http.NewServeMux()
+	s := &Server{addr: addr, src: src, m: m, log: log, mux: mux}
 	mux.HandleFunc("GET /{$}", s.handleStatus)
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
@@ -73,6 +79,9 @@ func NewServer(addr string, src Source, m *Metrics, log *slog.Logger) *Server {
 	return s
 }
 
+// HandleAPI serves a's JSON API under /api/v1/. Call it before Start.
+func (s *Server) HandleAPI(a *API) { a.Register(s.mux) }
+
 // Start binds the address and serves in the background. It returns the bind error, if any.
 func (s *Server) Start() error {
 	s.mu.Lock()
@@ -80,7 +89,11 @@ func (s *Server) Start() error {
 	if s.ln != nil {
 		return errors.New("admin: already started")
 	}
-	ln, err := net.Listen("tcp", s.addr)
+	listen := s.Listen
+	if listen == nil {
+		listen = net.Listen
+	}
+	ln, err := listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("admin: listen %s: %w", s.addr, err)
 	}
@@ -103,6 +116,17 @@ func (s *Server) Addr() net.Addr {
 		return nil
 	}
 	return s.ln.Addr()
+}
+
+// Unbind stops the listening socket for good, in every process holding a copy of it (see
+// proxy.Unbind): for an admin address a reload moved, not for one an upgrade handed over.
+// Shutdown follows.
+func (s *Server) Unbind() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		proxy.Unbind(s.ln)
+	}
 }
 
 // Shutdown stops the server, letting requests in flight finish until ctx ends.

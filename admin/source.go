@@ -27,6 +27,13 @@ type Source interface {
 	Accepting() bool
 }
 
+// BackendLister is a Source that also knows backends removed from the config that still run
+// sessions, and the backends' identity across reloads (a balancer.Registry).
+type BackendLister interface {
+	// Backends lists every backend in force, then the removed ones with sessions left.
+	Backends() []balancer.BackendView
+}
+
 // ListenerInfo describes one client-facing listener for the status page.
 type ListenerInfo struct {
 	Name    string // as in metrics labels: the configured name, else the address
@@ -43,6 +50,10 @@ type ProxySource struct {
 
 	// Draining makes Accepting report false.
 	Draining atomic.Bool
+
+	// Registry, when set, supplies removed backends (BackendLister) and the admin API's
+	// backend lookups. Set it before the admin server starts.
+	Registry *balancer.Registry
 }
 
 var _ Source = (*ProxySource)(nil)
@@ -94,3 +105,17 @@ func (s *ProxySource) Certificates() []tlsterm.CertInfo { return s.srv.Config().
 
 // Accepting implements Source.
 func (s *ProxySource) Accepting() bool { return !s.Draining.Load() }
+
+// Backends implements BackendLister: the registry's backends, or the pools in force.
+func (s *ProxySource) Backends() []balancer.BackendView {
+	if s.Registry != nil {
+		return s.Registry.Backends()
+	}
+	var out []balancer.BackendView
+	for _, p := range s.Pools() {
+		for _, b := range p.Backends {
+			out = append(out, balancer.BackendView{Pool: p.Name, Backend: b})
+		}
+	}
+	return out
+}

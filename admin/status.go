@@ -6,6 +6,8 @@ import (
 	"html/template"
 	"strconv"
 	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
 )
 
 // recent421Shown is how many of the remembered 421s the status page lists.
@@ -51,14 +53,21 @@ type poolView struct {
 }
 
 type backendView struct {
-	Address string
-	Up      bool
-	Full    bool
-	Active  int
-	Max     string // "–" when unlimited
-	LoadPct int    // active/max, 0 when unlimited
-	Total   uint64
-	Weight  int
+	Name      string // pool.backend.name; "" when not set
+	State     string // up, down, draining, disabled or removed
+	Marked    bool   // drained, disabled or removed: shown as a badge
+	Removed   bool
+	Since     string // when the state last changed, as "5m 3s ago"
+	LastError string // the last health probe's error
+	Bytes     string // payload bytes to and from the backend since start
+	Address   string
+	Up        bool
+	Full      bool
+	Active    int
+	Max       string // "–" when unlimited
+	LoadPct   int    // active/max, 0 when unlimited
+	Total     uint64
+	Weight    int
 }
 
 type recentView struct {
@@ -83,29 +92,19 @@ func (s *Server) statusView(now time.Time) statusView {
 	if v.Version == "" {
 		v.Version = "unknown"
 	}
+	removed := removedBackends(s.src)
 	for _, p := range s.src.Pools() {
 		pv := poolView{Name: p.Name, Policy: p.Policy.String()}
 		for _, b := range p.Backends {
-			bv := backendView{
-				Address: b.String(),
-				Up:      b.Healthy(),
-				Full:    b.Full(),
-				Active:  b.Active(),
-				Max:     "–",
-				Total:   b.Total(),
-				Weight:  b.Config.Weight,
-			}
-			if m := b.Config.MaxSessions; m > 0 {
-				bv.Max = strconv.Itoa(m)
-				bv.LoadPct = min(100, bv.Active*100/m)
-			}
-			if bv.Up {
-				pv.Up++
-			}
-			pv.Active += bv.Active
-			pv.Total += bv.Total
-			pv.Backends = append(pv.Backends, bv)
+			pv.add(s.backendView(p.Name, b, false, now))
 		}
+		s.addRemoved(&pv, p.Name, removed[p.Name], now)
+		delete(removed, p.Name)
+		v.Pools = append(v.Pools, pv)
+	}
+	for name, bs := range removed { // pools that left the config with sessions still running
+		pv := poolView{Name: name + " (removed)", Policy: "–"}
+		s.addRemoved(&pv, name, bs, now)
 		v.Pools = append(v.Pools, pv)
 	}
 	r := s.src.PortRange()
@@ -124,6 +123,83 @@ func (s *Server) statusView(now time.Time) statusView {
 		})
 	}
 	return v
+}
+
+func (s *Server) backendView(pool string, b *balancer.Backend, removed bool, now time.Time) backendView {
+	up, down := s.m.backendBytes(pool, b.String())
+	bv := backendView{
+		Bytes:     "↑ " + formatBytes(up) + " ↓ " + formatBytes(down),
+		Name:      b.Config.Name,
+		State:     b.State(removed),
+		Removed:   removed,
+		Since:     formatDuration(now.Sub(b.Since())) + " ago",
+		LastError: b.LastError(),
+		Address:   b.Config.Address,
+		Up:        b.Healthy(),
+		Full:      b.Full(),
+		Active:    b.Active(),
+		Max:       "–",
+		Total:     b.Total(),
+		Weight:    b.Config.Weight,
+	}
+	bv.Marked = bv.State != balancer.StateUp && bv.State != balancer.StateDown
+	if m := b.Config.MaxSessions; m > 0 {
+		bv.Max = strconv.Itoa(m)
+		bv.LoadPct = min(100, bv.Active*100/m)
+	}
+	return bv
+}
+
+// add appends a backend's row and counts it in the pool's totals.
+func (pv *poolView) add(bv backendView) {
+	if bv.Up && !bv.Removed {
+		pv.Up++
+	}
+	pv.Active += bv.Active
+	pv.Total += bv.Total
+	pv.Backends = append(pv.Backends, bv)
+}
+
+func (s *Server) addRemoved(pv *poolView, pool string, bs []*balancer.Backend, now time.Time) {
+	for _, b := range bs {
+		pv.add(s.backendView(pool, b, true, now))
+	}
+}
+
+// backendBytes returns the payload bytes relayed to (up) and from (down) a backend since start.
+func (m *Metrics) backendBytes(pool, backend string) (up, down uint64) {
+	get := func(dir string) uint64 {
+		return m.set.GetOrCreateCounter(series("ftpsproxy_backend_transfer_bytes_total", "pool", pool, "backend", backend, "direction", dir)).Get()
+	}
+	return get("upload"), get("download")
+}
+
+// formatBytes writes n in binary units: "512 B", "1.5 KiB", "3.2 GiB".
+func formatBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// removedBackends returns, by pool, the backends that left the config but still run
+// sessions, when src knows them (a BackendLister).
+func removedBackends(src Source) map[string][]*balancer.Backend {
+	out := map[string][]*balancer.Backend{}
+	if bl, ok := src.(BackendLister); ok {
+		for _, v := range bl.Backends() {
+			if v.Removed {
+				out[v.Pool] = append(out[v.Pool], v.Backend)
+			}
+		}
+	}
+	return out
 }
 
 // formatDuration writes d as "3d 4h 5m", "4h 5m 6s", "5m 6s" or "6s".

@@ -6,10 +6,14 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // BackendConfig describes one backend server as configured.
 type BackendConfig struct {
+	// Name, when set, identifies the backend across reloads and labels it in logs, metrics
+	// and the status page instead of its address (pool.backend.name).
+	Name        string
 	Address     string // host:port of the control connection
 	Weight      int    // relative share; 0 means 1
 	MaxSessions int    // 0: unlimited
@@ -25,15 +29,28 @@ type BackendConfig struct {
 }
 
 // Backend is one server of a pool with its live accounting. Its methods are safe for
-// concurrent use.
+// concurrent use. The accounting (sessions, health, admin state, counters) lives in a state
+// that a reload hands from the old Backend to the new one of the same identity (see
+// Registry), so a session that took a slot on the old one releases it on the shared count.
 type Backend struct {
 	Config BackendConfig
 
+	*backendState
+}
+
+// backendState is the part of a Backend that survives a reload.
+type backendState struct {
 	active  atomic.Int64
 	total   atomic.Uint64
 	healthy atomic.Bool
 	hmu     sync.Mutex
-	health  healthState // guarded by hmu
+	health  healthState  // guarded by hmu
+	admin   atomic.Int32 // an AdminState
+
+	smu     sync.Mutex // guards the fields below
+	since   time.Time  // when the health or admin state last changed
+	lastErr string     // the last failed probe's error, "" after a successful one
+	probed  time.Time  // when the last probe ended
 }
 
 // NewBackend validates c and returns a healthy backend with no sessions.
@@ -44,13 +61,22 @@ func NewBackend(c BackendConfig) (*Backend, error) {
 	if c.Weight <= 0 {
 		c.Weight = DefaultWeight
 	}
-	b := &Backend{Config: c, health: healthState{healthy: true}}
+	b := &Backend{Config: c, backendState: &backendState{health: healthState{healthy: true}, since: time.Now()}}
 	b.healthy.Store(true)
 	return b, nil
 }
 
-// String returns the backend's address.
-func (b *Backend) String() string { return b.Config.Address }
+// Key returns what identifies the backend within its pool across reloads: its name when
+// set, else its address.
+func (b *Backend) Key() string {
+	if b.Config.Name != "" {
+		return b.Config.Name
+	}
+	return b.Config.Address
+}
+
+// String returns the backend's label in logs and metrics: its name when set, else its address.
+func (b *Backend) String() string { return b.Key() }
 
 // Active returns the number of sessions currently assigned to the backend.
 func (b *Backend) Active() int { return int(b.active.Load()) }
@@ -67,8 +93,9 @@ func (b *Backend) Full() bool {
 	return m > 0 && b.active.Load() >= int64(m)
 }
 
-// Available is the only predicate policies select on: healthy and not full.
-func (b *Backend) Available() bool { return b.Healthy() && !b.Full() }
+// Available is the only predicate policies select on: healthy, not full, and neither
+// drained nor disabled by an administrator.
+func (b *Backend) Available() bool { return b.Healthy() && !b.Full() && b.Admin() == AdminEnabled }
 
 // Acquire takes a session slot, respecting max_sessions even under concurrency. It returns
 // false when the backend is full. Each successful Acquire needs one Release.

@@ -66,6 +66,7 @@ func (p *Pool) Report(b *Backend, ok bool) bool {
 	b.health = n
 	if n.healthy != b.healthy.Load() {
 		b.healthy.Store(n.healthy)
+		b.touch()
 		return true
 	}
 	return false

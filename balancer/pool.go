@@ -51,12 +51,13 @@ func NewPool(c PoolConfig) (*Pool, error) {
 // Order returns the pool's available backends in the order its policy prefers for c.
 func (p *Pool) Order(c Client) []*Backend { return p.Policy.Order(p.Backends, c) }
 
-// AllFull reports whether every healthy backend is at its max_sessions (and at least one is
-// healthy): the proxy then answers "too many connections" rather than "not available".
+// AllFull reports whether every healthy, enabled backend is at its max_sessions (and at least
+// one is healthy and enabled): the proxy then answers "too many connections" rather than "not
+// available".
 func (p *Pool) AllFull() bool {
 	healthy := 0
 	for _, b := range p.Backends {
-		if b.Healthy() {
+		if b.Healthy() && b.Admin() == AdminEnabled {
 			healthy++
 			if !b.Full() {
 				return false

@@ -228,6 +228,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"log.transfer_log", f.Log.TransferLog, ""},
 		{"admin.address", f.Admin.Address, ""},
 		{"admin.token_file", f.Admin.TokenFile, ""},
+		{"pool.backend.name", b.Name, ""},
 		// Hosting edge.
 		{"listener.allow", len(f.Listeners[0].Allow), 0},
 		{"listener.deny", len(f.Listeners[0].Deny), 0},

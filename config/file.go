@@ -85,6 +85,7 @@ func (p Pool) Health() balancer.HealthConfig {
 
 // Backend is one [[pool.backend]]: an FTP server behind the proxy.
 type Backend struct {
+	Name           string                `toml:"name"`    // identity across reloads and label; empty: the address
 	Address        string                `toml:"address"` // host:port, host required
 	Weight         int                   `toml:"weight"`
 	MaxSessions    int                   `toml:"max_sessions"` // 0: unlimited

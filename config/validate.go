@@ -105,6 +105,13 @@ func (c *checker) checkBackend(k string, b *Backend, addrs map[string]int, j int
 			addrs[norm] = j
 		}
 	}
+	if b.Name != "" {
+		if prev, dup := addrs["name:"+b.Name]; dup {
+			c.addf(k+".name", "duplicate backend name %q in this pool (also backend[%d])", b.Name, prev)
+		} else {
+			addrs["name:"+b.Name] = j
+		}
+	}
 	c.atLeast(k+".weight", b.Weight, 1, "")
 	c.atLeast(k+".max_sessions", b.MaxSessions, 0, " (0: unlimited)")
 	if b.TLS != balancer.TLSNone && b.TLSVerify && b.CAFile != "" {

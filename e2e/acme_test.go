@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,6 +96,14 @@ level = "info"
 	}
 	acmeNoSNI(t, listen, roots, serial)
 
+	// A reload that changes [tls.acme] keeps the old value, says so in one warning per key,
+	// and applies the rest; the certificate in use stays and nothing is ordered.
+	reloadWith(t, p, strings.Replace(cfg, `email = "ops@test.example"`, `email = "new@test.example"`, 1))
+	waitLog(t, p, `level=WARN msg="tls.acme.email: changed; takes effect at restart"`)
+	if got := acmeTransfer(t, listen, roots, "after-reload.bin"); got != serial || ca.Orders() != 1 {
+		t.Fatalf("after a reload changing tls.acme.email: serial %s (want %s), %d orders", got, serial, ca.Orders())
+	}
+
 	// SIGTERM: clean exit.
 	p.signal(syscall.SIGTERM)
 	select {
@@ -108,7 +117,8 @@ level = "info"
 
 	// Restart on the same storage: the certificate is loaded, not ordered again.
 	t2 := time.Now()
-	p2 := startProxy(t, cfg)
+	pidFile := filepath.Join(t.TempDir(), "ftpsproxy.pid")
+	p2 := startProxyArgs(t, cfg, "-pidfile", pidFile)
 	t.Logf("restarted proxy listening after %v", time.Since(t2).Round(time.Millisecond))
 	if n := ca.Orders(); n != 1 {
 		t.Errorf("pebble saw %d orders after the restart, want still 1", n)
@@ -124,6 +134,14 @@ level = "info"
 	}
 	if s := acmeTransfer(t, listen, roots, "second.bin"); s != serial {
 		t.Errorf("after the restart the client saw serial %s, want %s", s, serial)
+	}
+
+	// SIGUSR2: the new process inherits the control listener and the ACME HTTP-01 listener
+	// (binding http_address again would fail while the old process still holds it) and loads
+	// the certificate from storage.
+	upgrade(t, p2, pidFile)
+	if s := acmeTransfer(t, listen, roots, "third.bin"); s != serial || ca.Orders() != 1 {
+		t.Errorf("after the upgrade: serial %s (want %s), %d orders (want 1)", s, serial, ca.Orders())
 	}
 	t.Logf("whole test %v", time.Since(t0).Round(time.Millisecond))
 }

@@ -76,13 +76,19 @@ func (s *syncBuffer) String() string {
 // until the first listener accepts connections.
 func startProxy(t testing.TB, toml string) *proxyProc {
 	t.Helper()
+	return startProxyArgs(t, toml)
+}
+
+// startProxyArgs is startProxy with extra command-line arguments.
+func startProxyArgs(t testing.TB, toml string, args ...string) *proxyProc {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ftpsproxy.toml")
 	if err := os.WriteFile(path, []byte(toml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := &proxyProc{t: t, cfg: path, logs: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(binary, "-config", path)
+	p.cmd = exec.Command(binary, append([]string{"-config", path}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {

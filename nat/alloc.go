@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,33 +91,65 @@ func (r PortRange) String() string {
 }
 
 // Allocator hands out the proxy's passive data ports from one PortRange. It is safe for
-// concurrent use; create it with NewAllocator.
+// concurrent use; create it with NewAllocator. SetRange changes the range for new leases
+// while leases taken from the old one stay valid until released.
 type Allocator struct {
-	r         PortRange
 	onForeign func(netip.AddrPort)
 
-	mu     sync.Mutex
+	mu  sync.Mutex
+	cur *portSet   // where new leases come from
+	old []*portSet // earlier ranges with leases still out
+}
+
+// portSet is one range's lease table. Its fields are guarded by the Allocator's mu.
+type portSet struct {
+	r      PortRange
 	leased []bool // indexed by port - r.First; true while a lease or a bind attempt holds it
 	inUse  int
 	cursor int // index where the next search starts, so a just-released port is reused last
 }
+
+func newPortSet(r PortRange) *portSet { return &portSet{r: r, leased: make([]bool, r.Len())} }
 
 // NewAllocator returns an allocator over r. onForeign, which may be nil, is called from
 // Lease.Accept with the address of every connection refused because it did not come from the
 // lease's peer; it should return quickly, since Accept waits for it. If r is invalid, Reserve
 // reports the error.
 func NewAllocator(r PortRange, onForeign func(peer netip.AddrPort)) *Allocator {
-	return &Allocator{r: r, onForeign: onForeign, leased: make([]bool, r.Len())}
+	return &Allocator{onForeign: onForeign, cur: newPortSet(r)}
 }
 
-// Range returns the allocator's port range.
-func (a *Allocator) Range() PortRange { return a.r }
+// Range returns the range new leases come from.
+func (a *Allocator) Range() PortRange {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cur.r
+}
 
-// InUse returns the number of ports currently leased, counting a Reserve that is binding one.
+// SetRange makes new leases come from r (a reload of data.port_range). Leases already out
+// keep their ports until released; their range counts in InUse until then.
+func (a *Allocator) SetRange(r PortRange) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if r == a.cur.r {
+		return
+	}
+	if a.cur.inUse > 0 {
+		a.old = append(a.old, a.cur)
+	}
+	a.cur = newPortSet(r)
+}
+
+// InUse returns the number of ports currently leased, counting a Reserve that is binding one
+// and leases from ranges in force before a SetRange.
 func (a *Allocator) InUse() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.inUse
+	n := a.cur.inUse
+	for _, ps := range a.old {
+		n += ps.inUse
+	}
+	return n
 }
 
 // Reserve binds a TCP listener on listenIP and a free port of the range and returns its lease.
@@ -131,7 +164,10 @@ func (a *Allocator) InUse() int {
 // peer is the only IP (any port) the lease accepts a connection from: the client's real IP, as
 // seen on the control connection.
 func (a *Allocator) Reserve(ctx context.Context, listenIP, peer netip.Addr) (*Lease, error) {
-	if err := a.r.Validate(); err != nil {
+	a.mu.Lock()
+	ps := a.cur
+	a.mu.Unlock()
+	if err := ps.r.Validate(); err != nil {
 		return nil, fmt.Errorf("nat: reserve: %w", err)
 	}
 	if !listenIP.IsValid() {
@@ -147,17 +183,17 @@ func (a *Allocator) Reserve(ctx context.Context, listenIP, peer netip.Addr) (*Le
 		network = "tcp4"
 	}
 	var lc net.ListenConfig
-	for range a.r.Len() {
+	for range ps.r.Len() {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("nat: reserve: %w", err)
 		}
-		port, ok := a.take()
+		port, ok := a.take(ps)
 		if !ok {
 			break
 		}
 		ln, err := lc.Listen(ctx, network, netip.AddrPortFrom(listenIP, port).String())
 		if err != nil {
-			a.put(port)
+			a.put(ps, port)
 			if errors.Is(err, syscall.EADDRINUSE) {
 				continue
 			}
@@ -166,38 +202,42 @@ func (a *Allocator) Reserve(ctx context.Context, listenIP, peer netip.Addr) (*Le
 		tl := ln.(*net.TCPListener) // Listen on a tcp network always returns one
 		return &Lease{
 			a:    a,
+			ps:   ps,
 			ln:   tl,
 			addr: netip.AddrPortFrom(listenIP, port),
 			peer: peer.Unmap().WithZone(""),
 		}, nil
 	}
-	return nil, fmt.Errorf("%w (%s)", ErrPortsExhausted, a.r)
+	return nil, fmt.Errorf("%w (%s)", ErrPortsExhausted, ps.r)
 }
 
-// take marks the first free port at or after the cursor as leased.
-func (a *Allocator) take() (uint16, bool) {
+// take marks the first free port of ps at or after its cursor as leased.
+func (a *Allocator) take(ps *portSet) (uint16, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n := len(a.leased)
+	n := len(ps.leased)
 	for k := range n {
-		i := (a.cursor + k) % n
-		if !a.leased[i] {
-			a.leased[i] = true
-			a.inUse++
-			a.cursor = (i + 1) % n
-			return a.r.First + uint16(i), true
+		i := (ps.cursor + k) % n
+		if !ps.leased[i] {
+			ps.leased[i] = true
+			ps.inUse++
+			ps.cursor = (i + 1) % n
+			return ps.r.First + uint16(i), true
 		}
 	}
 	return 0, false
 }
 
-// put returns port to the pool.
-func (a *Allocator) put(port uint16) {
+// put returns port to ps, and forgets ps once it is an old range with no lease left.
+func (a *Allocator) put(ps *portSet, port uint16) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if i := int(port) - int(a.r.First); i >= 0 && i < len(a.leased) && a.leased[i] {
-		a.leased[i] = false
-		a.inUse--
+	if i := int(port) - int(ps.r.First); i >= 0 && i < len(ps.leased) && ps.leased[i] {
+		ps.leased[i] = false
+		ps.inUse--
+	}
+	if ps.inUse == 0 && ps != a.cur {
+		a.old = slices.DeleteFunc(a.old, func(o *portSet) bool { return o == ps })
 	}
 }
 
@@ -206,6 +246,7 @@ func (a *Allocator) put(port uint16) {
 // when the transfer is over.
 type Lease struct {
 	a    *Allocator
+	ps   *portSet // the range the port came from
 	ln   *net.TCPListener
 	addr netip.AddrPort
 	peer netip.Addr // unmapped and zoneless, as compared in Accept
@@ -307,7 +348,7 @@ func (l *Lease) Release() {
 	l.releaseOnce.Do(func() {
 		l.released.Store(true)
 		l.closeListener()
-		l.a.put(l.addr.Port())
+		l.a.put(l.ps, l.addr.Port())
 	})
 }
 

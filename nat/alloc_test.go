@@ -537,3 +537,61 @@ var (
 	rangeMu  sync.Mutex
 	nextBase int
 )
+
+// TestSetRange: after SetRange new leases come from the new range, a lease from the old one
+// stays valid and counted until released, and the old range's ports are never handed out
+// again.
+func TestSetRange(t *testing.T) {
+	ctx := context.Background()
+	lo := netip.MustParseAddr("127.0.0.1")
+	first, second := freeRange(t, 2), freeRange(t, 2)
+	a := NewAllocator(first, nil)
+	old, err := a.Reserve(ctx, lo, lo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.SetRange(second)
+	if a.Range() != second {
+		t.Fatalf("Range() = %v, want %v", a.Range(), second)
+	}
+	var leases []*Lease
+	for range 2 {
+		l, err := a.Reserve(ctx, lo, lo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !second.Contains(l.Port()) {
+			t.Fatalf("lease on %d after SetRange(%v)", l.Port(), second)
+		}
+		leases = append(leases, l)
+	}
+	if _, err := a.Reserve(ctx, lo, lo); !errors.Is(err, ErrPortsExhausted) {
+		t.Fatalf("third lease from a 2-port range: %v", err)
+	}
+	if n := a.InUse(); n != 3 {
+		t.Fatalf("InUse = %d, want 3 (2 new, 1 from the old range)", n)
+	}
+	// The old lease still works: a connection from its peer is accepted.
+	go func() {
+		c, err := net.Dial("tcp", old.Addr().String())
+		if err == nil {
+			c.Close()
+		}
+	}()
+	c, err := old.Accept(ctx)
+	if err != nil {
+		t.Fatalf("accept on a lease from the old range: %v", err)
+	}
+	c.Close()
+	old.Release()
+	leases[0].Release()
+	if n := a.InUse(); n != 1 {
+		t.Fatalf("InUse after releases = %d, want 1", n)
+	}
+	l, err := a.Reserve(ctx, lo, lo)
+	if err != nil || !second.Contains(l.Port()) {
+		t.Fatalf("after releases: %v %v", l, err)
+	}
+	l.Release()
+	leases[1].Release()
+}

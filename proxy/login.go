@@ -86,6 +86,7 @@ func (s *session) loggedInTo(conn net.Conn, b *balancer.Backend, ch *choice, rep
 	s.log.Info("login ok", ch.logAttrs(s.user)...)
 	s.srv.obs.Login("ok")
 	s.srv.obs.BackendSession(pool.Name, b.String())
+	s.live.setBackend(pool.Name, b.String())
 	if err := s.writeRaw(rep.Raw); err != nil {
 		return err
 	}

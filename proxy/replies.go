@@ -20,6 +20,7 @@ const (
 	CauseShutdown
 	CauseBackend
 	CauseDenied // listener.allow/deny or route.allow/deny refused the client address
+	CauseAdmin  // closed through the admin API
 )
 
 // text421 is the one table of 421 texts.
@@ -31,6 +32,7 @@ var text421 = map[Cause]string{
 	CauseShutdown:  "421 Server shutting down, closing control connection",
 	CauseBackend:   "421 Service not available, closing control connection",
 	CauseDenied:    "421 Service not available, closing control connection",
+	CauseAdmin:     "421 Session closed by administrator",
 }
 
 var causeNames = map[Cause]string{
@@ -42,6 +44,7 @@ var causeNames = map[Cause]string{
 	CauseShutdown:  "shutdown",
 	CauseBackend:   "backend_lost",
 	CauseDenied:    "denied",
+	CauseAdmin:     "admin",
 }
 
 // String returns the cause's name as used in logs and metrics.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
@@ -165,13 +166,15 @@ type Server struct {
 	cfg   atomic.Pointer[Config]
 	alloc *nat.Allocator
 
-	lmu       sync.Mutex // guards listeners and serving
+	lmu       sync.Mutex // guards listeners, serving and listen
 	listeners []*listener
+	listen    ListenFunc
 	serving   bool
 	acceptWG  sync.WaitGroup
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	byID     map[string]*session // the same sessions, by id (admin API)
 	perIP    map[netip.Addr]int
 	wg       sync.WaitGroup
 
@@ -192,12 +195,47 @@ type Server struct {
 	Foreign atomic.Uint64
 }
 
+// ListenFunc binds a listening socket, such as net.Listen or tableflip's Upgrader.Listen,
+// which returns a socket inherited from the process being upgraded when it has one.
+type ListenFunc func(network, addr string) (net.Listener, error)
+
+// SetListenFunc makes Listen and Reload bind listeners with f. Call it before Listen.
+func (s *Server) SetListenFunc(f ListenFunc) {
+	s.lmu.Lock()
+	s.listen = f
+	s.lmu.Unlock()
+}
+
+// bind opens a listener on address with the ListenFunc, or net.ListenConfig without one.
+// lmu must be held.
+func (s *Server) bind(ctx context.Context, address string) (net.Listener, error) {
+	if s.listen != nil {
+		return s.listen("tcp", address)
+	}
+	var lc net.ListenConfig
+	return lc.Listen(ctx, "tcp", address)
+}
+
+// Unbind stops a listener for good (removed by a reload). The socket is shut down before it
+// is closed: a copy of it kept for an upgrade (tableflip holds a duplicate of every listening
+// socket) would otherwise go on completing handshakes that nobody accepts. Never use it for
+// a socket a new process has inherited: it stops the socket in every process.
+func Unbind(ln net.Listener) {
+	if sc, ok := ln.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+		}
+	}
+	ln.Close()
+}
+
 // listener is one bound client-facing address. Its settings live in the Config (looked up
 // by address at each connection), so a reload can change them.
 type listener struct {
 	address string
 	ln      net.Listener
 	last    *ListenerConfig // the settings it was bound with, for a session racing its removal
+	removed atomic.Bool     // by a reload: its accept loop ends on the next error
 }
 
 // listener returns the settings of the listener bound at address.
@@ -225,8 +263,10 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 		log:      log,
 		obs:      obs,
 		sessions: make(map[*session]struct{}),
+		byID:     make(map[string]*session),
 		perIP:    make(map[netip.Addr]int),
 	}
+	s.obs = liveObserver{Observer: obs, srv: s}
 	s.drainCtx, s.startDrain = context.WithCancel(context.Background())
 	s.drain = s.drainCtx.Done()
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
@@ -265,7 +305,8 @@ func (c *Config) validate() error {
 
 // Reload swaps in a new config for sessions that start from now on: listeners added are
 // bound (all or none), listeners removed stop accepting, and the settings of the others,
-// pools, routes and limits change at once. Sessions already running keep their backend and
+// pools, routes, limits and the passive port range change at once (transfers already set up
+// keep their ports). Sessions already running keep their backend and
 // their settings.
 func (s *Server) Reload(cfg Config) error {
 	if err := cfg.validate(); err != nil {
@@ -274,16 +315,15 @@ func (s *Server) Reload(cfg Config) error {
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	var added []*listener
-	var lc net.ListenConfig
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
 		if s.bound(l.Address) != nil {
 			continue
 		}
-		ln, err := lc.Listen(context.Background(), "tcp", l.Address)
+		ln, err := s.bind(context.Background(), l.Address)
 		if err != nil {
 			for _, a := range added {
-				a.ln.Close()
+				Unbind(a.ln)
 			}
 			return fmt.Errorf("listen %s: %w", l.Address, err)
 		}
@@ -294,6 +334,7 @@ func (s *Server) Reload(cfg Config) error {
 		s.logins.Store(newLoginLimiter(cfg.Limits.LoginsPerMinute, cfg.Limits.LoginBurst))
 	}
 	s.cfg.Store(&cfg)
+	s.alloc.SetRange(cfg.Data.PortRange) // running transfers keep their leases
 	kept := s.listeners[:0]
 	for _, l := range s.listeners {
 		if nl := cfg.listener(l.address); nl != nil {
@@ -301,7 +342,8 @@ func (s *Server) Reload(cfg Config) error {
 			kept = append(kept, l)
 		} else {
 			s.log.Info("listener removed", "address", l.address)
-			l.ln.Close()
+			l.removed.Store(true)
+			Unbind(l.ln)
 		}
 	}
 	s.listeners = kept
@@ -335,11 +377,10 @@ func (s *Server) Allocator() *nat.Allocator { return s.alloc }
 func (s *Server) Listen(ctx context.Context) error {
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
-	var lc net.ListenConfig
 	cfg := s.cfg.Load()
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
-		ln, err := lc.Listen(ctx, "tcp", l.Address)
+		ln, err := s.bind(ctx, l.Address)
 		if err != nil {
 			for _, b := range s.listeners {
 				b.ln.Close()
@@ -398,7 +439,7 @@ func (s *Server) acceptLoop(l *listener) error {
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || l.removed.Load() {
 				return nil
 			}
 			s.log.Error("accept failed", "listener", l.address, "err", err)
@@ -415,6 +456,7 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	sess := newSession(s, l, c)
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
+	s.byID[sess.id] = sess
 	s.mu.Unlock()
 	name := sess.lc.name()
 	s.obs.SessionStarted(name)
@@ -422,6 +464,7 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, sess)
+		delete(s.byID, sess.id)
 		s.mu.Unlock()
 		backend := ""
 		if sess.backend != nil {
@@ -470,6 +513,11 @@ func (s *Server) closeListeners() {
 		l.ln.Close()
 	}
 }
+
+// StopAccepting closes the listeners without starting a drain: sessions already accepted go
+// on as usual. After an upgrade the old process calls it once the new one serves the same
+// (inherited) sockets, so closing its copies refuses nobody; Shutdown follows.
+func (s *Server) StopAccepting() { s.closeListeners() }
 
 // Shutdown stops accepting, sends the shutdown 421 to idle sessions, lets running transfers
 // finish, and returns when every session has ended. When ctx ends first, it closes every

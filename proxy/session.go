@@ -81,6 +81,7 @@ type session struct {
 	epsvAll bool
 
 	stats sessionStats
+	live  sessionLive // what the admin API may read (sessions.go)
 }
 
 type sessionStats struct {
@@ -111,6 +112,8 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 		client: c,
 		cr:     bufio.NewReaderSize(c, readBufSize),
 	}
+	s.live.since = time.Now()
+	s.live.active.Store(s.live.since.UnixNano())
 	s.lc = s.cfg.listener(l.address)
 	if s.lc == nil {
 		s.lc = l.last // removed by a reload a moment ago
@@ -136,14 +139,19 @@ func (s *session) Run(parent context.Context) {
 	start := time.Now()
 	s.ctx, s.done = context.WithCancel(parent)
 	defer s.done()
-	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
+	stop := context.AfterFunc(s.ctx, s.interrupt)
 	defer stop()
+	s.live.setCancel(s.done)
 
 	err := s.serve()
 
 	line, cause := finalLine(err)
 	if cause == CauseNone && s.ctx.Err() != nil && parent.Err() != nil {
 		line, cause = Line421(CauseShutdown), CauseShutdown
+	}
+	if s.live.closing.Load() {
+		line, cause = Line421(CauseAdmin), CauseAdmin
+		err = errors.Join(errors.New("closed by an administrator"), err)
 	}
 	if line != "" {
 		s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
@@ -263,6 +271,11 @@ func (s *session) writeRaw(b []byte) error {
 // deadline. Line errors are answered here; ok is false for them.
 func (s *session) readCommand() (Command, bool, error) {
 	s.client.SetReadDeadline(s.deadline)
+	if err := s.ctx.Err(); err != nil {
+		// Ended meanwhile (CloseSession): the deadline just set replaced the one that was to
+		// interrupt this read.
+		return Command{}, false, end421(CauseShutdown, err)
+	}
 	line, err := ReadLine(s.cr, MaxLine)
 	if err != nil {
 		if reply := lineErrorReply(err); reply != "" {
@@ -333,6 +346,7 @@ func (s *session) preLogin() error {
 				break
 			}
 			s.user = cmd.Arg
+			s.live.setUser(s.user)
 			s.log = s.base.With("user", s.user)
 			err = s.writeLine(replyUserOK)
 		case "PASS":
@@ -437,6 +451,7 @@ func validHost(h string) bool {
 // logCommand logs a client command at debug level, PASS redacted. The check first keeps the
 // per-command cost nil when debug is off.
 func (s *session) logCommand(cmd Command) {
+	s.live.setCommand(cmd)
 	if s.log.Enabled(s.ctx, slog.LevelDebug) {
 		s.log.Debug("command", "cmd", cmd.LogString())
 	}

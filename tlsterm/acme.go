@@ -28,6 +28,9 @@ type ACMEOptions struct {
 	// OnDemand, when enabled, obtains certificates during handshakes for permitted names
 	// beyond Domains (which may then be empty).
 	OnDemand OnDemandOptions `toml:"on_demand"`
+	// Listen, when set, binds HTTPAddress (tableflip's Upgrader.Listen hands the socket over
+	// in an upgrade); nil: net.Listen. Not a config key.
+	Listen func(network, addr string) (net.Listener, error) `toml:"-"`
 }
 
 // DefaultACMEOptions returns the [tls.acme] settings a config file gets for the keys it
@@ -96,7 +99,11 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 	}
 	a.cfg = certmagic.New(a.cache, mc)
 
-	ln, err := net.Listen("tcp", o.HTTPAddress)
+	listen := o.Listen
+	if listen == nil {
+		listen = net.Listen
+	}
+	ln, err := listen("tcp", o.HTTPAddress)
 	if err != nil {
 		a.cache.Stop()
 		return nil, fmt.Errorf("acme: http_address: %w", err)

@@ -38,6 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	check := fs.Bool("check", false, "validate the config, print every problem and warning, and exit")
 	strict := fs.Bool("strict", false, "with -check: exit 1 when there are warnings")
 	showVersion := fs.Bool("version", false, "print the version, commit and Go version, and exit")
+	pidFile := fs.String("pidfile", "", "write the pid of the serving process here (the new one after a SIGUSR2 upgrade)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageLine)
 		fs.PrintDefaults()
@@ -78,8 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *check {
 		return runCheck(*configPath, f, *strict, stdout, stderr)
 	}
-	log := newLogger(f.Log, stderr)
-	return serve(*configPath, f, log)
+	logs, log := newLogOutput(f.Log, stderr)
+	return serve(*configPath, *pidFile, f, logs, log)
 }
 
 // runCheck prints what -check reports on a valid file: OK, the summary and the warnings;

@@ -12,13 +12,12 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
+	"reflect"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/admin"
@@ -41,15 +40,6 @@ func logWarnings(f *config.File, log *slog.Logger) {
 	}
 }
 
-// newLogger builds the process logger from [log].
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: c.Level.Slog()}
-	if c.Format == config.FormatJSON {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
 // runtime is what one config builds: the proxy config plus the health checkers' lifetime.
 type runtime struct {
 	cfg         proxy.Config
@@ -65,7 +55,7 @@ type runtime struct {
 
 // build turns a validated config file into the proxy's config. prev, when set, is the
 // runtime being replaced by a reload: its TLS is kept when [tls] did not change.
-func build(f *config.File, log *slog.Logger, prev *runtime) (*runtime, error) {
+func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenFunc) (*runtime, error) {
 	rt := &runtime{}
 	pc := proxy.Config{Data: f.Data, Limits: f.Limits, Routes: f.Routes}
 	for _, l := range f.Listeners {
@@ -83,7 +73,7 @@ func build(f *config.File, log *slog.Logger, prev *runtime) (*runtime, error) {
 		pc.Pools = append(pc.Pools, pool)
 	}
 	if f.UsesTLS() {
-		if err := rt.buildTLS(f, log, prev); err != nil {
+		if err := rt.buildTLS(f, log, prev, listen); err != nil {
 			return nil, err
 		}
 		pc.TLS = rt.tls
@@ -116,6 +106,7 @@ func buildPool(key string, p config.Pool, log *slog.Logger) (*balancer.Pool, err
 			}
 		}
 		bp.Backends = append(bp.Backends, balancer.BackendConfig{
+			Name:           b.Name,
 			TLSConfig:      bt,
 			Address:        b.Address,
 			Weight:         b.Weight,
@@ -134,8 +125,10 @@ func buildPool(key string, p config.Pool, log *slog.Logger) (*balancer.Pool, err
 }
 
 // buildTLS sets rt's client-facing TLS from [tls], keeping prev's when [tls] did not change.
-func (rt *runtime) buildTLS(f *config.File, log *slog.Logger, prev *runtime) error {
-	key := fmt.Sprintf("%+v", f.TLS)
+func (rt *runtime) buildTLS(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenFunc) error {
+	server := f.TLS
+	server.DataSessionReuse = "" // a proxy setting, applied on every reload
+	key := fmt.Sprintf("%+v", server)
 	switch {
 	case prev != nil && prev.tls != nil && prev.tlsKey == key:
 		// Same settings: keep the config (and its ticket keys, so running sessions'
@@ -147,7 +140,7 @@ func (rt *runtime) buildTLS(f *config.File, log *slog.Logger, prev *runtime) err
 	case prev != nil && prev.acme != nil:
 		return fmt.Errorf("tls: changing [tls] while ACME is in use needs a restart")
 	default:
-		srv, acme, err := newTLSServer(f, log)
+		srv, acme, err := newTLSServer(f, log, listen)
 		if err != nil {
 			return err
 		}
@@ -162,145 +155,12 @@ func (rt *runtime) startHealth(log *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stopHealth = cancel
 	for _, p := range rt.healthPools {
-		go p.Check(ctx, balancer.ProbeFTP, log)
+		go p.Check(ctx, balancer.RecordProbes(balancer.ProbeFTP), log)
 	}
-}
-
-// serve runs the proxy until a signal ends it.
-func serve(path string, f *config.File, log *slog.Logger) int {
-	logWarnings(f, log)
-	rt, err := build(f, log, nil)
-	if err != nil {
-		log.Error("config refused", "err", err)
-		return exitConfig
-	}
-	defer func() {
-		if rt.acme != nil {
-			rt.acme.Close()
-		}
-	}()
-	metrics := admin.NewMetrics()
-	metrics.SetBuildInfo(version)
-	var xfer *admin.TransferLog
-	if f.Log.TransferLog != "" {
-		if xfer, err = admin.OpenTransferLog(f.Log.TransferLog); err != nil {
-			log.Error("cannot open the transfer log", "err", err)
-			return exitConfig
-		}
-		defer xfer.Close()
-		metrics.SetTransferLog(xfer)
-	}
-	srv, err := proxy.New(rt.cfg, log, metrics)
-	if err != nil {
-		log.Error("config refused", "err", err)
-		return exitConfig
-	}
-	if err := srv.Listen(context.Background()); err != nil {
-		log.Error("cannot listen", "err", err)
-		return exitConfig
-	}
-	src := admin.ServerSource(srv)
-	var adm *admin.Server
-	if f.Admin.Address != "" {
-		adm = admin.NewServer(f.Admin.Address, src, metrics, log)
-		adm.Version = version
-		if err := adm.Start(); err != nil {
-			log.Error("cannot start the admin server", "err", err)
-			srv.Close()
-			return exitConfig
-		}
-		log.Info("admin listening", "address", adm.Addr().String())
-	} else {
-		metrics.SetSource(src)
-	}
-	rt.startHealth(log)
-	rt.startDirectory()
-	for _, a := range srv.Addrs() {
-		log.Info("listening", "address", a.String(), "version", version)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	notifyReady(log)
-
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
-	grace := f.Limits.ShutdownGrace
-	for {
-		select {
-		case err := <-served:
-			if err != nil {
-				log.Error("serve failed", "err", err)
-				return exitConfig
-			}
-			return exitOK
-		case sig := <-sigs:
-			if sig == syscall.SIGHUP || sig == syscall.SIGUSR1 {
-				if xfer != nil {
-					if err := xfer.Reopen(); err != nil {
-						log.Error("transfer log not reopened", "err", err)
-					}
-				}
-				if sig == syscall.SIGHUP {
-					notifyReloading(log)
-					prev := rt
-					rt, grace = reload(path, srv, rt, grace, log)
-					metrics.Reloaded(rt != prev)
-					notifyReady(log)
-				}
-				continue
-			}
-			log.Info("shutting down", "signal", sig.String(), "grace", grace)
-			notifyStopping(log)
-			src.Draining.Store(true)
-			ctx, cancel := context.WithTimeout(context.Background(), grace)
-			err := srv.Shutdown(ctx)
-			cancel()
-			if adm != nil {
-				actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
-				adm.Shutdown(actx)
-				acancel()
-			}
-			rt.stopHealth()
-			if errors.Is(err, context.DeadlineExceeded) {
-				log.Warn("grace period over: remaining sessions closed")
-			}
-			log.Info("stopped")
-			return exitOK
-		}
-	}
-}
-
-// reload reads the config again and swaps it in; a bad config is refused and the old one
-// stays in force.
-func reload(path string, srv *proxy.Server, old *runtime, grace time.Duration, log *slog.Logger) (*runtime, time.Duration) {
-	f, err := config.Load(path)
-	if err != nil {
-		log.Error("reload refused: config has problems; the old config stays in force", "err", err.Error())
-		return old, grace
-	}
-	logWarnings(f, log)
-	rt, err := build(f, log, old)
-	if err == nil {
-		err = srv.Reload(rt.cfg)
-	}
-	if err != nil {
-		if rt != nil && rt.acme != nil && rt.acme != old.acme {
-			rt.acme.Close() // built for the refused config only
-		}
-		log.Error("reload refused; the old config stays in force", "err", err)
-		return old, grace
-	}
-	old.stopHealth()
-	rt.startHealth(log)
-	rt.stopDirectoryFor(old)
-	rt.startDirectory()
-	log.Info("config reloaded", "pools", len(rt.cfg.Pools), "routes", len(rt.cfg.Routes))
-	return rt, f.Limits.ShutdownGrace
 }
 
 // newTLSServer builds the client-facing TLS from [tls]: certificate files or ACME.
-func newTLSServer(f *config.File, log *slog.Logger) (*tlsterm.Server, *tlsterm.ACME, error) {
+func newTLSServer(f *config.File, log *slog.Logger, listen proxy.ListenFunc) (*tlsterm.Server, *tlsterm.ACME, error) {
 	minV := uint16(tls.VersionTLS12)
 	if f.TLS.MinVersion == config.TLS13 {
 		minV = tls.VersionTLS13
@@ -315,7 +175,9 @@ func newTLSServer(f *config.File, log *slog.Logger) (*tlsterm.Server, *tlsterm.A
 	if f.UsesACME() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		src, err := tlsterm.NewACME(ctx, f.TLS.ACME, log)
+		ao := f.TLS.ACME
+		ao.Listen = listen
+		src, err := tlsterm.NewACME(ctx, ao, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("tls.acme: %w", err)
 		}
@@ -330,4 +192,212 @@ func newTLSServer(f *config.File, log *slog.Logger) (*tlsterm.Server, *tlsterm.A
 		return nil, nil, fmt.Errorf("tls: %w", err)
 	}
 	return srv, acme, nil
+}
+
+// reload reads the config again and applies every key: pools, backends (their state carried
+// over), routes, limits, listeners, the data-port range, TLS files, [log], the admin address
+// and token, the transfer log. Keys that cannot change in a running process ([tls.acme]) keep
+// their old value with a warning each. A bad config, or one that cannot be bound, is refused
+// and the old one stays in force.
+func (d *proc) reload() bool {
+	f, err := config.Load(d.path)
+	if err != nil {
+		d.log.Error("reload refused: config has problems; the old config stays in force", "err", err.Error())
+		return false
+	}
+	logWarnings(f, d.log)
+	keepRestartOnly(d.file, f, d.log)
+	st, err := d.prepare(f)
+	if err != nil {
+		st.discard(d.rt, d.xfer)
+		d.log.Error("reload refused; the old config stays in force", "err", err)
+		return false
+	}
+	old := d.file
+	d.reg.Commit(st.rt.cfg.Pools)
+	d.rt.stopHealth()
+	st.rt.startHealth(d.log)
+	st.rt.stopDirectoryFor(d.rt)
+	st.rt.startDirectory()
+	d.rt, d.file = st.rt, f
+	d.logs.apply(f.Log)
+	d.api.SetToken(f.Admin.Token)
+	if st.adminMoved {
+		if d.adm != nil {
+			d.adm.Unbind()
+		}
+		d.stopAdmin()
+		d.adm = st.adm
+		if d.adm != nil {
+			d.log.Info("admin listening", "address", d.adm.Addr().String())
+		}
+	}
+	if st.xfer != d.xfer {
+		d.metrics.SetTransferLog(st.xfer)
+		if d.xfer != nil {
+			d.xfer.Close()
+		}
+		d.xfer = st.xfer
+	}
+	d.log.Info("config reloaded", reloadAttrs(old, f, st.changes)...)
+	return true
+}
+
+// staged is what a reload binds and opens before it commits: all of it is released when the
+// reload is refused.
+type staged struct {
+	rt         *runtime
+	changes    balancer.Changes
+	adm        *admin.Server // the admin server on a new address
+	adminMoved bool
+	xfer       *admin.TransferLog
+}
+
+// prepare builds f and binds or opens everything it needs, then swaps the proxy's config.
+// On error the caller discards the returned stage.
+func (d *proc) prepare(f *config.File) (*staged, error) {
+	st := &staged{xfer: d.xfer}
+	rt, err := build(f, d.log, d.rt, d.up.listen)
+	if err != nil {
+		return st, err
+	}
+	st.rt = rt
+	if f.Log.TransferLog != d.file.Log.TransferLog {
+		st.xfer = nil
+		if f.Log.TransferLog != "" {
+			if st.xfer, err = admin.OpenTransferLog(f.Log.TransferLog); err != nil {
+				return st, fmt.Errorf("log.transfer_log: %w", err)
+			}
+		}
+	}
+	if f.Admin.Address != d.file.Admin.Address {
+		st.adminMoved = true
+		if f.Admin.Address != "" {
+			adm := admin.NewServer(f.Admin.Address, d.src, d.metrics, d.log)
+			adm.Version, adm.Listen = version, d.up.listen
+			adm.HandleAPI(d.api)
+			if err := adm.Start(); err != nil {
+				return st, err
+			}
+			st.adm = adm
+		}
+	}
+	st.changes = d.reg.Carry(rt.cfg.Pools)
+	return st, d.srv.Reload(rt.cfg)
+}
+
+// discard releases what a refused reload opened (not what it shares with the config in
+// force: cur and its transfer log curX).
+func (st *staged) discard(cur *runtime, curX *admin.TransferLog) {
+	if st.xfer != nil && st.xfer != curX {
+		st.xfer.Close()
+	}
+	if st.rt != nil && st.rt.acme != nil && st.rt.acme != cur.acme {
+		st.rt.acme.Close()
+	}
+	if st.adm != nil {
+		st.adm.Unbind() // tableflip keeps a copy of the socket: stop it there too
+		st.adm.Shutdown(context.Background())
+	}
+}
+
+// keepRestartOnly gives next the old value of every key that a running process cannot
+// change, with one warning per changed key: [tls] while ACME is in use before or after (a
+// second certmagic instance would contend for the same storage and HTTP-01 address).
+func keepRestartOnly(cur, next *config.File, log *slog.Logger) {
+	if !cur.UsesACME() && !next.UsesACME() {
+		return
+	}
+	for _, k := range diffKeys("tls", reflect.ValueOf(cur.TLS), reflect.ValueOf(next.TLS)) {
+		if k == "tls.data_session_reuse" {
+			continue // a proxy setting, not the certificate's
+		}
+		log.Warn(k + ": changed; takes effect at restart")
+	}
+	reuse := next.TLS.DataSessionReuse
+	next.TLS = cur.TLS
+	next.TLS.DataSessionReuse = reuse
+}
+
+// diffKeys returns the TOML paths (prefix.key…) of the fields that differ between a and b,
+// two values of the same type: a struct with toml tags (a table) field by field, anything
+// else (slices, addresses, port ranges) whole.
+func diffKeys(prefix string, a, b reflect.Value) []string {
+	if !isTable(a.Type()) {
+		if reflect.DeepEqual(a.Interface(), b.Interface()) {
+			return nil
+		}
+		return []string{prefix}
+	}
+	var out []string
+	for i := range a.NumField() {
+		tag, _, _ := strings.Cut(a.Type().Field(i).Tag.Get("toml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		out = append(out, diffKeys(prefix+"."+tag, a.Field(i), b.Field(i))...)
+	}
+	return out
+}
+
+// isTable reports whether t is a struct with toml-tagged fields.
+func isTable(t reflect.Type) bool {
+	if t.Kind() != reflect.Struct {
+		return false
+	}
+	for i := range t.NumField() {
+		if t.Field(i).Tag.Get("toml") != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// reloadAttrs says what a reload changed: listeners, pools and backends added, removed and
+// changed, and the other keys changed.
+func reloadAttrs(old, next *config.File, ch balancer.Changes) []any {
+	var la, lr, lc []string
+	for _, l := range next.Listeners {
+		i := slices.IndexFunc(old.Listeners, func(o config.Listener) bool { return o.Address == l.Address })
+		switch {
+		case i < 0:
+			la = append(la, l.Address)
+		case !reflect.DeepEqual(old.Listeners[i], l):
+			lc = append(lc, l.Address)
+		}
+	}
+	for _, o := range old.Listeners {
+		if !slices.ContainsFunc(next.Listeners, func(l config.Listener) bool { return l.Address == o.Address }) {
+			lr = append(lr, o.Address)
+		}
+	}
+	var keys []string
+	for _, t := range []struct {
+		name string
+		a, b any
+	}{
+		{"tls", old.TLS, next.TLS}, {"data", old.Data, next.Data}, {"limits", old.Limits, next.Limits},
+		{"log", old.Log, next.Log}, {"admin", old.Admin, next.Admin}, {"route", old.Routes, next.Routes},
+		{"directory", old.Directory, next.Directory},
+	} {
+		keys = append(keys, diffKeys(t.name, reflect.ValueOf(t.a), reflect.ValueOf(t.b))...)
+	}
+	var attrs []any
+	for _, kv := range []struct {
+		key  string
+		list []string
+	}{
+		{"listeners_added", la}, {"listeners_removed", lr}, {"listeners_changed", lc},
+		{"pools_added", ch.PoolsAdded}, {"pools_removed", ch.PoolsRemoved}, {"pools_changed", ch.PoolsChanged},
+		{"backends_added", ch.BackendsAdded}, {"backends_removed", ch.BackendsRemoved}, {"backends_changed", ch.BackendsChanged},
+		{"keys_changed", keys},
+	} {
+		if len(kv.list) > 0 {
+			attrs = append(attrs, kv.key, strings.Join(kv.list, ","))
+		}
+	}
+	if len(attrs) == 0 {
+		attrs = append(attrs, "changes", "none")
+	}
+	return attrs
 }

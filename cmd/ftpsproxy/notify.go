@@ -25,10 +25,10 @@ func notifyReloading(log *slog.Logger) {
 // the old process after an upgrade).
 func notifyStopping(log *slog.Logger) { sdNotify(log, daemon.SdNotifyStopping) }
 
-// NotifyMainPID tells systemd that pid is now the service's main process: the old process
-// calls it once a SIGUSR2 upgrade handed its listeners to the new one and the new one said it
-// is ready, before it drains and exits (the unit has NotifyAccess=all so the new process may
-// notify before it is the main one).
+// NotifyMainPID tells systemd that pid is now the service's main process: the new process of
+// a SIGUSR2 upgrade calls it with its own pid once it serves, before READY=1 (tableflip does
+// not tell the old process the new pid; the unit has NotifyAccess=all so the new process may
+// notify before it is the main one). The old one then drains and exits.
 func NotifyMainPID(log *slog.Logger, pid int) {
 	sdNotify(log, "MAINPID="+strconv.Itoa(pid))
 }
