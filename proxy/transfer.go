@@ -18,9 +18,12 @@ const maxHeldReplyBytes = 64 << 10
 
 // transfer is one data transfer (RETR, STOR, STOU, APPE, LIST, NLST, MLSD), from the client's
 // data connection to its transfer-log record. The session's owner goroutine drives it: run
-// waits for the next event and calls the one method for it. Every wait has a deadline: the
+// waits for the next event and calls the one method for it (clientDataConnected,
+// backendDataConnected, pumpFinished, backendReply, abort and clientGone through
+// clientEvent, tick and checkProgress for the deadlines). Every wait has a deadline: the
 // legs' connect and handshake timeouts, data_timeout while bytes should move, data_timeout
-// again for the backend's final reply once they stopped, abortReplyTimeout for ABOR.
+// again for the backend's final reply once they stopped, abortReplyTimeout (or data_timeout
+// when shorter) for ABOR.
 type transfer struct {
 	s         *session
 	cmd       Command
