@@ -12,6 +12,7 @@ var helpTexts = map[string]string{
 	// This proxy.
 	"ftpsproxy_sessions_active":                          "Client sessions running, by listener.",
 	"ftpsproxy_sessions_total":                           "Client sessions accepted, by listener.",
+	"ftpsproxy_health_checks_total":                      "Health checks (PROXY v2 LOCAL connections from a trusted proxy), by listener; not sessions.",
 	"ftpsproxy_session_duration_seconds":                 "How long client sessions ran, from accept to close.",
 	"ftpsproxy_backend_sessions_total":                   "Sessions placed on the backend after a successful login.",
 	"ftpsproxy_backend_active_sessions":                  "Sessions currently assigned to the backend.",
@@ -26,7 +27,7 @@ var helpTexts = map[string]string{
 	"ftpsproxy_data_ports_in_use":                        "Passive data ports leased now.",
 	"ftpsproxy_data_ports_range_size":                    "Number of ports in data.port_range.",
 	"ftpsproxy_data_ports_exhausted_total":               "PASV/EPSV refused with 425 because no port of the range was free.",
-	"ftpsproxy_rate_limited_total":                       "Connections or logins refused by a rate limit.",
+	"ftpsproxy_rate_limited_total":                       "Connections refused because their address is banned after failed logins.",
 	"ftpsproxy_tls_handshakes_total":                     "TLS handshakes on control and data connections, by side (client, backend) and result.",
 	"ftpsproxy_tls_handshake_failures_total":             "Failed TLS handshakes, by side and reason (a fixed set).",
 	"ftpsproxy_tls_certificate_expiry_timestamp_seconds": "NotAfter of each certificate presented to clients, as a Unix time, by its first DNS name.",

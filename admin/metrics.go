@@ -315,6 +315,15 @@ func (m *Metrics) SessionEnded(listener, backend string) {
 	m.set.GetOrCreateGauge(series("ftpsproxy_sessions_active", "listener", listener), nil).Dec()
 }
 
+// HealthCheck implements proxy.Observer: a load balancer's health check (PROXY v2 LOCAL),
+// counted apart from sessions.
+func (m *Metrics) HealthCheck(listener string) {
+	if m == nil {
+		return
+	}
+	m.set.GetOrCreateCounter(series("ftpsproxy_health_checks_total", "listener", listener)).Inc()
+}
+
 // BackendSession implements proxy.Observer.
 func (m *Metrics) BackendSession(pool, backend string) {
 	if m == nil {
@@ -380,8 +389,8 @@ func (m *Metrics) PortsExhausted() {
 	m.portsExhausted.Inc()
 }
 
-// RateLimited implements proxy.Observer: it counts a login refused by the rate limit (the
-// proxy reports such a PASS only here, not also as a Login outcome).
+// RateLimited implements proxy.Observer: it counts a connection refused because its address
+// is banned (a PASS refused by a limit is counted once, as Login("rate_limited")).
 func (m *Metrics) RateLimited() {
 	if m == nil {
 		return

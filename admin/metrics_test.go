@@ -518,3 +518,24 @@ func ExampleMetrics() {
 	// ftpsproxy_logins_total{outcome="ok"} 1
 	// ftpsproxy_logins_total{outcome="rate_limited"} 0
 }
+
+// TestMetricsHealthChecks: health checks are counted per listener with their HELP, and are
+// not sessions.
+func TestMetricsHealthChecks(t *testing.T) {
+	m := NewMetrics()
+	m.HealthCheck("ftp")
+	m.HealthCheck("ftp")
+	got := ours(scrape(t, m))
+	if got[key("ftpsproxy_health_checks_total", "listener", "ftp")] != 2 {
+		t.Fatalf("health checks: %v", got)
+	}
+	if got[key("ftpsproxy_sessions_total", "listener", "ftp")] != 0 {
+		t.Fatal("a health check counted as a session")
+	}
+	var raw, b strings.Builder
+	m.WritePrometheus(&raw)
+	fillHelp(&b, []byte(raw.String())) // as /metrics serves it
+	if !strings.Contains(b.String(), "# HELP ftpsproxy_health_checks_total Health checks") {
+		t.Fatal("no HELP for ftpsproxy_health_checks_total")
+	}
+}

@@ -1,16 +1,9 @@
 package admin
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"io"
-	"net"
 	"runtime"
 	"runtime/debug"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -21,19 +14,18 @@ import (
 
 // TLS handshake failure reasons: a fixed set, so a label never carries an error text.
 const (
-	TLSReasonUnknownCA      = "unknown_ca"          // the peer's certificate chain has no trusted root
-	TLSReasonBadCertificate = "bad_certificate"     // wrong name, bad signature, unsupported or revoked
-	TLSReasonExpired        = "expired_certificate" // outside its validity period
-	TLSReasonNoVersion      = "no_shared_version"   // no TLS version both sides accept
-	TLSReasonNoCipher       = "no_shared_cipher"    // no cipher suite, curve or signature both accept
-	TLSReasonNotTLS         = "not_tls"             // the peer did not speak TLS (plain FTP on a TLS leg)
-	TLSReasonTimeout        = "timeout"             // limits.tls_handshake_timeout passed
-	TLSReasonEOF            = "eof"                 // the peer closed or reset the connection
-	TLSReasonOther          = "other"
+	TLSReasonUnknownCA      = tlsterm.FailUnknownCA
+	TLSReasonBadCertificate = tlsterm.FailBadCertificate
+	TLSReasonExpired        = tlsterm.FailExpired
+	TLSReasonNoVersion      = tlsterm.FailNoVersion
+	TLSReasonNoCipher       = tlsterm.FailNoCipher
+	TLSReasonNotTLS         = tlsterm.FailNotTLS
+	TLSReasonTimeout        = tlsterm.FailTimeout
+	TLSReasonEOF            = tlsterm.FailEOF
+	TLSReasonOther          = tlsterm.FailOther
 )
 
-var tlsReasons = []string{TLSReasonUnknownCA, TLSReasonBadCertificate, TLSReasonExpired, TLSReasonNoVersion,
-	TLSReasonNoCipher, TLSReasonNotTLS, TLSReasonTimeout, TLSReasonEOF, TLSReasonOther}
+var tlsReasons = tlsterm.FailureReasons
 
 // Histogram buckets, in seconds. Sessions range from a health-check-like login to a working
 // day; transfers from a directory listing to a multi-gigabyte file.
@@ -185,87 +177,9 @@ func (m *Metrics) observeTLSFailure(side string, err error) {
 	c.Inc()
 }
 
-// TLSFailureReason maps a TLS handshake error to one of the TLSReason constants. Errors of
-// our own verification are read from their types; the peer's alerts arrive as a
-// "remote error" whose text is crypto/tls's name for the RFC 8446 alert, the only form the
-// standard library exposes them in.
-func TLSFailureReason(err error) string {
-	var (
-		verr   *tls.CertificateVerificationError
-		rh     tls.RecordHeaderError
-		opErr  *net.OpError
-		netErr net.Error
-	)
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
-		return TLSReasonTimeout
-	case errors.As(err, &verr):
-		return certReason(verr.Err)
-	case errors.As(err, &rh):
-		return TLSReasonNotTLS
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
-		return TLSReasonEOF
-	case errors.As(err, &opErr) && opErr.Op == "remote error" && opErr.Err != nil:
-		return alertReason(opErr.Err.Error())
-	}
-	return localReason(err.Error())
-}
-
-// certReason classifies our own rejection of the peer's certificate.
-func certReason(err error) string {
-	var (
-		ua  x509.UnknownAuthorityError
-		inv x509.CertificateInvalidError
-	)
-	switch {
-	case errors.As(err, &ua):
-		return TLSReasonUnknownCA
-	case errors.As(err, &inv) && inv.Reason == x509.Expired:
-		return TLSReasonExpired
-	}
-	return TLSReasonBadCertificate
-}
-
-// alertReason classifies an alert the peer sent, by crypto/tls's alert text.
-func alertReason(text string) string {
-	switch strings.TrimPrefix(text, "tls: ") {
-	case "unknown certificate authority":
-		return TLSReasonUnknownCA
-	case "bad certificate", "unsupported certificate", "revoked certificate", "unknown certificate",
-		"certificate required", "bad certificate status response":
-		return TLSReasonBadCertificate
-	case "expired certificate":
-		return TLSReasonExpired
-	case "protocol version not supported":
-		return TLSReasonNoVersion
-	case "handshake failure", "insufficient security level":
-		return TLSReasonNoCipher
-	}
-	return TLSReasonOther
-}
-
-// localReason classifies crypto/tls's own handshake errors that have no type.
-func localReason(text string) string {
-	switch {
-	case strings.Contains(text, "unsupported versions"), strings.Contains(text, "protocol version not supported"),
-		strings.Contains(text, "server selected unsupported protocol version"):
-		return TLSReasonNoVersion
-	case strings.Contains(text, "no cipher suite supported"), strings.Contains(text, "no ECDHE curve supported"),
-		strings.Contains(text, "no mutually supported"), strings.Contains(text, "handshake failure"):
-		return TLSReasonNoCipher
-	case strings.Contains(text, "first record does not look like a TLS handshake"):
-		return TLSReasonNotTLS
-	case strings.Contains(text, "local error: tls: bad record MAC"):
-		// A TLS 1.3 client (OpenSSL, GnuTLS) that rejects our certificate sends its alert
-		// unencrypted, before it switches to the handshake keys; crypto/tls then fails to
-		// decrypt it. Which alert it was is lost, so this is the general reason.
-		return TLSReasonBadCertificate
-	}
-	return TLSReasonOther
-}
+// TLSFailureReason maps a TLS handshake error to one of the TLSReason constants
+// (tlsterm.FailureReason, which the proxy's logs use too).
+func TLSFailureReason(err error) string { return tlsterm.FailureReason(err) }
 
 // certificateSource is what a Source implements to export certificate expiry (ProxySource
 // does, from the TLS config in force).

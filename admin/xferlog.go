@@ -2,6 +2,7 @@ package admin
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/ftpsproxy/ftpsproxy/internal/logthrottle"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
 
@@ -37,9 +39,13 @@ const transferLogMode = 0o640
 type TransferLog struct {
 	path string
 
-	mu     sync.Mutex
-	f      *os.File
-	closed bool
+	mu sync.Mutex
+	// errLog, when set, logs failed writes, rate-limited: one failure per transfer could
+	// otherwise flood the log (the metric counts every one).
+	errLog   *slog.Logger
+	throttle *logthrottle.Throttle
+	f        *os.File
+	closed   bool
 }
 
 // OpenTransferLog opens (creating if needed, mode 0640) the xferlog file at path for appending.
@@ -49,6 +55,15 @@ func OpenTransferLog(path string) (*TransferLog, error) {
 		return nil, err
 	}
 	return &TransferLog{path: path, f: f}, nil
+}
+
+// LogErrorsTo makes failed writes logged to log at error level, at most a few a second with
+// a count of the others.
+func (l *TransferLog) LogErrorsTo(log *slog.Logger) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.throttle.Close() // a nil Throttle's Close does nothing
+	l.errLog, l.throttle = log, logthrottle.New(log, logthrottle.Options{})
 }
 
 func openAppend(path string) (*os.File, error) {
@@ -75,7 +90,11 @@ func (l *TransferLog) Write(rec proxy.TransferRecord) error {
 		return fmt.Errorf("transfer log: %w", os.ErrClosed)
 	}
 	if _, err := l.f.WriteString(line); err != nil {
-		return fmt.Errorf("transfer log: %w", err)
+		err = fmt.Errorf("transfer log: %w", err)
+		if l.errLog != nil {
+			l.throttle.Error(l.errLog, "transfer log write failed", "path", l.path, "err", err)
+		}
+		return err
 	}
 	return nil
 }
@@ -111,6 +130,7 @@ func (l *TransferLog) Close() error {
 		return nil
 	}
 	l.closed = true
+	l.throttle.Close()
 	return l.f.Close()
 }
 

@@ -2,7 +2,10 @@ package admin
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -310,4 +313,52 @@ func TestMetricsForwardsTransfers(t *testing.T) {
 	}
 	m.SetTransferLog(nil)
 	m.Transfer(proxy.TransferRecord{Command: "RETR"})
+}
+
+// TestTransferLogFullDisk (issue 13 item 8): writes to a full disk (/dev/full) are counted
+// one by one and logged with their cause, at most about ten lines a second plus one
+// "suppressed N similar" line, however many transfers fail.
+func TestTransferLogFullDisk(t *testing.T) {
+	tl, err := OpenTransferLog("/dev/full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	tl.LogErrorsTo(slog.New(slog.NewTextHandler(&logs, nil)))
+	m := NewMetrics()
+	m.SetTransferLog(tl)
+	const n = 5000
+	for range n {
+		m.Transfer(proxy.TransferRecord{Start: time.Now(), Command: "STOR", Path: "f", User: "u", Upload: true, Complete: true, Bytes: 1})
+	}
+	if got := ours(scrape(t, m))["ftpsproxy_transfer_log_errors_total"]; got != n {
+		t.Fatalf("transfer_log_errors_total = %v, want %d", got, n)
+	}
+	tl.Close() // writes the pending summary
+	text := logs.String()
+	failed := strings.Count(text, `msg="transfer log write failed"`)
+	if failed == 0 || failed > 10 || !strings.Contains(text, "no space left on device") {
+		t.Fatalf("%d failure lines, want 1 to 10 with the cause:\n%s", failed, text)
+	}
+	if want := fmt.Sprintf(`msg="suppressed %d similar" cause="transfer log write failed"`, n-failed); !strings.Contains(text, want) {
+		t.Fatalf("no %q in:\n%s", want, text)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

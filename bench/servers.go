@@ -325,6 +325,7 @@ address = "%[8]s:%[9]d"
 max_sessions = 0
 max_sessions_per_ip = 0
 logins_per_minute = 0
+attempts_per_minute = 0
 idle_timeout = "1h"
 login_timeout = "60s"
 

@@ -298,6 +298,12 @@ func (c *checker) checkLimits(f *File) {
 		c.atLeast("limits.login_burst", l.LoginBurst, 1, " when logins_per_minute is on")
 	}
 	c.atLeast("limits.login_burst", l.LoginBurst, 0, "")
+	c.atLeast("limits.attempts_per_minute", l.AttemptsPerMinute, 0, " (0: no limit)")
+	c.positive("limits.ban_time", l.BanTime)
+	c.positive("limits.max_ban_time", l.MaxBanTime)
+	if l.BanTime > 0 && l.MaxBanTime > 0 && l.MaxBanTime < l.BanTime {
+		c.addf("limits.max_ban_time", "%v is less than ban_time (%v)", l.MaxBanTime, l.BanTime)
+	}
 	c.positive("limits.idle_timeout", l.IdleTimeout)
 	c.positive("limits.login_timeout", l.LoginTimeout)
 	c.positive("limits.shutdown_grace", l.ShutdownGrace)

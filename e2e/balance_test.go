@@ -142,7 +142,7 @@ func balanceConfig(t *testing.T, f *farm, admin string) (string, map[string]stri
 	fmt.Fprintf(&b, "[[pool]]\nname = \"only_v2\"\npolicy = \"round_robin\"\nhealth_interval = \"0s\"\n[[pool.backend]]\naddress = %q\n\n", f.servers[1].Addr)
 	b.WriteString("[[route]]\nhost = \"ftp.p1.test\"\npool = \"only_p1\"\n\n")
 	b.WriteString("[[route]]\nuser = \"ftptes?\"\nhost = \"ftp.v2.test\"\npool = \"only_v2\"\n\n")
-	fmt.Fprintf(&b, "[limits]\nmax_sessions_per_ip = 1000\nlogins_per_minute = 0\n\n[admin]\naddress = %q\n", admin)
+	fmt.Fprintf(&b, "[limits]\nmax_sessions_per_ip = 1000\nlogins_per_minute = 0\nattempts_per_minute = 0\n\n[admin]\naddress = %q\n", admin)
 	return b.String(), listeners
 }
 
@@ -338,14 +338,19 @@ func TestBalancing(t *testing.T) {
 		if got["v2"] == 0 {
 			t.Fatalf("v2 gets nothing after it came back: %v", got)
 		}
-		if code := healthz(t, adminAddr); code != 200 {
+		if code := healthz(t, adminAddr, ""); code != 200 {
 			t.Fatalf("/healthz %d with every pool up", code)
 		}
-		// Kill all: /healthz goes 503 and new sessions get the 421 at once.
+		// Kill all: the pool's /healthz/round_robin goes 503 and new sessions get the 421 at
+		// once. The proxy's own /healthz stays 200: the capped pool has checks off, so it can
+		// still serve as far as the proxy knows (SPEC §8: 200 while one pool can serve).
 		for _, s := range f.servers {
 			s.Stop()
 		}
-		waitFor(t, 5*time.Second, func() bool { return healthz(t, adminAddr) == 503 })
+		waitFor(t, 5*time.Second, func() bool { return healthz(t, adminAddr, "round_robin") == 503 })
+		if code := healthz(t, adminAddr, ""); code != 200 {
+			t.Fatalf("/healthz %d while the capped pool can serve", code)
+		}
 		start := time.Now()
 		_, _, err := session(addr, "", "")
 		if err == nil || !is421(err, "Service not available, closing control connection") {
@@ -356,13 +361,18 @@ func TestBalancing(t *testing.T) {
 		}
 		s = peers.StartPureFTPd(t, peers.Options{Addr: f.servers[2].Addr, PasvPorts: peers.FreePortRange(t, 100)})
 		s.WriteFile(t, "marker", []byte("p1"))
-		waitFor(t, 5*time.Second, func() bool { return healthz(t, adminAddr) == 200 })
+		waitFor(t, 5*time.Second, func() bool { return healthz(t, adminAddr, "round_robin") == 200 })
 	})
 }
 
-func healthz(t *testing.T, addr string) int {
+// healthz returns the status of the admin's /healthz, or of /healthz/{pool} when pool is set.
+func healthz(t *testing.T, addr, pool string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/healthz")
+	url := "http://" + addr + "/healthz"
+	if pool != "" {
+		url += "/" + pool
+	}
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

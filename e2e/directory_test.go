@@ -85,6 +85,7 @@ address = %q
 [limits]
 max_sessions_per_ip = 500
 logins_per_minute = 0
+attempts_per_minute = 0
 
 [log]
 level = "debug"

@@ -217,6 +217,7 @@ data_mode = %q
 [limits]
 max_sessions_per_ip = 500
 logins_per_minute = 0
+attempts_per_minute = 0
 
 [log]
 level = "debug"

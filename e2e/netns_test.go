@@ -237,6 +237,7 @@ connect_timeout = "3s"
 [limits]
 max_sessions_per_ip = 500
 logins_per_minute = 0
+attempts_per_minute = 0
 
 [log]
 level = "debug"

@@ -34,6 +34,7 @@ health_fall = 2
 [limits]
 max_sessions_per_ip = 500
 logins_per_minute = 0
+attempts_per_minute = 0
 backend_timeout = "10s"
 shutdown_grace = "20s"
 

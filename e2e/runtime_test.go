@@ -136,7 +136,7 @@ func TestReloadAppliesKeys(t *testing.T) {
 		t.Fatalf("PASV after the reload: port %d outside the new range %s", port, r2)
 	}
 	// The admin server moved.
-	if code := healthz(t, a2); code != 200 {
+	if code := healthz(t, a2, ""); code != 200 {
 		t.Fatalf("/healthz on the new admin address: %d", code)
 	}
 	if _, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + a1 + "/healthz"); err == nil || !strings.Contains(err.Error(), "refused") {

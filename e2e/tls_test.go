@@ -82,6 +82,7 @@ tls_server_name = "localhost"
 [limits]
 max_sessions_per_ip = 500
 logins_per_minute = 0
+attempts_per_minute = 0
 
 [log]
 level = "debug"

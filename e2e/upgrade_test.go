@@ -218,7 +218,7 @@ func TestUpgradeZeroDowntime(t *testing.T) {
 		t.Fatal("the old process did not drain")
 	}
 	// The admin listener was handed over too: the new process answers on it.
-	if code := healthz(t, adm); code != 200 {
+	if code := healthz(t, adm, ""); code != 200 {
 		t.Fatalf("/healthz after the upgrade: %d", code)
 	}
 	var list []struct{ State string }

@@ -138,15 +138,16 @@ func TestDeniedLogRateLimited(t *testing.T) {
 	}
 	logs := p.logs.String()
 	lines := strings.Count(logs, "client refused")
-	// burst 5, then 5 per second; one spare for the tick boundary.
-	limit := 5 + int(elapsed.Seconds()*5) + 1
+	// The server's per-cause log limit (internal/logthrottle): a burst of 10, then 10 per
+	// second; one spare for the tick boundary.
+	limit := 10 + int(elapsed.Seconds()*10) + 1
 	if lines < 1 || lines > limit || lines >= n {
 		t.Fatalf("%d refusal lines for %d refusals in %v; want 1..%d", lines, n, elapsed, limit)
 	}
 	if strings.Contains(logs, "session start") || strings.Contains(logs, "session end") {
 		t.Fatal("refused connections wrote session lines (not rate-limited)")
 	}
-	// A later refusal reports how many lines were dropped meanwhile.
+	// A "suppressed N similar" line reports how many lines were dropped.
 	time.Sleep(300 * time.Millisecond)
 	c, err := net.Dial("tcp", p.addr)
 	if err != nil {

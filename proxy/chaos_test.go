@@ -498,7 +498,7 @@ func TestChaosPortsExhausted(t *testing.T) {
 			if lines[i] == "" {
 				continue
 			}
-			port, err := h227Port(lines[i])
+			port, err := port227(lines[i])
 			if err != nil {
 				t.Fatal(err)
 			}

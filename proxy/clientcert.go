@@ -36,7 +36,6 @@ func (s *session) certUserRefused() (bool, error) {
 	if reason == "" {
 		return false, nil
 	}
-	s.log.Warn("login refused by client certificate", "reason", reason, "client_cert_user", s.cfg.ClientCertUser.String())
 	s.srv.obs.Login("failed")
-	return true, s.writeLine(replyLoginBad)
+	return true, s.failedLogin("login refused by client certificate", "reason", reason, "client_cert_user", s.cfg.ClientCertUser.String())
 }

@@ -31,7 +31,7 @@ func (s *session) dataSetup(cmd Command) error {
 	case "PORT", "EPRT":
 		return s.active(cmd.Verb, arg)
 	}
-	return s.writeLine(fmt.Sprintf(replyLongNotSupported, cmd.Verb))
+	return s.writeLine(replyAddrVerbRefused(cmd.Verb))
 }
 
 func (s *session) clearData() {
@@ -60,7 +60,7 @@ func (s *session) passive(verb, arg string) error {
 	lease, err := s.srv.alloc.Reserve(s.ctx, s.localAddr.Addr(), s.clientAddr.Addr())
 	if err != nil {
 		if errors.Is(err, nat.ErrPortsExhausted) {
-			s.log.Warn("passive port range exhausted")
+			s.srv.limitLog.Warn(s.log, "passive port range exhausted")
 			s.srv.obs.PortsExhausted()
 		} else {
 			s.log.Warn("passive port reservation failed", "err", err)
@@ -91,7 +91,7 @@ func (s *session) active(verb, arg string) error {
 		return s.writeLine(replyPortBad)
 	}
 	if ap.Addr().Unmap() != s.clientAddr.Addr() || ap.Port() < 1024 || s.ownPort(ap) {
-		s.log.Warn("data connection target refused", "verb", verb, "target", ap.String())
+		s.srv.limitLog.Warn(s.log, "data connection target refused", "verb", verb, "target", ap.String())
 		s.srv.obs.DataRefused("bounce")
 		return s.writeLine(replyPortRefused)
 	}
@@ -103,6 +103,9 @@ func (s *session) active(verb, arg string) error {
 // ownPort reports a PORT/EPRT target that is one of the proxy's own sockets: a client on the
 // proxy's host could otherwise make it dial its own listeners or passive ports.
 func (s *session) ownPort(ap netip.AddrPort) bool {
+	if s.cfg.ownAddr(ap, s.localAddr.Addr()) {
+		return true
+	}
 	if ap.Addr().Unmap() != s.localAddr.Addr() {
 		return false
 	}

@@ -221,9 +221,8 @@ func (s *session) loginRefused(reason string, err error, attrs ...any) error {
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}
-	s.log.Info("login refused by the proxy", attrs...)
 	s.srv.obs.Login("failed")
-	return s.writeLine(replyLoginBad)
+	return s.failedLogin("login refused by the proxy", attrs...)
 }
 
 // authRequest is what the authentication service is told about this login.

@@ -65,11 +65,23 @@ type proxyOpt func(*proxy.Config, *balancer.PoolConfig)
 
 func startProxy(t testing.TB, backends []balancer.BackendConfig, opts ...proxyOpt) *testProxy {
 	t.Helper()
-	return startObservedProxy(t, nil, backends, opts...)
+	return startProxyWith(t, nil, slog.LevelDebug, backends, opts...)
 }
 
 // startObservedProxy is startProxy with an Observer (metrics) attached.
 func startObservedProxy(t testing.TB, obs proxy.Observer, backends []balancer.BackendConfig, opts ...proxyOpt) *testProxy {
+	t.Helper()
+	return startProxyWith(t, obs, slog.LevelDebug, backends, opts...)
+}
+
+// startProxyLogging is startProxy with its log at level.
+func startProxyLogging(t testing.TB, level slog.Level, backends []balancer.BackendConfig, opts ...proxyOpt) *testProxy {
+	t.Helper()
+	return startProxyWith(t, nil, level, backends, opts...)
+}
+
+// startProxyWith starts a proxy with an Observer (nil: none) and its log at level.
+func startProxyWith(t testing.TB, obs proxy.Observer, level slog.Level, backends []balancer.BackendConfig, opts ...proxyOpt) *testProxy {
 	t.Helper()
 	pc := balancer.PoolConfig{Name: "default", Policy: "round_robin", Backends: backends}
 	cfg := proxy.Config{
@@ -90,7 +102,7 @@ func startObservedProxy(t testing.TB, obs proxy.Observer, backends []balancer.Ba
 	}
 	cfg.Pools = append(cfg.Pools, pool)
 	logs := &lockedWriter{w: &bytes.Buffer{}}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
 	srv, err := proxy.New(cfg, log, obs)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +194,17 @@ type rawConn struct {
 
 func dialRaw(t testing.TB, addr string) *rawConn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return dialRawFrom(t, addr, "")
+}
+
+// dialRawFrom is dialRaw from source address src ("": any).
+func dialRawFrom(t testing.TB, addr, src string) *rawConn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,9 +3,12 @@ package proxy_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,6 +70,20 @@ func scriptedBackend(t *testing.T, reply string) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// failThenLimited fails n logins on one connection, then sends PASS pass and expects the
+// login-rate 421 and the close.
+func failThenLimited(t *testing.T, addr string, n int, pass string) {
+	t.Helper()
+	rc := dialRaw(t, addr)
+	for range n {
+		rc.cmd("USER "+demoUser, 331)
+		rc.cmd("PASS wrong", 530)
+	}
+	rc.cmd("USER "+demoUser, 331)
+	rc.send("PASS " + pass + "\r\n")
+	expectFinal(t, rc, "421 Too many login attempts, try again later")
 }
 
 // Test421Golden checks the exact bytes of every 421 cause and that the connection is closed.
@@ -144,14 +161,27 @@ func Test421Golden(t *testing.T) {
 			c.Limits.LoginsPerMinute = 1
 			c.Limits.LoginBurst = 3
 		})
-		rc := dialRaw(t, p.addr)
-		for range 3 {
-			rc.cmd("USER "+demoUser, 331)
-			rc.cmd("PASS wrong", 530)
+		failThenLimited(t, p.addr, 3, "wrong")
+		// The address is banned now: a new connection gets the same 421 instead of the 220,
+		// even with the right password at hand.
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
 		}
-		rc.cmd("USER "+demoUser, 331)
-		rc.send("PASS wrong\r\n")
-		expectFinal(t, rc, "421 Too many login attempts, try again later")
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if got, _ := io.ReadAll(c); string(got) != "421 Too many login attempts, try again later\r\n" {
+			t.Fatalf("banned address on a new connection: got %q", got)
+		}
+		dialRawFrom(t, p.addr, "127.0.0.3") // another address is not banned: greeted
+	})
+	t.Run("login attempts cap", func(t *testing.T) {
+		be := startBackend(t, nil)
+		p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, func(c *proxy.Config, _ *balancer.PoolConfig) {
+			c.Limits.AttemptsPerMinute = 3
+		})
+		failThenLimited(t, p.addr, 3, demoPass)
+		dialRaw(t, p.addr) // the cap bans nobody: the next connection is greeted
 	})
 	t.Run("login timeout", func(t *testing.T) {
 		be := startBackend(t, nil)
@@ -215,4 +245,46 @@ func Test421Golden(t *testing.T) {
 		rc.send("PWD\r\n")
 		expectFinal(t, rc, "421 Service not available, closing control connection")
 	})
+}
+
+// TestLoginLimitsFitRealClients (SPEC §8): with the default limits, successful logins are
+// never counted against an address or a user; failures on one user from several addresses
+// are slowed (the 530 waits, doubling) but the owner's right password gets in at once.
+func TestLoginLimitsFitRealClients(t *testing.T) {
+	be := startBackend(t, nil)
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, func(c *proxy.Config, _ *balancer.PoolConfig) {
+		c.Limits.LoginsPerMinute = proxy.DefaultLoginsPerMinute
+		c.Limits.LoginBurst = proxy.DefaultLoginBurst
+		c.Limits.AttemptsPerMinute = proxy.DefaultAttemptsPerMinute
+	})
+	for range 30 { // six times the failure budget, from one address
+		rc := dialRaw(t, p.addr)
+		rc.login()
+		rc.cmd("QUIT", 221)
+	}
+	var wg sync.WaitGroup
+	delays := make([]time.Duration, 4)
+	for i := range delays {
+		wg.Go(func() {
+			rc := dialRawFrom(t, p.addr, fmt.Sprintf("127.0.0.%d", 10+i))
+			rc.cmd("USER "+demoUser, 331)
+			start := time.Now()
+			rc.send("PASS wrong\r\n")
+			if code, line := rc.reply(); code != 530 {
+				t.Errorf("failure %d: %q", i, line)
+			}
+			delays[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	slices.Sort(delays)
+	if delays[0] < 250*time.Millisecond || delays[3] < 2*time.Second {
+		t.Fatalf("530 delays %v: want at least 250 ms, the 4th failure at least 2 s", delays)
+	}
+	rc := dialRawFrom(t, p.addr, "127.0.0.20")
+	start := time.Now()
+	rc.login()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the right password took %v after failures by others", d)
+	}
 }

@@ -60,9 +60,8 @@ func (s *session) login(pass string) error {
 		if rep.Code == 421 {
 			return backend421(rep.Raw)
 		}
-		s.log.Info("login failed", "backend", b.String(), "backend_code", rep.Code)
 		s.srv.obs.Login("failed")
-		return s.writeLine(replyLoginBad)
+		return s.loginFailed(b.String(), rep.Code)
 	}
 	return s.loggedInTo(conn, b, ch, rep)
 }

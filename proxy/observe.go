@@ -17,16 +17,18 @@ type Observer interface {
 	SessionDuration(d time.Duration)
 	// BackendSession reports a session placed on a backend (after login succeeded).
 	BackendSession(pool, backend string)
-	// Login reports the outcome of a PASS that reached the backend stage: "ok", "failed"
-	// (530) or "error" (backend trouble). A PASS refused by the rate limit is reported once,
-	// by RateLimited, not here.
+	// Login reports a PASS outcome: "ok", "failed" (530, also the failure that earns a ban),
+	// "error" (backend trouble) or "rate_limited" (refused before any backend was asked: the
+	// attempts cap, or the address is banned).
 	Login(outcome string)
 	// Closed421 reports a session ended with a 421 of cause.
 	Closed421(cause Cause)
 	// DataRefused reports a data connection refused: "foreign_peer" (passive connection from
 	// another address) or "bounce" (PORT/EPRT to another address or a privileged port).
 	DataRefused(reason string)
-	// RateLimited reports a login (PASS) refused by the login rate limit.
+	// RateLimited reports a connection (at connect or USER) refused because its address is
+	// banned. A PASS refused by a limit is reported by Login("rate_limited") instead, so no
+	// event is counted twice.
 	RateLimited()
 	// PortsExhausted reports a PASV/EPSV refused because the port range was used up.
 	PortsExhausted()
@@ -34,6 +36,10 @@ type Observer interface {
 	TLSHandshake(side string, err error)
 	// Transfer reports one finished (or failed) transfer.
 	Transfer(TransferRecord)
+	// HealthCheck reports a connection that a trusted proxy opened with a PROXY v2 LOCAL
+	// header (a load balancer's health check). It is not a session: SessionStarted and
+	// SessionEnded are not called for it.
+	HealthCheck(listener string)
 	// DirectoryLookup reports a user directory step of a login: source "file", "url" or
 	// "auth"; result "found", "not_found" or "error" ("allow", "deny" or "error" for auth);
 	// cached when the lookup service's answer came from the cache.
@@ -76,3 +82,4 @@ func (nopObserver) RateLimited()                         {}
 func (nopObserver) TLSHandshake(string, error)           {}
 func (nopObserver) Transfer(TransferRecord)              {}
 func (nopObserver) DirectoryLookup(string, string, bool) {}
+func (nopObserver) HealthCheck(string)                   {}

@@ -225,3 +225,26 @@ func TestProxyProtocolOut(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyProtocolLocal (issue 15 item 3): a PROXY v2 LOCAL header from a trusted proxy (a
+// health check) is accepted with the real endpoints: greeted, answered, and logged at debug
+// only. From an untrusted peer it is refused like any header.
+func TestProxyProtocolLocal(t *testing.T) {
+	be := startBackend(t, nil)
+	local := proxyV2Header(0x20, 0x00, 0, nil)
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, withProxyProtocol("127.0.0.1/32"))
+	c, r := dialPP(t, p.addr, local)
+	rc := &rawConn{t: t, c: c, r: newTextReaderFrom(r)}
+	rc.expect(220)
+	rc.cmd("NOOP", 200)
+	rc.cmd("QUIT", 221)
+	waitFor(t, 3*time.Second, func() bool { return strings.Contains(p.logs.String(), `msg="session end" session=1 client=127.0.0.1`) })
+	for _, l := range strings.Split(p.logs.String(), "\n") {
+		if strings.Contains(l, "health_check=true") && !strings.Contains(l, "level=DEBUG") {
+			t.Fatalf("a health check logged above debug: %s", l)
+		}
+	}
+	u := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, withProxyProtocol("10.0.0.0/8"))
+	_, r = dialPP(t, u.addr, local)
+	refused(t, r)
+}

@@ -132,7 +132,7 @@ func (s *session) unsolicited(ev replyEvent) error {
 	if ev.rep.Code == 421 {
 		return backend421(ev.rep.Raw)
 	}
-	s.log.Warn("unsolicited reply from backend dropped", "code", ev.rep.Code)
+	s.srv.limitLog.Warn(s.log, "unsolicited reply from backend dropped", "code", ev.rep.Code)
 	return nil
 }
 
@@ -159,7 +159,7 @@ func (s *session) handle(ev clientEvent) error {
 	switch cmd.Verb {
 	case "USER", "PASS":
 		return s.writeLine(replyLoggedIn)
-	case "PASV", "EPSV", "PORT", "EPRT", "LPRT", "LPSV":
+	case "PASV", "EPSV", "PORT", "EPRT", "LPRT", "LPSV", "SPSV", "CPSV", "ESTP", "ESTA":
 		return s.dataSetup(cmd)
 	case "RETR", "STOR", "STOU", "APPE", "LIST", "NLST", "MLSD":
 		return s.transfer(cmd)
@@ -238,7 +238,10 @@ func (s *session) roundTrip(line string) (Reply, error) {
 // relayCommand forwards a command and relays every reply up to the final one. A backend 421
 // ends the session with that line.
 func (s *session) relayCommand(cmd Command) error {
-	_, err := s.relayCommandCode(cmd)
+	code, err := s.relayCommandCode(cmd)
+	if err == nil {
+		s.auditFileOp(cmd, code)
+	}
 	return err
 }
 

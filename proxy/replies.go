@@ -145,22 +145,29 @@ const (
 	replyAbortOK       = "226 ABOR command successful."
 	replyReuseRequired = "522 Data connection must resume the TLS session of the control connection."
 	replyDataTLSFailed = "425 Can't open data connection: TLS handshake failed."
-	replyUserNeeded    = "501 USER needs a user name."
+	replyUserEmpty     = "501 USER needs a user name."
 	replyAcctExpected  = "503 ACCT expected."
 	replyPbszBad       = "501 PBSZ needs a decimal number."
 	replyPbszOK        = "200 PBSZ=0"
 	replyProtC         = "200 Protection level set to C."
 	replyProtP         = "200 Protection level set to P."
 	replyProtUnknown   = "504 Unknown protection level."
-	replyProtectedData = "150 Opening protected data connection."
-	replyHelp          = "214-The following commands are recognized before login:\r\n" +
-		" USER PASS AUTH PBSZ PROT FEAT OPTS SYST NOOP HELP HOST CLNT QUIT\r\n214 Help OK."
-
-	// Replies with one variable part, filled in with fmt.Sprintf.
-	replyGreetingFmt      = "220 %s"                                  // the listener's banner
-	replyAuthOKFmt        = "234 AUTH %s successful."                 // the mechanism the client named
-	replyLongNotSupported = "502 %s not supported: use EPSV or EPRT." // LPRT, LPSV
+	replyProt150       = "150 Opening protected data connection."
+	replyHelpPreLogin  = "214-The following commands are recognized before login:\r\n" +
+		" USER PASS AUTH PBSZ PROT FEAT OPTS SYST NOOP HELP HOST CLNT QUIT\r\n214 Help OK.\r\n"
 )
+
+// replyAuthOK is the 234 that starts the TLS handshake for mechanism mech (TLS, SSL, ...).
+func replyAuthOK(mech string) string { return "234 AUTH " + mech + " successful." }
+
+// replyAddrVerbRefused answers a command the proxy never relays because the backend's reply
+// would announce a backend address (LPSV, LPRT, ...).
+func replyAddrVerbRefused(verb string) string {
+	return "502 " + verb + " not supported: use EPSV or EPRT."
+}
+
+// replyGreeting is the 220 greeting with the listener's banner.
+func replyGreeting(banner string) string { return "220 " + banner }
 
 // replyCodeOf returns the code of one of the proxy's own reply lines.
 func replyCodeOf(line string) int {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/directory"
+	"github.com/ftpsproxy/ftpsproxy/internal/logthrottle"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
@@ -60,15 +61,21 @@ type DataConfig struct {
 // file; DefaultLimits holds the file's defaults. Zero session limits mean unlimited, zero
 // LoginsPerMinute turns the login limit off, zero timeouts fall back to the defaults.
 type Limits struct {
-	MaxSessions      int           `toml:"max_sessions"`
-	MaxSessionsPerIP int           `toml:"max_sessions_per_ip"`
-	LoginsPerMinute  int           `toml:"logins_per_minute"` // per client IP (and per user name); 0: off
-	LoginBurst       int           `toml:"login_burst"`
-	IdleTimeout      time.Duration `toml:"idle_timeout"`
-	LoginTimeout     time.Duration `toml:"login_timeout"`
-	ShutdownGrace    time.Duration `toml:"shutdown_grace"`        // read by the command's signal handling
-	BackendTimeout   time.Duration `toml:"backend_timeout"`       // connect plus greeting, per backend tried
-	TLSHandshake     time.Duration `toml:"tls_handshake_timeout"` // each TLS handshake, either side
+	MaxSessions      int `toml:"max_sessions"`
+	MaxSessionsPerIP int `toml:"max_sessions_per_ip"`
+	// LoginsPerMinute and LoginBurst count failed logins per client IP; past them the
+	// address is banned for BanTime, doubled with each ban up to MaxBanTime. 0: off (no
+	// bans, no tarpit). AttemptsPerMinute caps all login attempts per client IP; 0: off.
+	LoginsPerMinute   int           `toml:"logins_per_minute"`
+	LoginBurst        int           `toml:"login_burst"` // 0 in code: DefaultLoginBurst
+	AttemptsPerMinute int           `toml:"attempts_per_minute"`
+	BanTime           time.Duration `toml:"ban_time"`     // 0 in code: DefaultBanTime
+	MaxBanTime        time.Duration `toml:"max_ban_time"` // 0 in code: DefaultMaxBanTime
+	IdleTimeout       time.Duration `toml:"idle_timeout"`
+	LoginTimeout      time.Duration `toml:"login_timeout"`
+	ShutdownGrace     time.Duration `toml:"shutdown_grace"`        // read by the command's signal handling
+	BackendTimeout    time.Duration `toml:"backend_timeout"`       // connect plus greeting, per backend tried
+	TLSHandshake      time.Duration `toml:"tls_handshake_timeout"` // each TLS handshake, either side
 	// DataTimeout ends a transfer when no byte has moved on its data connections, in either
 	// direction, for this long; it is also the deadline for the backend's final reply once
 	// the data has ended (zero: DefaultDataTimeout).
@@ -98,6 +105,13 @@ type Config struct {
 	// TLS is the client-side TLS, shared by control and data connections so session
 	// tickets resume. Required when a listener's TLS is not none.
 	TLS *tlsterm.Server
+	// OwnAddrs are the proxy's sockets other than its FTP listeners and passive ports (the
+	// admin and ACME HTTP addresses, as configured or bound): PORT/EPRT to one is refused like
+	// any bounce. An unspecified address stands for every address of this host.
+	OwnAddrs []netip.AddrPort
+	// LoginLimiter, when set, replaces the in-memory login limiter built from Limits (for a
+	// limiter shared by several proxies). It is fixed for the life of the Server.
+	LoginLimiter LoginLimiter
 	// RequireDataReuse refuses (522) a protected data connection that does not resume its
 	// control connection's TLS session (tls.data_session_reuse = "required").
 	RequireDataReuse bool
@@ -178,8 +192,12 @@ type Server struct {
 	perIP    map[netip.Addr]int
 	wg       sync.WaitGroup
 
-	logins atomic.Pointer[loginLimiter]
-	denied atomic.Pointer[denyLog] // rate-limited log of refused clients, see access.go
+	// limitLog rate-limits the log lines an outsider can cause, per cause (refused clients
+	// included, see access.go). A nil one, in a Server literal of a test, lets all through.
+	limitLog *logthrottle.Throttle
+
+	logins LoginLimiter // nil: no login limits
+	memLim *memLimiter  // logins, when it is the in-memory one (reloads configure it)
 
 	drain      <-chan struct{} // closed when Shutdown starts
 	drainCtx   context.Context
@@ -261,6 +279,7 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 	}
 	s := &Server{
 		log:      log,
+		limitLog: logthrottle.New(log, logthrottle.Options{}),
 		obs:      obs,
 		sessions: make(map[*session]struct{}),
 		byID:     make(map[string]*session),
@@ -273,10 +292,17 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 	s.alloc = nat.NewAllocator(cfg.Data.PortRange, func(peer netip.AddrPort) {
 		s.Foreign.Add(1)
 		s.obs.DataRefused("foreign_peer")
-		s.log.Warn("data connection from a foreign address refused", "peer", peer.String())
+		s.limitLog.Warn(s.log, "data connection from a foreign address refused", "peer", peer.String())
 	})
 	s.cfg.Store(&cfg)
-	s.logins.Store(newLoginLimiter(cfg.Limits.LoginsPerMinute, cfg.Limits.LoginBurst))
+	switch {
+	case cfg.LoginLimiter != nil:
+		s.logins = cfg.LoginLimiter
+	default:
+		// Built even with the limits off, so a reload can turn them on.
+		s.memLim = newMemLimiter(cfg.Limits)
+		s.logins = s.memLim
+	}
 	return s, nil
 }
 
@@ -330,8 +356,8 @@ func (s *Server) Reload(cfg Config) error {
 		added = append(added, &listener{address: l.Address, ln: ln, last: l})
 	}
 	old := s.cfg.Load()
-	if cfg.Limits.LoginsPerMinute != old.Limits.LoginsPerMinute || cfg.Limits.LoginBurst != old.Limits.LoginBurst {
-		s.logins.Store(newLoginLimiter(cfg.Limits.LoginsPerMinute, cfg.Limits.LoginBurst))
+	if s.memLim != nil && cfg.Limits != old.Limits {
+		s.memLim.configure(cfg.Limits)
 	}
 	s.cfg.Store(&cfg)
 	s.alloc.SetRange(cfg.Data.PortRange) // running transfers keep their leases
@@ -458,8 +484,6 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	s.sessions[sess] = struct{}{}
 	s.byID[sess.id] = sess
 	s.mu.Unlock()
-	name := sess.lc.name()
-	s.obs.SessionStarted(name)
 	start := time.Now()
 	defer func() {
 		s.mu.Lock()
@@ -470,8 +494,10 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 		if sess.backend != nil {
 			backend = sess.backend.String()
 		}
-		s.obs.SessionEnded(name, backend)
-		s.obs.SessionDuration(time.Since(start))
+		if sess.counted {
+			s.obs.SessionEnded(sess.lc.name(), backend)
+			s.obs.SessionDuration(time.Since(start))
+		}
 	}()
 	sess.Run(s.hardCtx)
 }
@@ -532,10 +558,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.hardStop()
+		s.limitLog.Close()
 		return nil
 	case <-ctx.Done():
 		s.hardStop()
 		<-done
+		s.limitLog.Close()
 		return ctx.Err()
 	}
 }
@@ -548,5 +576,6 @@ func (s *Server) Close() error {
 	})
 	s.hardStop()
 	s.wg.Wait()
+	s.limitLog.Close()
 	return nil
 }

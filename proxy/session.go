@@ -80,8 +80,14 @@ type session struct {
 	port    netip.AddrPort // PORT/EPRT target
 	epsvAll bool
 
-	stats sessionStats
-	live  sessionLive // what the admin API may read (sessions.go)
+	stats   sessionStats
+	live    sessionLive // what the admin API may read (sessions.go)
+	started bool        // "session start" was logged
+	rnfr    string      // the path of an RNFR the backend accepted, until the RNTO
+	counted bool        // reported to the Observer as a session (health checks are not)
+	// healthCheck marks a connection a trusted proxy opened with a PROXY v2 LOCAL header: it
+	// is greeted like a client but logged at debug only and counted apart.
+	healthCheck bool
 }
 
 type sessionStats struct {
@@ -143,6 +149,7 @@ func (s *session) Run(parent context.Context) {
 	defer stop()
 	s.live.setCancel(s.done)
 
+	s.log.Debug("connection accepted", "listener", s.lc.Address)
 	err := s.serve()
 
 	line, cause := finalLine(err)
@@ -156,21 +163,13 @@ func (s *session) Run(parent context.Context) {
 	if line != "" {
 		s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		io.WriteString(s.client, line+"\r\n")
-		s.log.Info("session closed with 421", "cause", cause.String())
-		s.srv.obs.Closed421(cause)
+		s.audit(slog.LevelInfo, "session closed with 421", "cause", cause.String())
+		if !s.healthCheck {
+			s.srv.obs.Closed421(cause)
+		}
 	}
 	s.teardown()
-	attrs := []any{
-		"duration", time.Since(start).Round(time.Millisecond),
-		"commands", s.stats.commands, "transfers", s.stats.transfers,
-		"bytes_in", s.stats.bytesIn, "bytes_out", s.stats.bytesOut,
-	}
-	if err != nil && !errors.Is(err, errQuit) {
-		attrs = append(attrs, "end", err.Error())
-	} else {
-		attrs = append(attrs, "end", "quit")
-	}
-	s.log.Info("session end", attrs...)
+	s.logEnd(start, err)
 }
 
 // teardown closes both legs, waits for the reader goroutines, and returns resources.
@@ -203,14 +202,22 @@ var errQuit = errors.New("client quit")
 func (s *session) serve() error {
 	if s.lc.ProxyProtocol {
 		if err := s.readProxyHeader(); err != nil {
-			s.log.Warn("connection refused", "err", err)
+			s.srv.limitLog.Warn(s.log, "connection refused", "err", err)
 			return err
 		}
 	}
 	if err := s.checkListenerAccess(); err != nil {
 		return err
 	}
-	s.log.Info("session start", "listener", s.lc.Address)
+	if s.healthCheck {
+		s.srv.obs.HealthCheck(s.lc.name())
+	} else {
+		s.srv.obs.SessionStarted(s.lc.name())
+		s.counted = true
+	}
+	if err := s.refuseBanned("connect"); err != nil {
+		return err
+	}
 	lim := s.cfg.Limits
 	if !s.srv.admit(s.clientAddr.Addr(), lim) {
 		return end421(CauseTooMany, errors.New("session limit reached"))
@@ -235,7 +242,7 @@ func (s *session) serve() error {
 	if banner == "" {
 		banner = DefaultBanner
 	}
-	if err := s.writeLine(fmt.Sprintf(replyGreetingFmt, banner)); err != nil {
+	if err := s.writeLine(replyGreeting(banner)); err != nil {
 		return err
 	}
 
@@ -342,22 +349,24 @@ func (s *session) preLogin() error {
 				break
 			}
 			if cmd.Arg == "" {
-				err = s.writeLine(replyUserNeeded)
+				err = s.writeLine(replyUserEmpty)
 				break
+			}
+			if err := s.refuseBanned("USER"); err != nil {
+				return err
 			}
 			s.user = cmd.Arg
 			s.live.setUser(s.user)
 			s.log = s.base.With("user", s.user)
+			s.logStart()
 			err = s.writeLine(replyUserOK)
 		case "PASS":
 			if s.user == "" {
 				err = s.writeLine(replyUserFirst)
 				break
 			}
-			if !s.srv.logins.Load().allow(s.clientAddr.Addr().String(), s.user, time.Now()) {
-				s.log.Warn("login rate limit exceeded")
-				s.srv.obs.RateLimited()
-				return end421(CauseLoginRate, errors.New("login rate limit"))
+			if err := s.loginAttempt(); err != nil {
+				return err
 			}
 			err = s.login(cmd.Arg)
 		default:
@@ -418,7 +427,7 @@ func (s *session) localCommand(cmd Command) (bool, error) {
 		case "CLNT":
 			reply = replyClnt
 		case "HELP":
-			reply = replyHelp
+			return true, s.writeRaw([]byte(replyHelpPreLogin))
 		case "QUIT":
 			s.writeLine(replyGoodbye)
 			return true, errQuit

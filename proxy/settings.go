@@ -52,8 +52,13 @@ const (
 	DefaultTLSHandshake     = 10 * time.Second
 	DefaultMaxSessions      = 10000
 	DefaultMaxSessionsPerIP = 50
-	DefaultLoginsPerMinute  = 20
-	DefaultLoginBurst       = 5
+	// The login limits (SPEC §8): in a Limits built in code 0 turns a count off, and
+	// LoginBurst, BanTime and MaxBanTime fall back to these when zero.
+	DefaultLoginsPerMinute   = 10  // failed logins per client IP
+	DefaultLoginBurst        = 5   // failed logins at once
+	DefaultAttemptsPerMinute = 120 // all login attempts per client IP
+	DefaultBanTime           = time.Minute
+	DefaultMaxBanTime        = time.Hour
 )
 
 // DefaultPortRange is the default passive port range toward clients: below Linux's default
@@ -63,16 +68,19 @@ var DefaultPortRange = nat.PortRange{First: 20000, Last: 20999}
 // DefaultLimits returns the limits a config file gets for the keys it leaves out.
 func DefaultLimits() Limits {
 	return Limits{
-		MaxSessions:      DefaultMaxSessions,
-		MaxSessionsPerIP: DefaultMaxSessionsPerIP,
-		LoginsPerMinute:  DefaultLoginsPerMinute,
-		LoginBurst:       DefaultLoginBurst,
-		IdleTimeout:      DefaultIdleTimeout,
-		LoginTimeout:     DefaultLoginTimeout,
-		BackendTimeout:   DefaultBackendTimeout,
-		TLSHandshake:     DefaultTLSHandshake,
-		ShutdownGrace:    DefaultShutdownGrace,
-		DataTimeout:      DefaultDataTimeout,
+		MaxSessions:       DefaultMaxSessions,
+		MaxSessionsPerIP:  DefaultMaxSessionsPerIP,
+		LoginsPerMinute:   DefaultLoginsPerMinute,
+		LoginBurst:        DefaultLoginBurst,
+		AttemptsPerMinute: DefaultAttemptsPerMinute,
+		BanTime:           DefaultBanTime,
+		MaxBanTime:        DefaultMaxBanTime,
+		IdleTimeout:       DefaultIdleTimeout,
+		LoginTimeout:      DefaultLoginTimeout,
+		BackendTimeout:    DefaultBackendTimeout,
+		TLSHandshake:      DefaultTLSHandshake,
+		ShutdownGrace:     DefaultShutdownGrace,
+		DataTimeout:       DefaultDataTimeout,
 	}
 }
 

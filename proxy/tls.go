@@ -27,8 +27,7 @@ func (s *session) upgradeClient() error {
 	err := tc.HandshakeContext(ctx)
 	s.srv.obs.TLSHandshake("client", err)
 	if err != nil {
-		s.log.Warn("client TLS handshake failed", "err", err)
-		return fmt.Errorf("client TLS handshake: %w", err)
+		return s.clientTLSFailed("control", err)
 	}
 	st := tc.ConnectionState()
 	s.noteClientCert(st)
@@ -61,7 +60,7 @@ func (s *session) auth(arg string) error {
 	if s.cr.Buffered() > 0 {
 		return errPipelined
 	}
-	if err := s.writeLine(fmt.Sprintf(replyAuthOKFmt, mech)); err != nil {
+	if err := s.writeLine(replyAuthOK(mech)); err != nil {
 		return err
 	}
 	if err := s.upgradeClient(); err != nil {
@@ -116,7 +115,7 @@ func (s *session) clientDataTLS(c net.Conn, upload bool) (net.Conn, error) {
 	s.srv.obs.TLSHandshake("client", err)
 	if err != nil {
 		tc.Close()
-		return nil, fmt.Errorf("client data TLS handshake: %w", err)
+		return nil, s.clientTLSFailed("data", err)
 	}
 	if s.cfg.RequireDataReuse && !s.bind.Resumed(tc) {
 		tc.Close()
@@ -154,9 +153,17 @@ func (s *session) refuseStrayTLS() error {
 	s.raw.SetReadDeadline(s.deadline)
 	b, err := s.cr.Peek(1)
 	if err == nil && b[0] == 0x16 { // TLS handshake record
-		s.log.Warn("client sent a TLS handshake on a plain control connection; is it configured for implicit FTPS?")
+		s.srv.limitLog.Warn(s.log, "client sent a TLS handshake on a plain control connection; is it configured for implicit FTPS?")
 		return errStrayTLS
 	}
 	// Errors (timeout, drain, close) surface again, mapped, at the first readCommand.
 	return nil
+}
+
+// clientTLSFailed logs (rate-limited: any client can cause it) a failed client handshake on
+// the control or a data connection with its cause in words, and returns the error saying it.
+func (s *session) clientTLSFailed(conn string, err error) error {
+	reason := tlsterm.FailureWords(tlsterm.FailureReason(err))
+	s.srv.limitLog.Warn(s.log, "client TLS handshake failed", "conn", conn, "reason", reason, "err", err)
+	return fmt.Errorf("client %s TLS handshake failed (%s): %w", conn, reason, err)
 }

@@ -116,7 +116,7 @@ func (t *transfer) clientDataConnected() (bool, error) {
 	if !t.protected {
 		return true, nil
 	}
-	if err := s.writeLine(replyProtectedData); err != nil {
+	if err := s.writeLine(replyProt150); err != nil {
 		c.Close()
 		return false, err
 	}

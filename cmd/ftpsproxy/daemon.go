@@ -163,7 +163,7 @@ func (d *proc) settle() {
 // transfers finish within shutdown_grace, then everything closes.
 func (d *proc) shutdown(why string) int {
 	grace := d.file.Limits.ShutdownGrace
-	d.log.Info("shutting down", "signal", why, "grace", grace, "sessions", d.srv.Sessions())
+	d.log.Info("shutting down", "signal", why, "grace_s", grace.Seconds(), "sessions", d.srv.Sessions())
 	notifyStopping(d.log)
 	d.src.Draining.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
@@ -222,6 +222,7 @@ func (d *proc) openTransferLog(path string) error {
 	if err != nil {
 		return fmt.Errorf("log.transfer_log: %w", err)
 	}
+	x.LogErrorsTo(d.log)
 	d.xfer = x
 	d.metrics.SetTransferLog(x)
 	return nil

@@ -14,6 +14,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"slices"
@@ -40,6 +42,28 @@ func logWarnings(f *config.File, log *slog.Logger) {
 	}
 }
 
+// ownAddrs are the admin and ACME HTTP addresses, which no PORT/EPRT may target. A host
+// that does not resolve is left out (the listener will not bind there either).
+func ownAddrs(f *config.File) []netip.AddrPort {
+	var out []netip.AddrPort
+	add := func(addr string) {
+		ta, err := net.ResolveTCPAddr("tcp", addr)
+		if addr == "" || err != nil {
+			return
+		}
+		if ta.IP == nil {
+			out = append(out, netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(ta.Port)))
+			return
+		}
+		out = append(out, ta.AddrPort())
+	}
+	add(f.Admin.Address)
+	if f.UsesACME() {
+		add(f.TLS.ACME.HTTPAddress)
+	}
+	return out
+}
+
 // runtime is what one config builds: the proxy config plus the health checkers' lifetime.
 type runtime struct {
 	cfg         proxy.Config
@@ -57,7 +81,7 @@ type runtime struct {
 // runtime being replaced by a reload: its TLS is kept when [tls] did not change.
 func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenFunc) (*runtime, error) {
 	rt := &runtime{}
-	pc := proxy.Config{Data: f.Data, Limits: f.Limits, Routes: f.Routes}
+	pc := proxy.Config{Data: f.Data, Limits: f.Limits, Routes: f.Routes, OwnAddrs: ownAddrs(f)}
 	for _, l := range f.Listeners {
 		pc.Listeners = append(pc.Listeners, proxy.ListenerConfig{
 			Name: l.Name, Address: l.Address, TLS: l.TLS, Pool: l.Pool, Banner: l.Banner,
@@ -268,6 +292,7 @@ func (d *proc) prepare(f *config.File) (*staged, error) {
 			if st.xfer, err = admin.OpenTransferLog(f.Log.TransferLog); err != nil {
 				return st, fmt.Errorf("log.transfer_log: %w", err)
 			}
+			st.xfer.LogErrorsTo(d.log)
 		}
 	}
 	if f.Admin.Address != d.file.Admin.Address {

@@ -1,6 +1,7 @@
-package admin
+package tlsterm
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -37,27 +39,35 @@ func testCert(t *testing.T, name string, notBefore, notAfter time.Time) (tls.Cer
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
 
-// handshake runs a real TLS handshake over loopback TCP and returns each side's error. A nil
-// client config makes the client write clientBytes raw (or nothing) and close.
-func handshake(t *testing.T, srv *tls.Config, cli *tls.Config, clientBytes string) (serverErr, clientErr error) {
+// serverSide runs the server side of one handshake on a loopback listener, with a 500 ms
+// deadline, and reports its error.
+func serverSide(t *testing.T, srv *tls.Config) (addr string, done <-chan error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	done := make(chan error, 1)
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan error, 1)
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
-			done <- err
+			ch <- err
 			return
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-		done <- tls.Server(c, srv).Handshake()
+		ch <- tls.Server(c, srv).Handshake()
 	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
+	return ln.Addr().String(), ch
+}
+
+// handshake runs a real TLS handshake over loopback TCP and returns each side's error. A nil
+// client config makes the client write clientBytes raw (or nothing) and close.
+func handshake(t *testing.T, srv *tls.Config, cli *tls.Config, clientBytes string) (serverErr, clientErr error) {
+	t.Helper()
+	addr, done := serverSide(t, srv)
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,9 +86,9 @@ func handshake(t *testing.T, srv *tls.Config, cli *tls.Config, clientBytes strin
 	return <-done, clientErr
 }
 
-// TestTLSFailureReason classifies the errors of real failed handshakes, on both sides, into
-// the bounded reason set of ftpsproxy_tls_handshake_failures_total.
-func TestTLSFailureReason(t *testing.T) {
+// TestFailureReason classifies the errors of real failed handshakes, on both sides, into
+// the bounded reason set (it labels ftpsproxy_tls_handshake_failures_total), each with words.
+func TestFailureReason(t *testing.T) {
 	now := time.Now()
 	good, goodRoots := testCert(t, "ftp.test", now.Add(-time.Hour), now.Add(time.Hour))
 	expired, expiredRoots := testCert(t, "ftp.test", now.Add(-48*time.Hour), now.Add(-24*time.Hour))
@@ -90,29 +100,29 @@ func TestTLSFailureReason(t *testing.T) {
 		wantSrv, wantCli string // "" : that side's error is not checked
 	}{
 		{name: "client does not trust the CA", srv: serve(good), cli: &tls.Config{ServerName: "ftp.test", RootCAs: x509.NewCertPool()},
-			wantSrv: TLSReasonBadCertificate, wantCli: TLSReasonUnknownCA}, // Go clients send bad_certificate for any verify error
+			wantSrv: FailBadCertificate, wantCli: FailUnknownCA}, // Go clients send bad_certificate for any verify error
 		{name: "wrong name", srv: serve(good), cli: &tls.Config{ServerName: "other.test", RootCAs: goodRoots},
-			wantSrv: TLSReasonBadCertificate, wantCli: TLSReasonBadCertificate},
+			wantSrv: FailBadCertificate, wantCli: FailBadCertificate},
 		{name: "expired certificate", srv: serve(expired), cli: &tls.Config{ServerName: "ftp.test", RootCAs: expiredRoots},
-			wantSrv: TLSReasonBadCertificate, wantCli: TLSReasonExpired},
+			wantSrv: FailBadCertificate, wantCli: FailExpired},
 		{name: "no shared version", srv: &tls.Config{Certificates: []tls.Certificate{good}, MinVersion: tls.VersionTLS13},
 			cli:     &tls.Config{ServerName: "ftp.test", RootCAs: goodRoots, MaxVersion: tls.VersionTLS12},
-			wantSrv: TLSReasonNoVersion, wantCli: TLSReasonNoVersion},
+			wantSrv: FailNoVersion, wantCli: FailNoVersion},
 		{name: "no shared cipher", srv: &tls.Config{Certificates: []tls.Certificate{good}, MaxVersion: tls.VersionTLS12,
 			CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}},
 			cli: &tls.Config{ServerName: "ftp.test", RootCAs: goodRoots, MaxVersion: tls.VersionTLS12,
 				CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305}},
-			wantSrv: TLSReasonNoCipher, wantCli: TLSReasonNoCipher},
-		{name: "plain FTP on a TLS port", srv: serve(good), raw: "USER anonymous\r\n", wantSrv: TLSReasonNotTLS},
-		{name: "client closes at once", srv: serve(good), raw: "", wantSrv: TLSReasonEOF},
-		{name: "client never speaks", srv: serve(good), raw: "hang", wantSrv: TLSReasonTimeout},
+			wantSrv: FailNoCipher, wantCli: FailNoCipher},
+		{name: "plain FTP on a TLS port", srv: serve(good), raw: "USER anonymous\r\n", wantSrv: FailNotTLS},
+		{name: "client closes at once", srv: serve(good), raw: "", wantSrv: FailEOF},
+		{name: "client never speaks", srv: serve(good), raw: "hang", wantSrv: FailTimeout},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srvErr, cliErr := handshake(t, tc.srv, tc.cli, tc.raw)
 			if srvErr == nil {
 				t.Fatal("server handshake succeeded")
 			}
-			if got := TLSFailureReason(srvErr); got != tc.wantSrv {
+			if got := FailureReason(srvErr); got != tc.wantSrv {
 				t.Errorf("server side %q: reason %q, want %q", srvErr, got, tc.wantSrv)
 			}
 			if tc.cli == nil {
@@ -121,20 +131,42 @@ func TestTLSFailureReason(t *testing.T) {
 			if cliErr == nil {
 				t.Fatal("client handshake succeeded")
 			}
-			if got := TLSFailureReason(cliErr); got != tc.wantCli {
+			if got := FailureReason(cliErr); got != tc.wantCli {
 				t.Errorf("client side %q: reason %q, want %q", cliErr, got, tc.wantCli)
 			}
 		})
 	}
 	// What crypto/tls reports when a TLS 1.3 OpenSSL client rejects the certificate (its alert
 	// comes unencrypted); e2e TestDashboardMetricsExist makes curl do it for real.
-	if got := TLSFailureReason(errors.New("local error: tls: bad record MAC")); got != TLSReasonBadCertificate {
+	if got := FailureReason(errors.New("local error: tls: bad record MAC")); got != FailBadCertificate {
 		t.Errorf("bad record MAC: %q, want bad_certificate", got)
 	}
-	if got := TLSFailureReason(errors.New("tls: something new")); got != TLSReasonOther {
+	if got := FailureReason(errors.New("tls: something new")); got != FailOther {
 		t.Errorf("unknown error: %q, want other", got)
 	}
-	if got := TLSFailureReason(nil); got != "" {
+	if got := FailureReason(nil); got != "" {
 		t.Errorf("nil error: %q", got)
+	}
+}
+
+// TestFailureReasonOpenSSL: a real TLS 1.3 OpenSSL client that refuses the certificate makes
+// crypto/tls report "local error: tls: bad record MAC"; that is a bad or refused certificate.
+func TestFailureReasonOpenSSL(t *testing.T) {
+	now := time.Now()
+	good, _ := testCert(t, "ftp.test", now.Add(-time.Hour), now.Add(time.Hour))
+	addr, done := serverSide(t, &tls.Config{Certificates: []tls.Certificate{good}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Stdin is /dev/null: s_client ends at once after the handshake, or its failure.
+	exec.CommandContext(ctx, "openssl", "s_client", "-connect", addr, "-tls1_3",
+		"-verify_return_error", "-servername", "ftp.test").Run()
+	err := <-done
+	if got := FailureReason(err); got != FailBadCertificate || FailureWords(got) != "bad or refused certificate" {
+		t.Fatalf("%v: %q (%q)", err, got, FailureWords(got))
+	}
+	for _, r := range FailureReasons {
+		if w := FailureWords(r); w == "" || w == r && r != FailTimeout && r != FailOther {
+			t.Fatalf("reason %q has no words", r)
+		}
 	}
 }
