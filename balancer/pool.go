@@ -3,6 +3,7 @@ package balancer
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrNoBackend is returned when a pool has no available backend for a session.
@@ -14,6 +15,12 @@ type PoolConfig struct {
 	Policy   PolicyName // "": DefaultPolicy
 	Backends []BackendConfig
 	Health   HealthConfig
+	// SRV, when set, is a DNS SRV name (pool.srv, "_ftp._tcp.farm.example") whose targets
+	// are backends of the pool too (see Discovery).
+	SRV string
+	// ResolveInterval is how often the pool's host names and SRV name are resolved again
+	// (pool.resolve_interval); 0: DefaultResolveInterval.
+	ResolveInterval time.Duration
 }
 
 // Pool is a named set of backends with its selection policy.
@@ -27,7 +34,7 @@ type Pool struct {
 // NewPool builds a pool from its config. Backends start healthy; a health checker started
 // with Pool.Check corrects that within its first rounds.
 func NewPool(c PoolConfig) (*Pool, error) {
-	if len(c.Backends) == 0 {
+	if len(c.Backends) == 0 && c.SRV == "" {
 		return nil, fmt.Errorf("pool %q: no backends", c.Name)
 	}
 	if c.Policy == "" {
@@ -48,8 +55,35 @@ func NewPool(c PoolConfig) (*Pool, error) {
 	return p, nil
 }
 
-// Order returns the pool's available backends in the order its policy prefers for c.
-func (p *Pool) Order(c Client) []*Backend { return p.Policy.Order(p.Backends, c) }
+// Order returns the pool's available backends in the order its policy prefers for c. When
+// the backends have SRV priorities, only the best (lowest) priority that has an available
+// backend takes part (RFC 2782): the others are a reserve.
+func (p *Pool) Order(c Client) []*Backend { return p.Policy.Order(bestPriority(p.Backends), c) }
+
+// bestPriority returns the backends of the lowest priority value among the available ones,
+// or bs itself when all share one priority.
+func bestPriority(bs []*Backend) []*Backend {
+	best, mixed := -1, false
+	for _, b := range bs {
+		pr := b.Config.Priority
+		if pr != bs[0].Config.Priority {
+			mixed = true
+		}
+		if b.Available() && (best < 0 || pr < best) {
+			best = pr
+		}
+	}
+	if !mixed || best < 0 {
+		return bs
+	}
+	out := make([]*Backend, 0, len(bs))
+	for _, b := range bs {
+		if b.Config.Priority == best {
+			out = append(out, b)
+		}
+	}
+	return out
+}
 
 // AllFull reports whether every healthy, enabled backend is at its max_sessions (and at least
 // one is healthy and enabled): the proxy then answers "too many connections" rather than "not

@@ -202,6 +202,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"pool.health_timeout", p.HealthTimeout, sec(3)},
 		{"pool.health_rise", p.HealthRise, 2},
 		{"pool.health_fall", p.HealthFall, 3},
+		{"pool.srv", p.SRV, ""},
+		{"pool.resolve_interval", p.ResolveInterval, 30 * time.Second},
 		{"pool.backend.weight", b.Weight, 1},
 		{"pool.backend.max_sessions", b.MaxSessions, 0},
 		{"pool.backend.tls", b.TLS, balancer.TLSNone},
@@ -232,6 +234,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"admin.address", f.Admin.Address, ""},
 		{"admin.token_file", f.Admin.TokenFile, ""},
 		{"pool.backend.name", b.Name, ""},
+		{"cluster.redis_url", f.Cluster.RedisURL, ""},
+		{"cluster.instance", f.Cluster.Instance, ""},
 		// Hosting edge.
 		{"listener.allow", len(f.Listeners[0].Allow), 0},
 		{"listener.deny", len(f.Listeners[0].Deny), 0},
@@ -268,7 +272,7 @@ func TestConfigDefaults(t *testing.T) {
 	noDefault := []string{"listener", "listener.address", "tls", "tls.acme", "data", "pool", "pool.name",
 		"pool.backend", "pool.backend.address", "route.user", "route.host", "route.pool", "limits", "log", "admin",
 		"tls.acme.on_demand", "tls.certificate.cert_file", "tls.certificate.key_file",
-		"data.public_address_override.cidr", "data.public_address_override.address", "route.allow", "route.deny", "directory"}
+		"data.public_address_override.cidr", "data.public_address_override.address", "route.allow", "route.deny", "directory", "cluster"}
 	for _, k := range Keys() {
 		if !covered[k] && !slices.Contains(noDefault, k) {
 			t.Errorf("no default test for %s", k)

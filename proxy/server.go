@@ -197,7 +197,6 @@ type Server struct {
 	limitLog *logthrottle.Throttle
 
 	logins LoginLimiter // nil: no login limits
-	memLim *memLimiter  // logins, when it is the in-memory one (reloads configure it)
 
 	drain      <-chan struct{} // closed when Shutdown starts
 	drainCtx   context.Context
@@ -300,8 +299,7 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 		s.logins = cfg.LoginLimiter
 	default:
 		// Built even with the limits off, so a reload can turn them on.
-		s.memLim = newMemLimiter(cfg.Limits)
-		s.logins = s.memLim
+		s.logins = newMemLimiter(cfg.Limits)
 	}
 	return s, nil
 }
@@ -356,8 +354,8 @@ func (s *Server) Reload(cfg Config) error {
 		added = append(added, &listener{address: l.Address, ln: ln, last: l})
 	}
 	old := s.cfg.Load()
-	if s.memLim != nil && cfg.Limits != old.Limits {
-		s.memLim.configure(cfg.Limits)
+	if c, ok := s.logins.(Configurable); ok && cfg.Limits != old.Limits {
+		c.Configure(cfg.Limits)
 	}
 	s.cfg.Store(&cfg)
 	s.alloc.SetRange(cfg.Data.PortRange) // running transfers keep their leases
