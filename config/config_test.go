@@ -227,6 +227,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"limits.shutdown_grace", f.Limits.ShutdownGrace, sec(60)},
 		{"limits.backend_timeout", f.Limits.BackendTimeout, sec(10)},
 		{"limits.tls_handshake_timeout", f.Limits.TLSHandshake, sec(10)},
+		{"limits.data_timeout", f.Limits.DataTimeout, 5 * time.Minute},
 		{"log.level", f.Log.Level, LevelInfo},
 		{"log.format", f.Log.Format, FormatText},
 		{"log.transfer_log", f.Log.TransferLog, ""},

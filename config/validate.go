@@ -314,6 +314,7 @@ func (c *checker) checkLimits(f *File) {
 	c.positive("limits.shutdown_grace", l.ShutdownGrace)
 	c.positive("limits.backend_timeout", l.BackendTimeout)
 	c.positive("limits.tls_handshake_timeout", l.TLSHandshake)
+	c.positive("limits.data_timeout", l.DataTimeout)
 }
 
 func (c *checker) checkLog(f *File) {

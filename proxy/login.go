@@ -28,7 +28,6 @@ func (s *session) login(pass string) error {
 	if ch == nil {
 		return err
 	}
-	pool := ch.pool
 	conn, b, err := s.connectChoice(ch)
 	if err != nil {
 		s.srv.obs.Login("error")
@@ -64,6 +63,13 @@ func (s *session) login(pass string) error {
 		s.srv.obs.Login("failed")
 		return s.loginFailed(b.String(), rep.Code)
 	}
+	return s.loggedInTo(conn, b, ch, rep)
+}
+
+// loggedInTo finishes a login the backend accepted: PBSZ/PROT toward a TLS backend, the
+// session's backend leg set, the backend's 230 relayed.
+func (s *session) loggedInTo(conn net.Conn, b *balancer.Backend, ch *choice, rep Reply) error {
+	pool := ch.pool
 	if s.bTLS != nil {
 		if err := s.protectBackend(conn); err != nil {
 			conn.Close()

@@ -76,6 +76,10 @@ type Limits struct {
 	ShutdownGrace     time.Duration `toml:"shutdown_grace"`        // read by the command's signal handling
 	BackendTimeout    time.Duration `toml:"backend_timeout"`       // connect plus greeting, per backend tried
 	TLSHandshake      time.Duration `toml:"tls_handshake_timeout"` // each TLS handshake, either side
+	// DataTimeout ends a transfer when no byte has moved on its data connections, in either
+	// direction, for this long; it is also the deadline for the backend's final reply once
+	// the data has ended (zero: DefaultDataTimeout).
+	DataTimeout time.Duration `toml:"data_timeout"`
 }
 
 // Route sends sessions whose USER (and/or HOST) matches to a pool. Globs use path.Match.
@@ -154,6 +158,14 @@ const (
 	abortReplyTimeout = 10 * time.Second
 )
 
+func (s *session) connectTimeout() time.Duration {
+	return orDefault(s.cfg.Data.ConnectTimeout, DefaultConnectTimeout)
+}
+
+func (s *session) dataTimeout() time.Duration {
+	return orDefault(s.cfg.Limits.DataTimeout, DefaultDataTimeout)
+}
+
 func orDefault(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
@@ -194,7 +206,9 @@ type Server struct {
 	nextID     atomic.Uint64
 	stopOnce   sync.Once
 
-	// Foreign counts data connections refused because they came from the wrong peer.
+	// Foreign counts data connections refused because they came from the wrong peer. The
+	// same events reach the Observer as DataRefused("foreign_peer"); this counter is for
+	// callers that run a Server without an Observer, tests among them.
 	Foreign atomic.Uint64
 }
 

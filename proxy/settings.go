@@ -48,6 +48,7 @@ const (
 	DefaultLoginTimeout     = 60 * time.Second
 	DefaultBackendTimeout   = 10 * time.Second
 	DefaultShutdownGrace    = 60 * time.Second
+	DefaultDataTimeout      = 5 * time.Minute // as vsftpd's data_connection_timeout
 	DefaultTLSHandshake     = 10 * time.Second
 	DefaultMaxSessions      = 10000
 	DefaultMaxSessionsPerIP = 50
@@ -79,6 +80,7 @@ func DefaultLimits() Limits {
 		BackendTimeout:    DefaultBackendTimeout,
 		TLSHandshake:      DefaultTLSHandshake,
 		ShutdownGrace:     DefaultShutdownGrace,
+		DataTimeout:       DefaultDataTimeout,
 	}
 }
 
