@@ -398,8 +398,8 @@ func (m *Metrics) PortsExhausted() {
 	m.portsExhausted.Inc()
 }
 
-// RateLimited counts a connection or login refused by a rate limit. It is not yet part of
-// proxy.Observer.
+// RateLimited implements proxy.Observer: it counts a connection refused because its address
+// is banned (a PASS refused by a limit is counted once, as Login("rate_limited")).
 func (m *Metrics) RateLimited() {
 	if m == nil {
 		return

@@ -36,6 +36,9 @@ const (
 type Server struct {
 	// Version is shown on the status page; set it before Start.
 	Version string
+	// ClusterStatus, when set, says on the status page how the shared state ([cluster]
+	// Redis) fares: up, or unreachable since when with local limits only. Set it before Start.
+	ClusterStatus func() (status string, up bool)
 	// Listen, when set, binds the address in Start (tableflip's Upgrader.Listen hands a
 	// socket over from the process being upgraded); nil: net.Listen.
 	Listen func(network, addr string) (net.Listener, error)

@@ -38,6 +38,9 @@ type statusView struct {
 	PortRange  string
 	PortsPct   int
 
+	Cluster   string // the [cluster] state; "" without one
+	ClusterUp bool
+
 	Total421  uint64
 	Causes    []CauseCount
 	Recent421 []recentView
@@ -91,6 +94,9 @@ func (s *Server) statusView(now time.Time) statusView {
 	}
 	if v.Version == "" {
 		v.Version = "unknown"
+	}
+	if s.ClusterStatus != nil {
+		v.Cluster, v.ClusterUp = s.ClusterStatus()
 	}
 	removed := removedBackends(s.src)
 	for _, p := range s.src.Pools() {

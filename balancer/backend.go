@@ -17,12 +17,18 @@ type BackendConfig struct {
 	Address     string // host:port of the control connection
 	Weight      int    // relative share; 0 means 1
 	MaxSessions int    // 0: unlimited
+	// Priority is an SRV record's priority: the pool uses the backends of the lowest value
+	// that has one available (0 for every configured backend).
+	Priority int
 
 	TLS       TLSMode
 	TLSConfig *tls.Config // client config for TLS toward the backend; nil when TLS is none
 
 	ProxyProtocol ProxyVersion // header sent on the control connection
 	DataMode      DataMode
+	// Slots, when set, holds MaxSessions across proxy instances too (nil: this process only).
+	Slots SharedSlots
+
 	// FixPasvAddress makes the proxy connect to the backend's control IP with the port its
 	// 227/229 announced, ignoring the announced IP (NAT, and hostile backends).
 	FixPasvAddress bool
@@ -101,8 +107,18 @@ func (b *Backend) Full() bool {
 // drained nor disabled by an administrator.
 func (b *Backend) Available() bool { return b.Healthy() && !b.Full() && b.Admin() == AdminEnabled }
 
-// Acquire takes a session slot, respecting max_sessions even under concurrency. It returns
-// false when the backend is full. Each successful Acquire needs one Release.
+// SharedSlots holds backends' max_sessions across proxy instances (package cluster keeps
+// them in Redis). Take reserves one more session of b and reports false when the instances
+// together hold MaxSessions already; Give returns one. Both must return quickly whatever the
+// shared store does.
+type SharedSlots interface {
+	Take(b *Backend) bool
+	Give(b *Backend)
+}
+
+// Acquire takes a session slot, respecting max_sessions even under concurrency (and across
+// instances when Config.Slots is set). It returns false when the backend is full. Each
+// successful Acquire needs one Release.
 func (b *Backend) Acquire() bool {
 	m := int64(b.Config.MaxSessions)
 	for {
@@ -111,11 +127,23 @@ func (b *Backend) Acquire() bool {
 			return false
 		}
 		if b.active.CompareAndSwap(n, n+1) {
-			b.total.Add(1)
-			return true
+			break
 		}
 	}
+	if m > 0 && b.Config.Slots != nil && !b.Config.Slots.Take(b) {
+		b.active.Add(-1)
+		return false
+	}
+	b.total.Add(1)
+	return true
 }
 
-// Release returns a slot taken by Acquire.
-func (b *Backend) Release() { b.active.Add(-1) }
+// Release returns a slot taken by Acquire. The shared slot is given back whatever
+// MaxSessions is now (a reload may have changed it): SharedSlots ignores a Give of a backend
+// it holds no slot of.
+func (b *Backend) Release() {
+	b.active.Add(-1)
+	if b.Config.Slots != nil {
+		b.Config.Slots.Give(b)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // ErrNoBackend is returned when a pool has no available backend for a session.
@@ -15,6 +16,12 @@ type PoolConfig struct {
 	Policy   PolicyName // "": DefaultPolicy
 	Backends []BackendConfig
 	Health   HealthConfig
+	// SRV, when set, is a DNS SRV name (pool.srv, "_ftp._tcp.farm.example") whose targets
+	// are backends of the pool too (see Discovery).
+	SRV string
+	// ResolveInterval is how often the pool's host names and SRV name are resolved again
+	// (pool.resolve_interval); 0: DefaultResolveInterval.
+	ResolveInterval time.Duration
 	// Panic (pool.panic) decides what a session does when no backend of the pool is
 	// healthy: true tries them all anyway, in policy order, since health can be wrong (a
 	// frozen server, a network blip) and a try costs little next to a refusal; false
@@ -42,7 +49,7 @@ type Pool struct {
 // NewPool builds a pool from its config. Backends start healthy; a health checker started
 // with Pool.Check corrects that within its first rounds.
 func NewPool(c PoolConfig) (*Pool, error) {
-	if len(c.Backends) == 0 {
+	if len(c.Backends) == 0 && c.SRV == "" {
 		return nil, fmt.Errorf("pool %q: no backends", c.Name)
 	}
 	if c.Policy == "" {
@@ -63,9 +70,11 @@ func NewPool(c PoolConfig) (*Pool, error) {
 	return p, nil
 }
 
-// Order returns the pool's available backends in the order its policy prefers for c.
+// Order returns the pool's available backends in the order its policy prefers for c. When
+// the backends have SRV priorities, only the best (lowest) priority that has an available
+// backend takes part (RFC 2782): the others are a reserve.
 func (p *Pool) Order(c Client) []*Backend {
-	return p.Policy.Order(filter(p.Backends, (*Backend).Available), c)
+	return p.Policy.Order(filter(bestPriority(p.Backends), (*Backend).Available), c)
 }
 
 // Candidates returns the backends a session for c should try, best first: Order, or, when no
@@ -78,6 +87,31 @@ func (p *Pool) Candidates(c Client) (order []*Backend, panicking bool) {
 		return p.Order(c), false
 	}
 	return p.Policy.Order(filter(p.Backends, func(b *Backend) bool { return enabled(b) && !b.Full() }), c), true
+}
+
+// bestPriority returns the backends of the lowest priority value among the available ones,
+// or bs itself when all share one priority.
+func bestPriority(bs []*Backend) []*Backend {
+	best, mixed := -1, false
+	for _, b := range bs {
+		pr := b.Config.Priority
+		if pr != bs[0].Config.Priority {
+			mixed = true
+		}
+		if b.Available() && (best < 0 || pr < best) {
+			best = pr
+		}
+	}
+	if !mixed || best < 0 {
+		return bs
+	}
+	out := make([]*Backend, 0, len(bs))
+	for _, b := range bs {
+		if b.Config.Priority == best {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // AllFull reports whether every healthy, enabled backend is at its max_sessions (and at least

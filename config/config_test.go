@@ -203,6 +203,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"pool.health_rise", p.HealthRise, 2},
 		{"pool.health_fall", p.HealthFall, 3},
 		{"pool.panic", p.Panic, true},
+		{"pool.srv", p.SRV, ""},
+		{"pool.resolve_interval", p.ResolveInterval, 30 * time.Second},
 		{"pool.backend.weight", b.Weight, 1},
 		{"pool.backend.max_sessions", b.MaxSessions, 0},
 		{"pool.backend.tls", b.TLS, balancer.TLSNone},
@@ -227,12 +229,15 @@ func TestConfigDefaults(t *testing.T) {
 		{"limits.backend_timeout", f.Limits.BackendTimeout, sec(10)},
 		{"limits.greeting_timeout", f.Limits.GreetingTimeout, sec(30)},
 		{"limits.tls_handshake_timeout", f.Limits.TLSHandshake, sec(10)},
+		{"limits.data_timeout", f.Limits.DataTimeout, 5 * time.Minute},
 		{"log.level", f.Log.Level, LevelInfo},
 		{"log.format", f.Log.Format, FormatText},
 		{"log.transfer_log", f.Log.TransferLog, ""},
 		{"admin.address", f.Admin.Address, ""},
 		{"admin.token_file", f.Admin.TokenFile, ""},
 		{"pool.backend.name", b.Name, ""},
+		{"cluster.redis_url", f.Cluster.RedisURL, ""},
+		{"cluster.instance", f.Cluster.Instance, ""},
 		// Hosting edge.
 		{"listener.allow", len(f.Listeners[0].Allow), 0},
 		{"listener.deny", len(f.Listeners[0].Deny), 0},
@@ -269,7 +274,7 @@ func TestConfigDefaults(t *testing.T) {
 	noDefault := []string{"listener", "listener.address", "tls", "tls.acme", "data", "pool", "pool.name",
 		"pool.backend", "pool.backend.address", "route.user", "route.host", "route.pool", "limits", "log", "admin",
 		"tls.acme.on_demand", "tls.certificate.cert_file", "tls.certificate.key_file",
-		"data.public_address_override.cidr", "data.public_address_override.address", "route.allow", "route.deny", "directory"}
+		"data.public_address_override.cidr", "data.public_address_override.address", "route.allow", "route.deny", "directory", "cluster"}
 	for _, k := range Keys() {
 		if !covered[k] && !slices.Contains(noDefault, k) {
 			t.Errorf("no default test for %s", k)

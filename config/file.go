@@ -31,6 +31,14 @@ type File struct {
 	Log       Log              `toml:"log"`
 	Admin     Admin            `toml:"admin"`
 	Directory directory.Config `toml:"directory"`
+	Cluster   Cluster          `toml:"cluster"`
+}
+
+// Cluster is the [cluster] table: state shared with other instances through Redis (package
+// cluster): login-failure counts and bans, and backends' max_sessions.
+type Cluster struct {
+	RedisURL string `toml:"redis_url"` // redis://[user:pass@]host:port/db or rediss://…; empty: nothing shared
+	Instance string `toml:"instance"`  // this instance's name among the others; empty: the host name
 }
 
 // Listener is one [[listener]]: an address where clients connect.
@@ -76,7 +84,11 @@ type Pool struct {
 	HealthRise     int                 `toml:"health_rise"`     // consecutive successes to become healthy
 	HealthFall     int                 `toml:"health_fall"`     // consecutive failures to become unhealthy
 	Panic          bool                `toml:"panic"`           // no healthy backend: try them all anyway
-	Backends       []Backend           `toml:"backend"`
+	// SRV is a DNS SRV name whose targets are backends of the pool too; ResolveInterval is
+	// how often it and the backends' host names are resolved again (balancer.Discovery).
+	SRV             string        `toml:"srv"`
+	ResolveInterval time.Duration `toml:"resolve_interval"`
+	Backends        []Backend     `toml:"backend"`
 }
 
 // Health returns the pool's health check settings.
@@ -131,7 +143,7 @@ var tableDefaults = map[reflect.Type]func() any{
 	reflect.TypeFor[Pool](): func() any {
 		h := balancer.DefaultHealth()
 		return Pool{Policy: balancer.DefaultPolicy, HealthInterval: h.Interval, HealthTimeout: h.Timeout, HealthRise: h.Rise, HealthFall: h.Fall,
-			Panic: balancer.DefaultPanic}
+			Panic: balancer.DefaultPanic, ResolveInterval: balancer.DefaultResolveInterval}
 	},
 	reflect.TypeFor[Backend](): func() any {
 		return Backend{Weight: balancer.DefaultWeight, TLSVerify: true, FixPasvAddress: true}

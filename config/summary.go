@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 	"net/netip"
+	"net/url"
 	"strings"
 )
 
@@ -31,7 +32,11 @@ func (f *File) Summary() string {
 		if !p.Panic {
 			health += ", panic mode off"
 		}
-		fmt.Fprintf(&b, "  %s: %s, %d backend%s, %s\n", p.Name, p.Policy, len(p.Backends), plural(len(p.Backends)), health)
+		srv := ""
+		if p.SRV != "" {
+			srv = ", and those of SRV " + p.SRV
+		}
+		fmt.Fprintf(&b, "  %s: %s, %d backend%s%s, %s\n", p.Name, p.Policy, len(p.Backends), plural(len(p.Backends)), srv, health)
 	}
 	fmt.Fprintf(&b, "routes: %d\n", len(f.Routes))
 	b.WriteString("certificates: " + certSummary(f) + "\n")
@@ -50,6 +55,9 @@ func (f *File) Summary() string {
 		b.WriteString("admin: off\n")
 	} else {
 		fmt.Fprintf(&b, "admin: %s\n", f.Admin.Address)
+	}
+	if f.Cluster.RedisURL != "" {
+		fmt.Fprintf(&b, "cluster: shared state in Redis at %s, instance %q\n", redactURL(f.Cluster.RedisURL), f.Cluster.Instance)
 	}
 	return b.String()
 }
@@ -101,6 +109,14 @@ func certSummary(f *File) string {
 	s := strings.Join(parts, ", ")
 	if t.ClientAuth != tlsterm.ClientAuthNone {
 		s += fmt.Sprintf("; client certificates %s", t.ClientAuth)
+	}
+	return s
+}
+
+// redactURL hides a password in a URL (the summary may end up in a ticket).
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
 	}
 	return s
 }

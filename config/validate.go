@@ -28,6 +28,7 @@ func (c *checker) validate(f *File) {
 	c.checkLimits(f)
 	c.checkLog(f)
 	c.checkAdmin(f)
+	c.checkCluster(f)
 	c.checkSockets(f)
 	c.checkEdge(f)
 	c.checkDirectory(f)
@@ -85,9 +86,13 @@ func (c *checker) checkPools(f *File) (names map[string]int, known bool) {
 		c.positive(k+".health_timeout", p.HealthTimeout)
 		c.atLeast(k+".health_rise", p.HealthRise, 1, "")
 		c.atLeast(k+".health_fall", p.HealthFall, 1, "")
-		if len(p.Backends) == 0 {
-			c.add(k+".backend", "at least one [[pool.backend]] is required")
+		if len(p.Backends) == 0 && p.SRV == "" {
+			c.add(k+".backend", "at least one [[pool.backend]] (or pool.srv) is required")
 		}
+		if p.SRV != "" && !validSRVName(p.SRV) {
+			c.addf(k+".srv", "%q is not an SRV name like \"_ftp._tcp.farm.example\"", p.SRV)
+		}
+		c.positive(k+".resolve_interval", p.ResolveInterval)
 		addrs := map[string]int{}
 		for j := range p.Backends {
 			c.checkBackend(fmt.Sprintf("%s.backend[%d]", k, j), &p.Backends[j], addrs, j)
@@ -310,6 +315,7 @@ func (c *checker) checkLimits(f *File) {
 	c.positive("limits.backend_timeout", l.BackendTimeout)
 	c.positive("limits.greeting_timeout", l.GreetingTimeout)
 	c.positive("limits.tls_handshake_timeout", l.TLSHandshake)
+	c.positive("limits.data_timeout", l.DataTimeout)
 }
 
 func (c *checker) checkLog(f *File) {
@@ -422,4 +428,40 @@ func atoiPort(s string) (int, error) {
 		return 0, errors.New("not a port number")
 	}
 	return strconv.Atoi(s)
+}
+
+// validSRVName reports whether s looks like an SRV owner name (RFC 2782): _service._proto
+// followed by a domain, labels of 1 to 63 characters.
+func validSRVName(s string) bool {
+	labels := strings.Split(strings.TrimSuffix(s, "."), ".")
+	if len(labels) < 3 || !strings.HasPrefix(labels[0], "_") || !strings.HasPrefix(labels[1], "_") {
+		return false
+	}
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > 63 || strings.ContainsAny(l, " \t/:@") {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *checker) checkCluster(f *File) {
+	if f.Cluster.RedisURL == "" {
+		if f.Cluster.Instance != "" {
+			c.add("cluster.instance", "set, but cluster.redis_url is empty: nothing is shared")
+		}
+		return
+	}
+	u, err := url.Parse(f.Cluster.RedisURL)
+	switch {
+	case err != nil:
+		c.addf("cluster.redis_url", "%v", err)
+	case u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix":
+		c.addf("cluster.redis_url", "scheme %q: want redis://host:port/db, rediss:// or unix://", u.Scheme)
+	case u.Scheme != "unix" && u.Host == "":
+		c.add("cluster.redis_url", "no host: want redis://host:port/db")
+	}
+	if strings.ContainsAny(f.Cluster.Instance, " \t/") {
+		c.addf("cluster.instance", "%q: no spaces or slashes", f.Cluster.Instance)
+	}
 }

@@ -10,12 +10,11 @@ import (
 
 // Errors returned by the parsers and formatters. Every parse failure wraps ErrSyntax except an
 // unknown address family, which wraps ErrUnsupportedProtocol so the proxy can answer 522 (EPRT)
-// or 521 (LPRT) instead of 501.
+// instead of 501.
 var (
 	// ErrSyntax reports a malformed address, port or reply text.
 	ErrSyntax = errors.New("nat: syntax error")
-	// ErrUnsupportedProtocol reports a well-formed EPRT net-prt other than 1 or 2, or an LPRT/228
-	// address family other than 4 or 6.
+	// ErrUnsupportedProtocol reports a well-formed EPRT net-prt other than 1 or 2.
 	ErrUnsupportedProtocol = errors.New("nat: unsupported network protocol")
 	// ErrNotIPv4 reports an address that a 227 reply or a PORT argument cannot carry; the proxy
 	// then has to use the extended forms (229, EPRT) instead.
@@ -25,10 +24,9 @@ var (
 // Field limits. Bounding the digit count before accumulating is what keeps an input such as
 // "9999999999999999999" an error instead of a wrapped-around value.
 const (
-	maxByteDigits = 3  // 0..255
-	maxPortDigits = 5  // 0..65535
-	maxNetPrt     = 5  // EPRT net-prt: address family numbers are 16-bit (RFC 2428 refers to IANA's list)
-	maxLongFields = 21 // LPRT/228 for IPv6: af, hal, 16 address bytes, pal, 2 port bytes
+	maxByteDigits = 3 // 0..255
+	maxPortDigits = 5 // 0..65535
+	maxNetPrt     = 5 // EPRT net-prt: address family numbers are 16-bit (RFC 2428 refers to IANA's list)
 )
 
 // Parse227 extracts the data address from the text of a 227 reply: everything after "227 " or
@@ -244,88 +242,6 @@ func FormatEPRT(ap netip.AddrPort) string {
 		netPrt = "1"
 	}
 	return "|" + netPrt + "|" + a.String() + "|" + strconv.Itoa(int(ap.Port())) + "|"
-}
-
-// Parse228 extracts the data address from the text of a 228 reply to LPSV (RFC 1639), for
-// example "Entering Long Passive Mode (4,4,1,2,3,4,2,4,1)". Like Parse227 it scans for the first
-// digit and accepts the numbers with or without parentheses.
-func Parse228(text string) (netip.AddrPort, error) {
-	if err := checkText(text); err != nil {
-		return netip.AddrPort{}, fmt.Errorf("228: %w", err)
-	}
-	start := firstDigit(text)
-	if start < 0 {
-		return netip.AddrPort{}, fmt.Errorf("%w: 228: no address in reply text", ErrSyntax)
-	}
-	if err := checkNoSign(text, start); err != nil {
-		return netip.AddrPort{}, fmt.Errorf("228: %w", err)
-	}
-	var b [maxLongFields]byte
-	n, _, err := readByteList(text, start, b[:])
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("228: %w", err)
-	}
-	ap, err := longForm(b[:n])
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("228: %w", err)
-	}
-	return ap, nil
-}
-
-// ParseLPRT parses the argument of an LPRT command (RFC 1639): "4,4,h1,h2,h3,h4,2,p1,p2" for
-// IPv4 or "6,16,h1,…,h16,2,p1,p2" for IPv6. The rules of ParsePORT apply to every field. Address
-// families other than 4 and 6 wrap ErrUnsupportedProtocol (reply 521), and an IPv4-mapped IPv6
-// address is returned unmapped.
-func ParseLPRT(arg string) (netip.AddrPort, error) {
-	if err := checkArg(arg); err != nil {
-		return netip.AddrPort{}, fmt.Errorf("LPRT: %w", err)
-	}
-	var b [maxLongFields]byte
-	n, end, err := readByteList(arg, 0, b[:])
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("LPRT: %w", err)
-	}
-	if end != len(arg) {
-		return netip.AddrPort{}, fmt.Errorf("%w: LPRT: unexpected %q after field %d", ErrSyntax, arg[end], n)
-	}
-	ap, err := longForm(b[:n])
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("LPRT: %w", err)
-	}
-	return ap, nil
-}
-
-// longForm interprets the numbers of an LPRT argument or 228 reply: af, hal, hal address bytes,
-// pal, pal port bytes. Only pal 2 is accepted, since TCP ports are 16-bit.
-func longForm(b []byte) (netip.AddrPort, error) {
-	if len(b) < 2 {
-		return netip.AddrPort{}, fmt.Errorf("%w: %d fields, too few", ErrSyntax, len(b))
-	}
-	af, hal := b[0], int(b[1])
-	var wantHal int
-	switch af {
-	case 4:
-		wantHal = 4
-	case 6:
-		wantHal = 16
-	default:
-		return netip.AddrPort{}, fmt.Errorf("%w: address family %d", ErrUnsupportedProtocol, af)
-	}
-	if hal != wantHal {
-		return netip.AddrPort{}, fmt.Errorf("%w: address length %d for family %d, want %d", ErrSyntax, hal, af, wantHal)
-	}
-	if len(b) != 2+hal+1+2 {
-		return netip.AddrPort{}, fmt.Errorf("%w: %d fields, want %d", ErrSyntax, len(b), 2+hal+1+2)
-	}
-	if pal := b[2+hal]; pal != 2 {
-		return netip.AddrPort{}, fmt.Errorf("%w: port length %d, want 2", ErrSyntax, pal)
-	}
-	addr, _ := netip.AddrFromSlice(b[2 : 2+hal]) // cannot fail: hal is 4 or 16
-	port := uint16(b[2+hal+1])<<8 | uint16(b[2+hal+2])
-	if port == 0 {
-		return netip.AddrPort{}, fmt.Errorf("%w: port 0", ErrSyntax)
-	}
-	return netip.AddrPortFrom(addr.Unmap(), port), nil
 }
 
 // PassiveAddr returns the address to announce in a 227 or 229 reply: public if it is set, else

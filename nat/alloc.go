@@ -19,13 +19,6 @@ import (
 // another process. The proxy answers 425 and the session goes on.
 var ErrPortsExhausted = errors.New("nat: passive port range exhausted")
 
-// ErrForeignPeer reports a data connection, or an active-mode address, that does not belong to
-// the client of the control connection. Lease.Accept never returns it: it drops such connections
-// and keeps waiting, reporting each to the allocator's onForeign hook. It is exported for callers
-// that check PORT/EPRT addresses against the control peer and for logging the hook's reports
-// consistently.
-var ErrForeignPeer = errors.New("nat: data connection from a foreign peer")
-
 // PortRange is an inclusive range of TCP ports, such as the passive ports a firewall forwards to
 // the proxy.
 type PortRange struct {

@@ -1,7 +1,7 @@
 // Package nat translates FTP data-connection addresses and owns the proxy's passive data ports.
 //
-// It parses and formats the address forms FTP puts on the control connection — the 227, 228 and
-// 229 passive replies (RFC 959, RFC 1639, RFC 2428) and the PORT, LPRT and EPRT arguments — as
+// It parses and formats the address forms FTP puts on the control connection — the 227 and 229
+// passive replies (RFC 959, RFC 2428) and the PORT and EPRT arguments — as
 // pure functions on net/netip values, chooses the address and port to announce in a passive
 // reply (PassiveAddr; Announce for per-network overrides and an announced port offset), and
 // allocates listening ports from a configured range (Allocator), each lease

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
@@ -121,287 +120,10 @@ func (s *session) ownPort(ap netip.AddrPort) bool {
 	return false
 }
 
-func upload(verb string) bool { return verb == "STOR" || verb == "STOU" || verb == "APPE" }
-
-// transfer runs one data command: the client leg, then the backend leg, then the relay. The
-// backend's final reply reaches the client only after the relay toward the client is done.
-//
-// Under PROT P the proxy sends its own 150 and completes the client's data TLS handshake
-// (clients such as ftplib start it only after a 1xx) before the backend is told anything, so
-// a refused or failed handshake never starts, truncates or aborts a transfer on the backend.
-func (s *session) transfer(cmd Command) error {
-	if s.lc.TLS.RequiresAUTH() && s.prot != 'P' {
-		return s.writeLine(replyDataTLS)
-	}
-	if s.pasv == nil && !s.port.IsValid() {
-		return s.writeLine(replyNeedData)
-	}
-	timeout := orDefault(s.cfg.Data.ConnectTimeout, DefaultConnectTimeout)
-	cconn, err := s.openClientData(timeout)
-	s.clearData()
-	if err != nil {
-		s.srv.limitLog.Warn(s.log, "client data connection failed", "err", err)
-		return s.writeLine(replyCantOpen)
-	}
-	protected := s.prot == 'P'
-	if protected {
-		if err := s.writeLine(replyProt150); err != nil {
-			cconn.Close()
-			return err
-		}
-		tc, err := s.clientDataTLS(cconn, upload(cmd.Verb))
-		if err != nil {
-			s.srv.limitLog.Warn(s.log, "client data TLS refused", "err", err)
-			if errors.Is(err, errNotResumed) {
-				return s.writeLine(replyReuseRequired)
-			}
-			return s.writeLine(replyDataTLSFailed)
-		}
-		cconn = tc
-	}
-	bconn, accept, err := s.openBackendData(timeout)
-	if err != nil {
-		cconn.Close()
-		var e *endError
-		if errors.As(err, &e) {
-			return err
-		}
-		s.log.Warn("backend data connection failed", "err", err)
-		return s.writeLine(replyCantOpen)
-	}
-	var hs chan acceptResult // the backend data TLS handshake, run while the reply is awaited
-	if bconn != nil && s.bTLS != nil {
-		hs = s.startBackendDataTLS(bconn)
-	}
-	closeAll := func() {
-		cconn.Close()
-		if bconn != nil {
-			bconn.Close()
-		}
-		if accept != nil {
-			accept.cancel()
-		}
-		if hs != nil {
-			if r := <-hs; r.conn != nil {
-				r.conn.Close()
-			}
-		}
-	}
-
-	if err := s.sendBackend(cmd.String()); err != nil {
-		closeAll()
-		return err
-	}
-	rep, err := s.awaitReply()
-	if err != nil {
-		closeAll()
-		return err
-	}
-	if !rep.Preliminary() {
-		closeAll()
-		if rep.Code == 421 {
-			return backend421(rep.Raw)
-		}
-		return s.writeRaw(rep.Raw)
-	}
-	if !protected {
-		if err := s.writeRaw(rep.Raw); err != nil {
-			closeAll()
-			return err
-		}
-	}
-	if accept != nil {
-		bconn, err = accept.wait()
-		accept = nil
-		if err == nil && s.bTLS != nil {
-			hs = s.startBackendDataTLS(bconn)
-		}
-		if err != nil {
-			cconn.Close()
-			s.log.Warn("backend data connection not made", "err", err)
-			// The backend fails the transfer itself; relay its final reply.
-			return s.finishWithoutData(protected)
-		}
-	}
-	if hs != nil {
-		r := <-hs
-		hs = nil
-		if r.err != nil {
-			cconn.Close()
-			bconn.Close()
-			s.log.Warn("backend data TLS failed", "err", r.err)
-			return s.finishWithoutData(protected)
-		}
-		bconn = r.conn
-	}
-	s.stats.transfers++
-	return s.runTransfer(cmd, cconn, bconn)
-}
-
-// startBackendDataTLS runs the client-side handshake on a backend data connection in the
-// background: servers differ on whether they handshake before or after their 150.
-func (s *session) startBackendDataTLS(c net.Conn) chan acceptResult {
-	out := make(chan acceptResult, 1)
-	go func() {
-		tc, err := s.backendTLS(s.ctx, c)
-		if err != nil {
-			out <- acceptResult{err: err}
-			return
-		}
-		out <- acceptResult{conn: tc}
-	}()
-	return out
-}
-
-// finishWithoutData relays the final reply of a transfer whose backend data connection
-// failed. Preliminary replies are dropped when the proxy sent its own 150.
-func (s *session) finishWithoutData(sent150 bool) error {
-	for {
-		rep, err := s.awaitReply()
-		if err != nil {
-			return err
-		}
-		if rep.Code == 421 {
-			return backend421(rep.Raw)
-		}
-		if rep.Preliminary() && sent150 {
-			continue
-		}
-		if err := s.writeRaw(rep.Raw); err != nil || !rep.Preliminary() {
-			return err
-		}
-	}
-}
-
-// runTransfer relays the data and the remaining replies, handling ABOR from the client.
-func (s *session) runTransfer(cmd Command, cconn, bconn net.Conn) error {
-	up := upload(cmd.Verb)
-	start := time.Now()
-	done := make(chan relayResult, 1)
-	go relayData(cconn, bconn, up, done)
-
-	var (
-		relayed    bool
-		result     relayResult
-		held       [][]byte // replies waiting for the relay toward the client to finish
-		gotFinal   bool
-		abortSent  bool
-		abortReply bool // the ABOR's own reply has arrived
-		abortTimer <-chan time.Time
-		finalCode  int
-	)
-	closeData := func() { cconn.Close(); bconn.Close() }
-	flush := func() error {
-		for _, raw := range held {
-			if err := s.writeRaw(raw); err != nil {
-				return err
-			}
-		}
-		held = nil
-		return nil
-	}
-	for !relayed || !gotFinal || (abortSent && !abortReply) {
-		cmdc := s.cmdc
-		if len(s.queue) >= maxQueued {
-			cmdc = nil
-		}
-		select {
-		case result = <-done:
-			relayed = true
-			if err := flush(); err != nil {
-				return err
-			}
-		case ev := <-s.repc:
-			if ev.err != nil {
-				closeData()
-				if !relayed {
-					<-done
-				}
-				s.writeLine(replyAborted)
-				return s.backendLost(ev.err)
-			}
-			if ev.rep.Code == 421 {
-				closeData()
-				if !relayed {
-					<-done
-				}
-				if !gotFinal {
-					s.writeLine(replyAborted) // the transfer ends before its final reply
-				}
-				return backend421(ev.rep.Raw)
-			}
-			if gotFinal {
-				abortReply = true
-			} else if !ev.rep.Preliminary() {
-				gotFinal = true
-				finalCode = ev.rep.Code
-			}
-			if relayed {
-				if err := s.writeRaw(ev.rep.Raw); err != nil {
-					return err
-				}
-			} else {
-				held = append(held, ev.rep.Raw)
-			}
-		case ev := <-cmdc:
-			if !ev.connEnded() && ev.err == nil && ev.cmd.Verb == "ABOR" && !abortSent {
-				s.stats.commands++
-				s.log.Info("transfer aborted by client", "cmd", cmd.Verb)
-				closeData()
-				if err := s.sendBackend("ABOR"); err != nil {
-					<-done
-					return err
-				}
-				abortSent = true
-				abortTimer = time.After(abortReplyTimeout)
-				continue
-			}
-			s.queue = append(s.queue, ev)
-		case <-abortTimer:
-			s.log.Warn("backend sent no reply to ABOR")
-			abortReply = true
-			if !gotFinal {
-				gotFinal = true
-				held = append(held, []byte(replyAbortOK+"\r\n"))
-			}
-		case <-s.ctx.Done():
-			closeData()
-			if !relayed {
-				<-done
-			}
-			return end421(CauseShutdown, s.ctx.Err())
-		}
-	}
-	if up {
-		s.stats.bytesIn += result.primary
-	} else {
-		s.stats.bytesOut += result.primary
-	}
-	rec := TransferRecord{
-		Start: start, Duration: time.Since(start), Client: s.clientAddr.Addr(), User: s.user,
-		Listener: s.lc.name(), Pool: s.pool, Backend: s.backend.String(), Command: cmd.Verb, Path: cmd.Arg,
-		Bytes: result.primary, Upload: up, ASCII: s.ascii, TLS: s.prot == 'P',
-		Complete: finalCode/100 == 2 && result.err == nil && !abortSent, Aborted: abortSent,
-		ReplyCode: finalCode, SessionID: s.id,
-	}
-	s.srv.obs.Transfer(rec)
-	s.log.Info("transfer", "cmd", cmd.Verb, "path", cmd.Arg, "bytes", result.primary,
-		"duration_s", rec.Duration.Round(time.Millisecond).Seconds(), "reply", finalCode, "complete", rec.Complete,
-		"aborted", abortSent, "err", errString(result.err))
-	return nil
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
 // openClientData makes the client leg: accept on the reserved passive port (from the client's
 // address only) or dial the PORT/EPRT target.
-func (s *session) openClientData(timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+func (s *session) openClientData(ctx context.Context, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if s.pasv != nil {
 		c, err := s.pasv.Accept(ctx)
@@ -418,46 +140,95 @@ func (s *session) openClientData(timeout time.Duration) (net.Conn, error) {
 	return c, nil
 }
 
-// pendingAccept is an active-mode backend data connection being waited for.
-type pendingAccept struct {
-	result chan acceptResult
-	cancel context.CancelFunc
-}
+// clientGoneError is a client whose control connection ended while the proxy waited for its
+// data connection.
+type clientGoneError struct{ err error }
 
-type acceptResult struct {
-	conn net.Conn
-	err  error
-}
+func (e *clientGoneError) Error() string { return e.err.Error() }
+func (e *clientGoneError) Unwrap() error { return e.err }
 
-func (p *pendingAccept) wait() (net.Conn, error) {
-	r := <-p.result
-	return r.conn, r.err
-}
-
-// openBackendData prepares the backend leg per the backend's data_mode: passive dials the
-// address from the backend's 227/229 (its control IP when fix_pasv_address is on); active
-// listens on the proxy's backend-side address and sends PORT/EPRT, and the connection is
-// accepted once the transfer command is sent.
-func (s *session) openBackendData(timeout time.Duration) (net.Conn, *pendingAccept, error) {
-	bc := s.backend.Config
-	if bc.DataMode == balancer.DataActive {
-		p, err := s.backendActive(timeout)
-		return nil, p, err
+// awaitClientData runs openClientData while watching the control connection: commands that
+// arrive meanwhile are queued, and a client that leaves ends the wait at once with a
+// *clientGoneError.
+func (s *session) awaitClientData(timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	out := make(chan legResult, 1)
+	go func() {
+		c, err := s.openClientData(ctx, timeout)
+		out <- legResult{conn: c, err: err}
+	}()
+	for {
+		cmdc := s.cmdc
+		if len(s.queue) >= maxQueued {
+			cmdc = nil
+		}
+		select {
+		case r := <-out:
+			return r.conn, r.err
+		case ev := <-cmdc:
+			if !ev.connEnded() {
+				s.queue = append(s.queue, ev)
+				continue
+			}
+			cancel()
+			if r := <-out; r.conn != nil {
+				r.conn.Close()
+			}
+			return nil, &clientGoneError{ev.err}
+		}
 	}
-	v4 := s.bAddr.Addr().Is4()
+}
+
+// leaveBackend tells the backend the client has gone (ABOR when a transfer may be running on
+// it, then QUIT), without waiting for its answer: the session ends now, and so does its hold
+// on the backend's slot.
+func (s *session) leaveBackend(abort bool) {
+	msg := "QUIT\r\n"
+	if abort {
+		msg = "ABOR\r\n" + msg
+	}
+	s.bconn.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(s.bconn, msg)
+}
+
+// openBackendData prepares the backend leg per the backend's data_mode and returns what
+// completes it: passive dials the address from the backend's 227/229 (its control IP when
+// fix_pasv_address is on) now; active listens on the proxy's backend-side address and sends
+// PORT/EPRT, and the connection is accepted once the transfer command is sent.
+func (s *session) openBackendData(timeout time.Duration) (func(context.Context) (net.Conn, error), error) {
+	if s.backend.Config.DataMode == balancer.DataActive {
+		return s.backendActive(timeout)
+	}
+	target, err := s.backendPassive()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", target.String())
+	if err != nil {
+		return nil, fmt.Errorf("dial backend data %s: %w", target, err)
+	}
+	return func(context.Context) (net.Conn, error) { return c, nil }, nil
+}
+
+// backendPassive sends PASV (EPSV toward an IPv6 backend) and returns the address to dial.
+func (s *session) backendPassive() (netip.AddrPort, error) {
 	verb := "PASV"
-	if !v4 {
+	if !s.bAddr.Addr().Is4() {
 		verb = "EPSV"
 	}
 	rep, err := s.roundTrip(verb)
 	if err != nil {
-		return nil, nil, err
+		return netip.AddrPort{}, err
 	}
 	var target netip.AddrPort
 	switch {
 	case rep.Code == 227 && verb == "PASV":
 		target, err = nat.Parse227(rep.Text())
-		if err == nil && bc.FixPasvAddress {
+		if err == nil && s.backend.Config.FixPasvAddress {
 			target = netip.AddrPortFrom(s.bAddr.Addr(), target.Port())
 		}
 	case rep.Code == 229 && verb == "EPSV":
@@ -465,25 +236,19 @@ func (s *session) openBackendData(timeout time.Duration) (net.Conn, *pendingAcce
 		port, err = nat.Parse229(rep.Text())
 		target = netip.AddrPortFrom(s.bAddr.Addr(), port)
 	case rep.Code == 421:
-		return nil, nil, backend421(rep.Raw)
+		return netip.AddrPort{}, backend421(rep.Raw)
 	default:
 		err = fmt.Errorf("backend refused %s: %q", verb, firstLine(rep.Raw))
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("backend %s reply: %w", verb, err)
+		return netip.AddrPort{}, fmt.Errorf("backend %s reply: %w", verb, err)
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", target.String())
-	if err != nil {
-		return nil, nil, fmt.Errorf("dial backend data %s: %w", target, err)
-	}
-	return c, nil, nil
+	return target, nil
 }
 
 // backendActive listens for the backend's data connection and announces it with PORT/EPRT.
-func (s *session) backendActive(timeout time.Duration) (*pendingAccept, error) {
+// The returned function accepts it, within timeout.
+func (s *session) backendActive(timeout time.Duration) (func(context.Context) (net.Conn, error), error) {
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: s.bLocal.Addr().AsSlice()})
 	if err != nil {
 		return nil, fmt.Errorf("listen for backend data: %w", err)
@@ -508,14 +273,16 @@ func (s *session) backendActive(timeout time.Duration) (*pendingAccept, error) {
 		ln.Close()
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	p := &pendingAccept{result: make(chan acceptResult, 1), cancel: cancel}
-	go acceptBackend(ctx, ln, s.bAddr.Addr(), p.result)
-	return p, nil
+	from := s.bAddr.Addr()
+	return func(ctx context.Context) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return acceptBackend(ctx, ln, from)
+	}, nil
 }
 
 // acceptBackend takes the first connection from the backend's address and closes the listener.
-func acceptBackend(ctx context.Context, ln *net.TCPListener, from netip.Addr, out chan<- acceptResult) {
+func acceptBackend(ctx context.Context, ln *net.TCPListener, from netip.Addr) (net.Conn, error) {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	defer ln.Close()
@@ -525,94 +292,13 @@ func acceptBackend(ctx context.Context, ln *net.TCPListener, from netip.Addr, ou
 			if ctx.Err() != nil {
 				err = ctx.Err()
 			}
-			out <- acceptResult{err: fmt.Errorf("accept backend data: %w", err)}
-			return
+			return nil, fmt.Errorf("accept backend data: %w", err)
 		}
 		if addrPortOf(c.RemoteAddr()).Addr() != from {
 			c.SetLinger(0)
 			c.Close()
 			continue
 		}
-		out <- acceptResult{conn: c}
-		return
+		return c, nil
 	}
-}
-
-// relayResult is the outcome of one data relay.
-type relayResult struct {
-	primary int64 // bytes in the transfer's direction
-	err     error
-}
-
-type closeWriter interface{ CloseWrite() error }
-
-// relayData copies the transfer's bytes unchanged in both directions with half-close (the
-// reverse direction normally carries nothing but the peer's FIN). Between two *net.TCPConn
-// io.Copy splices. The result is sent as soon as the primary direction is done and its
-// destination half-closed, so the final reply can follow; the reverse direction then gets
-// lingerTimeout to finish before both connections are closed. The primary direction runs on
-// this goroutine, the reverse one on a second.
-func relayData(cconn, bconn net.Conn, up bool, out chan<- relayResult) {
-	src, dst := bconn, cconn
-	if up {
-		src, dst = cconn, bconn
-	}
-	reverse := make(chan struct{})
-	go func() {
-		copyHalf(src, dst, smallBufs)
-		close(reverse)
-	}()
-	n, err := copyHalf(dst, src, bigBufs)
-	if err != nil {
-		cconn.Close()
-		bconn.Close()
-	} else {
-		dst.SetReadDeadline(time.Now().Add(lingerTimeout))
-	}
-	out <- relayResult{primary: n, err: err}
-	<-reverse
-	cconn.Close()
-	bconn.Close()
-}
-
-// copyHalf copies src to dst, then half-closes dst so its reader sees EOF. Between two
-// *net.TCPConn io.Copy splices in the kernel. With TLS on a side the bytes pass through user
-// space: io.Copy would allocate 32 KiB per transfer and direction, so a buffer from pool is
-// used instead: a large one for the transfer's direction (fewer reads on the plain side;
-// crypto/tls cuts records of its own), a small one for the reverse direction, which normally
-// carries nothing but the FIN.
-func copyHalf(dst, src net.Conn, pool *sync.Pool) (int64, error) {
-	var n int64
-	var err error
-	if spliceable(dst, src) {
-		n, err = io.Copy(dst, src)
-	} else {
-		bp := pool.Get().(*[]byte)
-		// The wrappers hide ReadFrom/WriteTo, which would bring back io.Copy's own buffer.
-		n, err = io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
-		pool.Put(bp)
-	}
-	if cw, ok := dst.(closeWriter); ok {
-		cw.CloseWrite()
-	}
-	return n, err
-}
-
-func spliceable(dst, src net.Conn) bool {
-	_, d := dst.(*net.TCPConn)
-	_, s := src.(*net.TCPConn)
-	return d && s
-}
-
-// bigBufs and smallBufs hold the data relay's buffers for connections with TLS on a side.
-var (
-	bigBufs   = bufPool(128 << 10)
-	smallBufs = bufPool(4 << 10)
-)
-
-func bufPool(size int) *sync.Pool {
-	return &sync.Pool{New: func() any {
-		b := make([]byte, size)
-		return &b
-	}}
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/balancer"
 )
 
 // login runs at PASS: choose a backend, connect, relay USER and PASS, and report the outcome.
@@ -16,7 +18,6 @@ func (s *session) login(pass string) error {
 	if ch == nil {
 		return err
 	}
-	pool := ch.pool
 	conn, b, err := s.connectChoice(ch)
 	if err != nil {
 		s.srv.obs.Login("error")
@@ -52,6 +53,13 @@ func (s *session) login(pass string) error {
 		s.srv.obs.Login("failed")
 		return s.loginFailed(b.String(), rep.Code)
 	}
+	return s.loggedInTo(conn, b, ch, rep)
+}
+
+// loggedInTo finishes a login the backend accepted: PBSZ/PROT toward a TLS backend, the
+// session's backend leg set, the backend's 230 relayed.
+func (s *session) loggedInTo(conn net.Conn, b *balancer.Backend, ch *choice, rep Reply) error {
+	pool := ch.pool
 	if s.bTLS != nil {
 		if err := s.protectBackend(conn); err != nil {
 			conn.Close()

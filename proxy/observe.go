@@ -64,7 +64,7 @@ type TransferRecord struct {
 	Upload    bool // client to backend
 	ASCII     bool // TYPE A in force
 	TLS       bool // protected data connection toward the client
-	Complete  bool // the backend's final reply was 2xx and the relay had no error
+	Complete  bool // the backend's final reply was 2xx and the data pump had no error
 	Aborted   bool // ABOR from the client
 	ReplyCode int  // the backend's final reply code
 	SessionID string

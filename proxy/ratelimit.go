@@ -93,12 +93,23 @@ type userEntry struct {
 
 func newMemLimiter(l Limits) *memLimiter {
 	m := &memLimiter{ips: make(map[netip.Addr]*ipEntry), users: make(map[uint64]*userEntry)}
-	m.configure(l)
+	m.Configure(l)
 	return m
 }
 
-// configure applies reloaded limits; entries already held keep their counts and bans.
-func (m *memLimiter) configure(l Limits) { m.lim.Store(&l) }
+// Configure applies reloaded limits; entries already held keep their counts and bans.
+func (m *memLimiter) Configure(l Limits) { m.lim.Store(&l) }
+
+// Configurable is a LoginLimiter that takes the limits of a reload (Server.Reload passes
+// them on when they changed).
+type Configurable interface {
+	LoginLimiter
+	Configure(Limits)
+}
+
+// NewLocalLimiter returns the in-memory LoginLimiter a Server uses when Config.LoginLimiter
+// is nil: counts and bans of this process only. A shared limiter falls back on it.
+func NewLocalLimiter(l Limits) Configurable { return newMemLimiter(l) }
 
 // Banned implements LoginLimiter.
 func (m *memLimiter) Banned(ip netip.Addr, now time.Time) (time.Time, bool) {

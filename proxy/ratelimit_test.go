@@ -173,11 +173,11 @@ func TestLoginLimiterReload(t *testing.T) {
 	for range 5 {
 		m.Failed(ip, "u", limiterEpoch)
 	}
-	m.configure(Limits{LoginsPerMinute: 10, LoginBurst: 1, AttemptsPerMinute: 1})
+	m.Configure(Limits{LoginsPerMinute: 10, LoginBurst: 1, AttemptsPerMinute: 1})
 	if _, ban := m.Failed(ip, "u", limiterEpoch); ban != DefaultBanTime {
 		t.Fatalf("ban %v after the reload, want %v", ban, DefaultBanTime)
 	}
-	m.configure(Limits{LoginsPerMinute: 10, LoginBurst: 5})
+	m.Configure(Limits{LoginsPerMinute: 10, LoginBurst: 5})
 	if _, banned := m.Banned(ip, limiterEpoch.Add(time.Second)); !banned {
 		t.Fatal("a reload lifted the ban")
 	}

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -13,9 +12,11 @@ import (
 // stops (TCP back-pressure) instead of growing memory.
 const maxQueued = 16
 
-// relay is the logged-in phase: client commands are parsed, re-serialised and relayed; backend
-// replies are framed and relayed byte-exact, except the ones the proxy rewrites.
-func (s *session) relay() error {
+// serveLoggedIn is the logged-in phase: client commands are parsed, re-serialised and relayed;
+// backend replies are framed and relayed byte-exact, except the ones the proxy rewrites.
+// ("Relay" in this package always means that: forwarding control-channel commands and
+// replies. Data bytes are moved by the pump, pump.go.)
+func (s *session) serveLoggedIn() error {
 	s.cmdc = make(chan clientEvent)
 	s.repc = make(chan replyEvent)
 	s.readers.Add(2)
@@ -278,48 +279,7 @@ func (s *session) relayFeat(cmd Command) error {
 		return backend421(rep.Raw)
 	}
 	if rep.Code != 211 {
-		return s.writeRaw([]byte(s.preLoginFeat()))
+		return s.writeRaw(feat(s.lc.TLS.Enabled(), nil))
 	}
-	return s.writeRaw(RewriteFeat(rep.Raw, s.lc.TLS.Enabled()))
-}
-
-// featDropped are features that belong to a leg the proxy terminates: TLS is the proxy's
-// business on each side, HOST is answered before login, and data-connection variants other
-// than EPSV/EPRT/PASV/PORT are not translated.
-var featDropped = map[string]bool{
-	"AUTH": true, "PBSZ": true, "PROT": true, "CCC": true, "ADAT": true,
-	"HOST": true, "EPSV": true, "EPRT": true, "LPSV": true, "LPRT": true,
-	"SPSV": true, "ESTA": true, "ESTP": true, "SSCN": true, "CPSV": true,
-}
-
-// RewriteFeat rewrites a 211 FEAT reply: it keeps the backend's features the proxy relays
-// unchanged, drops the ones listed in featDropped, and adds the proxy's own.
-func RewriteFeat(raw []byte, offerTLS bool) []byte {
-	var out bytes.Buffer
-	out.WriteString("211-Features:\r\n")
-	if offerTLS {
-		out.WriteString(" AUTH TLS\r\n PBSZ\r\n PROT\r\n")
-	}
-	out.WriteString(" EPRT\r\n EPSV\r\n")
-	lines := strings.Split(string(raw), "\n")
-	for i, l := range lines {
-		if i == 0 || i == len(lines)-1 {
-			continue // the 211- opener and the empty tail after the last LF
-		}
-		l = strings.TrimRight(l, "\r")
-		if strings.HasPrefix(l, "211 ") || l == "211" {
-			continue
-		}
-		feat := strings.TrimSpace(l)
-		if feat == "" {
-			continue
-		}
-		name, _, _ := strings.Cut(feat, " ")
-		if featDropped[strings.ToUpper(name)] {
-			continue
-		}
-		out.WriteString(" " + feat + "\r\n")
-	}
-	out.WriteString("211 End\r\n")
-	return out.Bytes()
+	return s.writeRaw(feat(s.lc.TLS.Enabled(), rep.Raw))
 }

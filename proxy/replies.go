@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Cause is why a session ends with a 421 (SPEC §4, "421 is one policy").
@@ -163,3 +165,87 @@ func replyAuthOK(mech string) string { return "234 AUTH " + mech + " successful.
 func replyAddrVerbRefused(verb string) string {
 	return "502 " + verb + " not supported: use EPSV or EPRT."
 }
+
+// replyGreeting is the 220 greeting with the listener's banner.
+func replyGreeting(banner string) string { return "220 " + banner }
+
+// replyCodeOf returns the code of one of the proxy's own reply lines.
+func replyCodeOf(line string) int {
+	code := 0
+	for i := 0; i < 3 && i < len(line); i++ {
+		code = code*10 + int(line[i]-'0')
+	}
+	return code
+}
+
+// The features the proxy announces itself in FEAT (RFC 2389): TLS toward the client on TLS
+// listeners, and the data-connection commands it translates. Before login it also answers
+// HOST and OPTS UTF8 itself.
+var (
+	featTLS      = []string{"AUTH TLS", "PBSZ", "PROT"}
+	featData     = []string{"EPRT", "EPSV"}
+	featPreLogin = []string{"HOST", "UTF8"}
+)
+
+// featDropped are backend features that belong to a leg the proxy terminates: TLS is the
+// proxy's business on each side, HOST is answered before login, and data-connection variants
+// other than EPSV/EPRT/PASV/PORT are not translated.
+var featDropped = map[string]bool{
+	"AUTH": true, "PBSZ": true, "PROT": true, "CCC": true, "ADAT": true,
+	"HOST": true, "EPSV": true, "EPRT": true, "LPSV": true, "LPRT": true,
+	"SPSV": true, "ESTA": true, "ESTP": true, "SSCN": true, "CPSV": true,
+}
+
+// feat builds every FEAT reply the proxy sends. Before login (backend nil) it lists only what
+// the proxy implements itself, so no client is promised what the backend may lack. After
+// login, backend is the backend's 211 reply: the proxy's own features replace the backend's
+// TLS and data-connection ones, and the rest of the backend's list is kept.
+func feat(offerTLS bool, backend []byte) []byte {
+	var out bytes.Buffer
+	out.WriteString("211-Features:\r\n")
+	own := featData
+	if offerTLS {
+		own = append(append([]string{}, featTLS...), featData...)
+	}
+	if backend == nil {
+		own = append(append([]string{}, own...), featPreLogin...)
+	}
+	for _, f := range own {
+		out.WriteString(" " + f + "\r\n")
+	}
+	for _, f := range backendFeatures(backend) {
+		out.WriteString(" " + f + "\r\n")
+	}
+	out.WriteString("211 End\r\n")
+	return out.Bytes()
+}
+
+// backendFeatures returns the feature lines of a backend's 211 FEAT reply that the proxy
+// relays unchanged.
+func backendFeatures(raw []byte) []string {
+	var out []string
+	lines := strings.Split(string(raw), "\n")
+	for i, l := range lines {
+		if i == 0 || i == len(lines)-1 {
+			continue // the 211- opener and the empty tail after the last LF
+		}
+		l = strings.TrimRight(l, "\r")
+		if strings.HasPrefix(l, "211 ") || l == "211" {
+			continue
+		}
+		f := strings.TrimSpace(l)
+		if f == "" {
+			continue
+		}
+		name, _, _ := strings.Cut(f, " ")
+		if featDropped[strings.ToUpper(name)] {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// RewriteFeat rewrites a backend's 211 FEAT reply as the proxy relays it after login: the
+// backend's features it relays unchanged, without the ones in featDropped, after its own.
+func RewriteFeat(raw []byte, offerTLS bool) []byte { return feat(offerTLS, raw) }

@@ -79,6 +79,10 @@ type Limits struct {
 	// connection: PROXY header, TLS, the 120/220 greeting, AUTH TLS.
 	GreetingTimeout time.Duration `toml:"greeting_timeout"`
 	TLSHandshake    time.Duration `toml:"tls_handshake_timeout"` // each TLS handshake, either side
+	// DataTimeout ends a transfer when no byte has moved on its data connections, in either
+	// direction, for this long; it is also the deadline for the backend's final reply once
+	// the data has ended (zero: DefaultDataTimeout).
+	DataTimeout time.Duration `toml:"data_timeout"`
 }
 
 // Route sends sessions whose USER (and/or HOST) matches to a pool. Globs use path.Match.
@@ -157,6 +161,14 @@ const (
 	abortReplyTimeout = 10 * time.Second
 )
 
+func (s *session) connectTimeout() time.Duration {
+	return orDefault(s.cfg.Data.ConnectTimeout, DefaultConnectTimeout)
+}
+
+func (s *session) dataTimeout() time.Duration {
+	return orDefault(s.cfg.Limits.DataTimeout, DefaultDataTimeout)
+}
+
 func orDefault(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
@@ -188,7 +200,6 @@ type Server struct {
 	limitLog *logthrottle.Throttle
 
 	logins LoginLimiter // nil: no login limits
-	memLim *memLimiter  // logins, when it is the in-memory one (reloads configure it)
 
 	drain      <-chan struct{} // closed when Shutdown starts
 	drainCtx   context.Context
@@ -198,7 +209,9 @@ type Server struct {
 	nextID     atomic.Uint64
 	stopOnce   sync.Once
 
-	// Foreign counts data connections refused because they came from the wrong peer.
+	// Foreign counts data connections refused because they came from the wrong peer. The
+	// same events reach the Observer as DataRefused("foreign_peer"); this counter is for
+	// callers that run a Server without an Observer, tests among them.
 	Foreign atomic.Uint64
 }
 
@@ -289,8 +302,7 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 		s.logins = cfg.LoginLimiter
 	default:
 		// Built even with the limits off, so a reload can turn them on.
-		s.memLim = newMemLimiter(cfg.Limits)
-		s.logins = s.memLim
+		s.logins = newMemLimiter(cfg.Limits)
 	}
 	return s, nil
 }
@@ -345,8 +357,8 @@ func (s *Server) Reload(cfg Config) error {
 		added = append(added, &listener{address: l.Address, ln: ln, last: l})
 	}
 	old := s.cfg.Load()
-	if s.memLim != nil && cfg.Limits != old.Limits {
-		s.memLim.configure(cfg.Limits)
+	if c, ok := s.logins.(Configurable); ok && cfg.Limits != old.Limits {
+		c.Configure(cfg.Limits)
 	}
 	s.cfg.Store(&cfg)
 	s.alloc.SetRange(cfg.Data.PortRange) // running transfers keep their leases

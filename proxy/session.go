@@ -198,7 +198,7 @@ func (s *session) teardown() {
 
 var errQuit = errors.New("client quit")
 
-// serve runs the phases of the session: greeting, login, relay.
+// serve runs the phases of the session: greeting, login, then the logged-in phase.
 func (s *session) serve() error {
 	if s.lc.ProxyProtocol {
 		if err := s.readProxyHeader(); err != nil {
@@ -242,7 +242,7 @@ func (s *session) serve() error {
 	if banner == "" {
 		banner = DefaultBanner
 	}
-	if err := s.writeLine("220 " + banner); err != nil {
+	if err := s.writeLine(replyGreeting(banner)); err != nil {
 		return err
 	}
 
@@ -258,7 +258,7 @@ func (s *session) serve() error {
 	if err != nil {
 		return err
 	}
-	return s.relay()
+	return s.serveLoggedIn()
 }
 
 // writeLine sends one reply line to the client. Only the owner goroutine writes.
@@ -412,7 +412,7 @@ func (s *session) localCommand(cmd Command) (bool, error) {
 	if !s.loggedIn && reply == "" {
 		switch cmd.Verb {
 		case "FEAT":
-			return true, s.writeRaw([]byte(s.preLoginFeat()))
+			return true, s.writeRaw(feat(s.lc.TLS.Enabled(), nil))
 		case "OPTS":
 			if strings.EqualFold(strings.TrimSpace(cmd.Arg), "UTF8 ON") || strings.EqualFold(strings.TrimSpace(cmd.Arg), "UTF8") {
 				s.utf8 = true
@@ -437,18 +437,6 @@ func (s *session) localCommand(cmd Command) (bool, error) {
 		return false, nil
 	}
 	return true, s.writeLine(reply)
-}
-
-// preLoginFeat is the proxy's own FEAT reply before a backend is chosen: only the features it
-// implements itself, so no client is promised what the backend may lack.
-func (s *session) preLoginFeat() string {
-	var b strings.Builder
-	b.WriteString("211-Features:\r\n")
-	if s.lc.TLS.Enabled() {
-		b.WriteString(" AUTH TLS\r\n PBSZ\r\n PROT\r\n")
-	}
-	b.WriteString(" EPRT\r\n EPSV\r\n HOST\r\n UTF8\r\n211 End\r\n")
-	return b.String()
 }
 
 // validHost accepts an RFC 7151 HOST argument: a DNS name or an IP literal, optionally in

@@ -52,6 +52,7 @@ const (
 	// master, a burst of logins) is waited for through the proxy as it would be directly.
 	DefaultGreetingTimeout  = 30 * time.Second
 	DefaultShutdownGrace    = 60 * time.Second
+	DefaultDataTimeout      = 5 * time.Minute // as vsftpd's data_connection_timeout
 	DefaultTLSHandshake     = 10 * time.Second
 	DefaultMaxSessions      = 10000
 	DefaultMaxSessionsPerIP = 50
@@ -84,6 +85,7 @@ func DefaultLimits() Limits {
 		GreetingTimeout:   DefaultGreetingTimeout,
 		TLSHandshake:      DefaultTLSHandshake,
 		ShutdownGrace:     DefaultShutdownGrace,
+		DataTimeout:       DefaultDataTimeout,
 	}
 }
 

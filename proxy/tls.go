@@ -119,12 +119,10 @@ func (s *session) clientDataTLS(c net.Conn, upload bool) (net.Conn, error) {
 	}
 	if s.cfg.RequireDataReuse && !s.bind.Resumed(tc) {
 		tc.Close()
-		return nil, errNotResumed
+		return nil, tlsterm.ErrNotResumed
 	}
 	return tc, nil
 }
-
-var errNotResumed = errors.New("client data TLS did not resume the control session")
 
 // backendTLS starts the client-side handshake toward a backend on c (control or data).
 func (s *session) backendTLS(ctx context.Context, c net.Conn) (*tls.Conn, error) {

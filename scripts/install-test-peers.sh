@@ -28,6 +28,8 @@ APT_PACKAGES=(
 	# Packaging and operations tests (e2e/deb_test.go, e2e/dist_test.go): dpkg -i of the
 	# .deb (adduser), setpriv (util-linux), systemd-analyze verify, logrotate -d, promtool.
 	adduser systemd logrotate prometheus
+	# Shared cluster state (cluster/, e2e/cluster_test.go): a real Redis, started by the tests.
+	redis-server
 	# The DNAT rule of the announced-port test (e2e/edgens_test.go).
 	nftables
 )

@@ -13,6 +13,6 @@
 //	srv, _ := tlsterm.NewServer(tlsterm.ServerOptions{CertFile: "cert.pem", KeyFile: "key.pem"})
 //	b := srv.NewBinding()                         // one per client session
 //	ctrl := tls.Server(conn, b.Control())         // AUTH TLS or implicit
-//	data := tls.Server(dconn, b.Data(upload))     // PROT P data connection
+//	data := tls.Server(dconn, b.Data(upload, requireReuse)) // PROT P data connection
 //	data.Handshake(); b.Resumed(data)             // did it resume this control session?
 package tlsterm

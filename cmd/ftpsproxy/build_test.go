@@ -18,7 +18,7 @@ func TestBuildPassesTypedValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt, err := build(f, slog.New(slog.DiscardHandler), nil, nil)
+	rt, err := build(f, slog.New(slog.DiscardHandler), nil, buildEnv{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ftpsproxy/ftpsproxy/admin"
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/cluster"
 	"github.com/ftpsproxy/ftpsproxy/config"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
@@ -31,6 +32,16 @@ type proc struct {
 	adm     *admin.Server // nil when [admin] address is empty
 	xfer    *admin.TransferLog
 	up      *upgrader
+	// disc resolves backends' host names and pools' SRV names; rediscovered asks the loop to
+	// apply a changed answer. resolver, when set before start, is the one disc asks (tests
+	// point it at their DNS server; nil: the system's, /etc/resolv.conf).
+	disc         *balancer.Discovery
+	rediscovered chan struct{}
+	resolver     balancer.Resolver
+	// shared is the [cluster] state in Redis and limiter the login limiter on it; nil
+	// without [cluster] redis_url. Built once: a reload keeps them.
+	shared  *cluster.Cluster
+	limiter *cluster.Limiter
 }
 
 // serve runs the proxy until a signal ends it.
@@ -59,7 +70,13 @@ func serve(path, pidFile string, f *config.File, logs *logOutput, log *slog.Logg
 
 // start builds the config, binds every listener (inherited ones after an upgrade) and serves.
 func (d *proc) start() error {
-	rt, err := build(d.file, d.log, nil, d.up.listen)
+	d.disc = balancer.NewDiscovery(d.resolver, d.log)
+	d.disc.OnFailure = d.metrics.Set().NewCounter("ftpsproxy_dns_lookup_failures_total").Inc
+	d.rediscovered = make(chan struct{}, 1)
+	if err := d.startCluster(); err != nil {
+		return err
+	}
+	rt, err := build(d.file, d.log, nil, d.env())
 	if err != nil {
 		return fmt.Errorf("config refused: %w", err)
 	}
@@ -86,6 +103,7 @@ func (d *proc) start() error {
 		return err
 	}
 	rt.startHealth(d.srv, d.log)
+	d.startDiscovery(rt)
 	rt.startDirectory()
 	for _, a := range d.srv.Addrs() {
 		d.log.Info("listening", "address", a.String(), "version", version)
@@ -95,6 +113,9 @@ func (d *proc) start() error {
 
 // closeAll releases what a failed start bound.
 func (d *proc) closeAll() {
+	if d.shared != nil {
+		d.shared.Close()
+	}
 	if d.srv != nil {
 		d.srv.Close()
 	}
@@ -131,6 +152,8 @@ func (d *proc) loop(sigs <-chan os.Signal) int {
 			d.stopAdmin()
 			d.settle()
 			return d.shutdown("upgraded")
+		case <-d.rediscovered:
+			d.applyDiscovery()
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP:
@@ -171,6 +194,10 @@ func (d *proc) shutdown(why string) int {
 	cancel()
 	d.stopAdmin()
 	d.rt.stopHealth()
+	d.rt.stopDisc()
+	if d.shared != nil {
+		d.shared.Close()
+	}
 	if d.rt.acme != nil {
 		d.rt.acme.Close()
 	}
@@ -191,6 +218,7 @@ func (d *proc) startAdmin(addr string) error {
 	}
 	adm := admin.NewServer(addr, d.src, d.metrics, d.log)
 	adm.Version = version
+	adm.ClusterStatus = d.clusterStatus()
 	adm.Listen = d.up.listen
 	adm.HandleAPI(d.api)
 	if err := adm.Start(); err != nil {

@@ -117,7 +117,7 @@ func (d *demo) start(listen, ports string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("demo config (-listen, -ports):\n%w", err)
 	}
-	rt, err := build(f, log, nil, nil)
+	rt, err := build(f, log, nil, buildEnv{})
 	if err != nil {
 		return err
 	}

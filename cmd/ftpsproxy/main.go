@@ -24,6 +24,7 @@ import (
 
 	"github.com/ftpsproxy/ftpsproxy/admin"
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/cluster"
 	"github.com/ftpsproxy/ftpsproxy/config"
 	"github.com/ftpsproxy/ftpsproxy/directory"
 	"github.com/ftpsproxy/ftpsproxy/proxy"
@@ -64,7 +65,8 @@ func ownAddrs(f *config.File) []netip.AddrPort {
 	return out
 }
 
-// runtime is what one config builds: the proxy config plus the health checkers' lifetime.
+// runtime is what one config builds: the proxy config plus the lifetime of the health
+// checkers and of DNS discovery.
 type runtime struct {
 	cfg         proxy.Config
 	tls         *tlsterm.Server
@@ -75,12 +77,26 @@ type runtime struct {
 	dir         *directory.Directory
 	dirKey      string             // the [directory] settings dir was built from
 	stopDir     context.CancelFunc // ends dir's file watcher
+	// poolCfgs are the pools as configured, host names and SRV names unresolved: the pools
+	// in cfg are built from them and the discovery's answers.
+	poolCfgs []balancer.PoolConfig
+	stopDisc context.CancelFunc
+}
+
+// buildEnv is what build takes from the running process. Its zero value suits a one-off
+// build (demo, tests): sockets bound directly, a fresh DNS discovery on the system resolver,
+// nothing shared with other instances.
+type buildEnv struct {
+	listen  proxy.ListenFunc
+	disc    *balancer.Discovery // resolves the pools' host names and SRV names
+	shared  *cluster.Cluster    // [cluster]: shared max_sessions
+	limiter proxy.LoginLimiter  // [cluster]: the shared login limiter
 }
 
 // build turns a validated config file into the proxy's config. prev, when set, is the
 // runtime being replaced by a reload: its TLS is kept when [tls] did not change.
-func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenFunc) (*runtime, error) {
-	rt := &runtime{}
+func build(f *config.File, log *slog.Logger, prev *runtime, env buildEnv) (*runtime, error) {
+	rt := &runtime{stopDisc: func() {}}
 	pc := proxy.Config{Data: f.Data, Limits: f.Limits, Routes: f.Routes, OwnAddrs: ownAddrs(f)}
 	for _, l := range f.Listeners {
 		pc.Listeners = append(pc.Listeners, proxy.ListenerConfig{
@@ -89,15 +105,11 @@ func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenF
 			Access: proxy.AccessList{Allow: l.Allow, Deny: l.Deny},
 		})
 	}
-	for i, p := range f.Pools {
-		pool, err := buildPool(fmt.Sprintf("pool[%d]", i), p, log)
-		if err != nil {
-			return nil, err
-		}
-		pc.Pools = append(pc.Pools, pool)
+	if err := rt.buildPools(f, &pc, log, env); err != nil {
+		return nil, err
 	}
 	if f.UsesTLS() {
-		if err := rt.buildTLS(f, log, prev, listen); err != nil {
+		if err := rt.buildTLS(f, log, prev, env.listen); err != nil {
 			return nil, err
 		}
 		pc.TLS = rt.tls
@@ -111,9 +123,37 @@ func build(f *config.File, log *slog.Logger, prev *runtime, listen proxy.ListenF
 	return rt, nil
 }
 
-// buildPool builds the pool at key ("pool[0]"), which its errors start with.
-func buildPool(key string, p config.Pool, log *slog.Logger) (*balancer.Pool, error) {
-	bp := balancer.PoolConfig{Name: p.Name, Policy: p.Policy, Health: p.Health(), Panic: &p.Panic}
+// buildPools builds pc's pools: their configs as written (rt.poolCfgs), with [cluster]'s
+// shared max_sessions, then the pools with the DNS discovery's answers in place of host
+// names and SRV names.
+func (rt *runtime) buildPools(f *config.File, pc *proxy.Config, log *slog.Logger, env buildEnv) error {
+	for i, p := range f.Pools {
+		bp, err := buildPool(fmt.Sprintf("pool[%d]", i), p, log)
+		if err != nil {
+			return err
+		}
+		if env.shared != nil {
+			for j := range bp.Backends {
+				bp.Backends[j].Slots = env.shared.Slots().For(bp.Name)
+			}
+		}
+		rt.poolCfgs = append(rt.poolCfgs, bp)
+	}
+	pc.LoginLimiter = env.limiter
+	disc := env.disc
+	if disc == nil {
+		disc = balancer.NewDiscovery(nil, log)
+	}
+	disc.Resolve(context.Background(), rt.poolCfgs, true)
+	pools, err := discoveredPools(disc, rt.poolCfgs)
+	pc.Pools = pools
+	return err
+}
+
+// buildPool builds the config of the pool at key ("pool[0]"), which its errors start with.
+func buildPool(key string, p config.Pool, log *slog.Logger) (balancer.PoolConfig, error) {
+	bp := balancer.PoolConfig{Name: p.Name, Policy: p.Policy, Health: p.Health(), SRV: p.SRV, ResolveInterval: p.ResolveInterval,
+		Panic: &p.Panic}
 	for j, b := range p.Backends {
 		var bt *tls.Config
 		if b.TLS != balancer.TLSNone {
@@ -123,7 +163,7 @@ func buildPool(key string, p config.Pool, log *slog.Logger) (*balancer.Pool, err
 				CAFile: b.CAFile, Legacy: b.TLSLegacy,
 			})
 			if err != nil {
-				return nil, fmt.Errorf("%s.backend[%d]: %w", key, j, err)
+				return bp, fmt.Errorf("%s.backend[%d]: %w", key, j, err)
 			}
 			if !b.TLSVerify {
 				log.Warn("backend certificate is not verified (tls_verify = false)", "pool", p.Name, "backend", b.Address)
@@ -141,11 +181,7 @@ func buildPool(key string, p config.Pool, log *slog.Logger) (*balancer.Pool, err
 			FixPasvAddress: b.FixPasvAddress,
 		})
 	}
-	pool, err := balancer.NewPool(bp)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	return pool, nil
+	return bp, nil
 }
 
 // buildTLS sets rt's client-facing TLS from [tls], keeping prev's when [tls] did not change.
@@ -241,7 +277,9 @@ func (d *proc) reload() bool {
 	old := d.file
 	d.reg.Commit(st.rt.cfg.Pools)
 	d.rt.stopHealth()
+	d.rt.stopDisc()
 	st.rt.startHealth(d.srv, d.log)
+	d.startDiscovery(st.rt)
 	st.rt.stopDirectoryFor(d.rt)
 	st.rt.startDirectory()
 	d.rt, d.file = st.rt, f
@@ -282,7 +320,7 @@ type staged struct {
 // On error the caller discards the returned stage.
 func (d *proc) prepare(f *config.File) (*staged, error) {
 	st := &staged{xfer: d.xfer}
-	rt, err := build(f, d.log, d.rt, d.up.listen)
+	rt, err := build(f, d.log, d.rt, d.env())
 	if err != nil {
 		return st, err
 	}
@@ -300,7 +338,7 @@ func (d *proc) prepare(f *config.File) (*staged, error) {
 		st.adminMoved = true
 		if f.Admin.Address != "" {
 			adm := admin.NewServer(f.Admin.Address, d.src, d.metrics, d.log)
-			adm.Version, adm.Listen = version, d.up.listen
+			adm.Version, adm.Listen, adm.ClusterStatus = version, d.up.listen, d.clusterStatus()
 			adm.HandleAPI(d.api)
 			if err := adm.Start(); err != nil {
 				return st, err
@@ -331,6 +369,10 @@ func (st *staged) discard(cur *runtime, curX *admin.TransferLog) {
 // change, with one warning per changed key: [tls] while ACME is in use before or after (a
 // second certmagic instance would contend for the same storage and HTTP-01 address).
 func keepRestartOnly(cur, next *config.File, log *slog.Logger) {
+	for _, k := range diffKeys("cluster", reflect.ValueOf(cur.Cluster), reflect.ValueOf(next.Cluster)) {
+		log.Warn(k + ": changed; takes effect at restart")
+	}
+	next.Cluster = cur.Cluster
 	if !cur.UsesACME() && !next.UsesACME() {
 		return
 	}

@@ -128,6 +128,63 @@ type Server struct {
 	proc     *process
 }
 
+// Signal sends sig to the server process and every process below it: the session processes
+// it forked (vsftpd's call setsid, so its process group does not hold them). SIGSTOP freezes
+// the server in the middle of a transfer, SIGCONT thaws it.
+func (s *Server) Signal(sig syscall.Signal) error {
+	if s.proc == nil {
+		return errors.New("peers: server not running")
+	}
+	pids, err := descendants(s.proc.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return err
+		}
+	}
+	return nil
+}
+
+// descendants returns root and every process below it, from /proc.
+func descendants(root int) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	parent := map[int]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces and parentheses.
+		rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
+		f := strings.Fields(rest)
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(f[1]); err == nil {
+			parent[pid] = ppid
+		}
+	}
+	out := []int{root}
+	for pid := range parent {
+		for p := parent[pid]; p > 1; p = parent[p] {
+			if p == root {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
 // Stop kills the server now, as a crash would (the whole process group: its sessions end
 // too). Starting a server again on the same Addr is the way to bring it back.
 func (s *Server) Stop() {
