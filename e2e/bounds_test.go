@@ -66,7 +66,7 @@ idle_timeout = "30s"
 	for _, name := range []string{"held", "stray", "deny"} {
 		cfg += fmt.Sprintf("\n[[pool]]\nname = %q\nhealth_interval = \"0s\"\n[[pool.backend]]\naddress = %q\n", name, startScripted(t, name))
 	}
-	p := startInCgroup(t, bin, cg, cfg, listen["good"])
+	p := startInCgroup(t, bin, cg, cfg) // its first listener is "good"
 
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -457,49 +457,12 @@ func (cg *memoryCgroup) peak(t *testing.T) (peak, failcnt int64) {
 	return peak, failcnt
 }
 
-// startInCgroup runs bin with cfg inside cg (a shell joins the cgroup, then execs the proxy)
-// and waits until addr accepts.
-func startInCgroup(t *testing.T, bin string, cg *memoryCgroup, cfg, addr string) *proxyProc {
+// startInCgroup runs bin with cfg inside cg: a shell joins the cgroup, then execs the proxy.
+func startInCgroup(t *testing.T, bin string, cg *memoryCgroup, cfg string) *proxyProc {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "ftpsproxy.toml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := &proxyProc{t: t, cfg: path, addr: addr, logs: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" && shift && exec "$@"`, "sh", cg.dir, bin, "-config", path)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.cmd.Wait()
-		p.code = p.cmd.ProcessState.ExitCode()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		p.signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(15 * time.Second):
-			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("ftpsproxy log:\n%s", tail(p.logs.String(), 100))
-		}
+	return startProxyCmd(t, cfg, func(path string) *exec.Cmd {
+		return exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" && shift && exec "$@"`, "sh", cg.dir, bin, "-config", path)
 	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ftpsproxy in the cgroup never listened on %s:\n%s", addr, p.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 var (

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,22 +53,8 @@ type proxyProc struct {
 	code   int
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer = peers.SyncBuffer
 
 // startProxy writes cfg to a file and runs the binary with it until the test ends. It waits
 // until the first listener accepts connections.
@@ -82,13 +66,22 @@ func startProxy(t testing.TB, toml string) *proxyProc {
 // startProxyArgs is startProxy with extra command-line arguments.
 func startProxyArgs(t testing.TB, toml string, args ...string) *proxyProc {
 	t.Helper()
+	return startProxyCmd(t, toml, func(path string) *exec.Cmd {
+		return exec.Command(binary, append([]string{"-config", path}, args...)...)
+	})
+}
+
+// startProxyCmd writes toml to a file and runs the command that command builds for that
+// file's path until the test ends; it waits until the config's first listener accepts.
+func startProxyCmd(t testing.TB, toml string, command func(cfgPath string) *exec.Cmd) *proxyProc {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ftpsproxy.toml")
 	if err := os.WriteFile(path, []byte(toml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := &proxyProc{t: t, cfg: path, logs: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(binary, append([]string{"-config", path}, args...)...)
+	p.cmd = command(path)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
