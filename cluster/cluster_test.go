@@ -102,8 +102,10 @@ func TestSharedSlots(t *testing.T) {
 	a, _ := newCluster(t, r.URL, "edge-1", ttl)
 	b, _ := newCluster(t, r.URL, "edge-2", ttl)
 	ba, bb := backend(t, a, 3), backend(t, b, 3)
-	if !ba.Acquire() || !ba.Acquire() || !bb.Acquire() {
-		t.Fatal("3 sessions of max 3 refused")
+	for i, b := range []*balancer.Backend{ba, ba, bb} {
+		if !b.Acquire() {
+			t.Fatalf("session %d of max 3 refused", i+1)
+		}
 	}
 	if bb.Acquire() || ba.Acquire() {
 		t.Fatal("a 4th session admitted across instances")
@@ -125,10 +127,7 @@ func TestSharedSlots(t *testing.T) {
 	<-a.done
 	start := time.Now()
 	eventually(t, "the crashed instance's session to stop counting", 3*ttl, func() bool {
-		if bb.Acquire() {
-			return true
-		}
-		return false
+		return bb.Acquire()
 	})
 	if waited := time.Since(start); waited < ttl/3 {
 		t.Fatalf("the crashed instance's lease freed after %v, before its TTL could run out", waited)

@@ -134,7 +134,7 @@ func TestLogFloodsLimited(t *testing.T) {
 		c := loginExact(t, p.addr, "u2")
 		checkFloodLogged(t, p, "data connection target refused", func() int {
 			const n = 3000
-			go c.send(strings.Repeat("PORT 10,1,2,3,20,0\r\n", n))
+			go io.WriteString(c.c, strings.Repeat("PORT 10,1,2,3,20,0\r\n", n)) // a write error shows as a missing reply below
 			for range n {
 				c.expect(proxy.ReplyPortRefused)
 			}

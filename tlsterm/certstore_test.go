@@ -218,7 +218,7 @@ func FuzzCertLookup(f *testing.F) {
 	idx := s.idx.Load()
 	f.Fuzz(func(t *testing.T, name string) {
 		c := idx.lookup(name)
-		if c != idx.lookup(strings.ToUpper(name)) && strings.ToLower(strings.ToUpper(name)) == strings.ToLower(name) {
+		if c != idx.lookup(strings.ToUpper(name)) && strings.EqualFold(strings.ToUpper(name), name) {
 			t.Fatalf("lookup(%q) depends on case", name)
 		}
 		if c == nil {
