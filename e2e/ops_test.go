@@ -78,6 +78,21 @@ func login(t *testing.T, addr string) *ftp.ServerConn {
 	return c
 }
 
+// startDownload starts RETR name on c and reads its first MiB, so the transfer is running
+// (and counted) while the test changes something; the caller reads the rest from r.
+func startDownload(t *testing.T, c *ftp.ServerConn, name string) (r *ftp.Response, head []byte) {
+	t.Helper()
+	r, err := c.Retr(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head = make([]byte, 1<<20)
+	if _, err := io.ReadFull(r, head); err != nil {
+		t.Fatal(err)
+	}
+	return r, head
+}
+
 func reloadConfig(listen, listen2, portRange, backend string) string {
 	s := fmt.Sprintf(`
 [[listener]]

@@ -68,16 +68,8 @@ func TestReloadKeepsBackendAccounting(t *testing.T) {
 
 	c := login(t, p.addr)
 	defer c.Quit()
-	r, err := c.Retr("big")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, 0, len(data))
-	head := make([]byte, 1<<20)
-	if _, err := io.ReadFull(r, head); err != nil {
-		t.Fatal(err)
-	}
-	got = append(got, head...)
+	r, head := startDownload(t, c, "big")
+	got := append(make([]byte, 0, len(data)), head...)
 
 	second := func(when string) {
 		t.Helper()

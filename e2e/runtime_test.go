@@ -112,14 +112,7 @@ func TestReloadAppliesKeys(t *testing.T) {
 	// A download set up before the reload, read after it.
 	c := login(t, p.addr)
 	defer c.Quit()
-	rd, err := c.Retr("big")
-	if err != nil {
-		t.Fatal(err)
-	}
-	head := make([]byte, 1<<20)
-	if _, err := io.ReadFull(rd, head); err != nil {
-		t.Fatal(err)
-	}
+	rd, head := startDownload(t, c, "big")
 
 	reloadWith(t, p, cfg(r2, a2, "debug", "json"))
 	waitLog(t, p, `"keys_changed":"data.port_range,log.level,log.format,admin.address"`)
@@ -173,14 +166,7 @@ func TestDrainAndCloseByAPI(t *testing.T) {
 	if w := whichBackend(t, c); w != "a" {
 		t.Fatalf("first session on %q", w)
 	}
-	rd, err := c.Retr("big")
-	if err != nil {
-		t.Fatal(err)
-	}
-	head := make([]byte, 1<<20)
-	if _, err := io.ReadFull(rd, head); err != nil {
-		t.Fatal(err)
-	}
+	rd, head := startDownload(t, c, "big")
 	if code := apiCall(t, "POST", api+"/backends/farm/a/drain", "", nil); code != 401 {
 		t.Fatalf("drain without the token: %d", code)
 	}
@@ -247,14 +233,7 @@ func TestReloadRemovedBackendFinishes(t *testing.T) {
 	if w := whichBackend(t, c); w != "a" {
 		t.Fatalf("first session on %q", w)
 	}
-	rd, err := c.Retr("big")
-	if err != nil {
-		t.Fatal(err)
-	}
-	head := make([]byte, 1<<20)
-	if _, err := io.ReadFull(rd, head); err != nil {
-		t.Fatal(err)
-	}
+	rd, head := startDownload(t, c, "big")
 	reloadWith(t, p, identityConfig(listen, ports, "0s", two, extra))
 	waitLog(t, p, "backends_removed=farm/a")
 	type backend struct {
