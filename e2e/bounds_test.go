@@ -287,9 +287,9 @@ func fetchWithGoClient(t *testing.T, addr, name string) []byte {
 }
 
 // startScripted serves a scripted hostile FTP backend on loopback until the test ends.
-// Modes: probe-flood (a multi-line 220 whose second line is endless 1 MiB chunks), held (RETR: 150, then ~1 MB
-// multi-line replies again and again), stray (after login, unsolicited 200 lines for 5 s),
-// deny (every PASS gets 530).
+// Modes: probe-flood (a multi-line 220 whose second line is endless 1 MiB chunks), held
+// (RETR: 150, then ~1 MB multi-line replies again and again), stray (after login,
+// unsolicited 200 lines for 5 s), deny (every PASS gets 530).
 func startScripted(t *testing.T, mode string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
