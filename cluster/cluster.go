@@ -28,7 +28,6 @@ import (
 const (
 	callTimeout   = 250 * time.Millisecond
 	LeaseTTL      = 30 * time.Second
-	heartbeat     = LeaseTTL / 3
 	probeInterval = time.Second
 )
 
