@@ -128,15 +128,9 @@ type leastConn struct {
 func (*leastConn) String() string { return string(LeastConn) }
 
 func (p *leastConn) Order(bs []*Backend, _ Client) []*Backend {
-	av := slices.Clone(bs)
-	load := func(b *Backend) float64 { return float64(b.Active()) / float64(b.Config.Weight) }
-	loads := make(map[*Backend]float64, len(av))
-	for _, b := range av {
-		loads[b] = load(b) // read once: sessions come and go while sorting
-	}
-	slices.SortStableFunc(av, func(a, b *Backend) int { return cmp.Compare(loads[a], loads[b]) })
+	av, loads := sortedBy(bs, func(b *Backend) float64 { return float64(b.Active()) / float64(b.Config.Weight) })
 	tied := 1
-	for tied < len(av) && loads[av[tied]] == loads[av[0]] {
+	for tied < len(av) && loads[tied] == loads[0] {
 		tied++
 	}
 	if tied > 1 {
@@ -145,18 +139,34 @@ func (p *leastConn) Order(bs []*Backend, _ Client) []*Backend {
 	return av
 }
 
+// sortedBy returns bs as a new slice in ascending order of key, ties in the order of bs, and
+// the keys in that order. key is called once per backend: a load read twice could change
+// while sorting.
+func sortedBy(bs []*Backend, key func(*Backend) float64) ([]*Backend, []float64) {
+	type keyed struct {
+		b *Backend
+		k float64
+	}
+	ks := make([]keyed, len(bs))
+	for i, b := range bs {
+		ks[i] = keyed{b, key(b)}
+	}
+	slices.SortStableFunc(ks, func(x, y keyed) int { return cmp.Compare(x.k, y.k) })
+	out, keys := make([]*Backend, len(ks)), make([]float64, len(ks))
+	for i, k := range ks {
+		out[i], keys[i] = k.b, k.k
+	}
+	return out, keys
+}
+
 // random draws a weighted order without replacement (Efraimidis–Spirakis keys).
 type random struct{}
 
 func (random) String() string { return string(Random) }
 
 func (random) Order(bs []*Backend, _ Client) []*Backend {
-	av := slices.Clone(bs)
-	keys := make(map[*Backend]float64, len(av))
-	for _, b := range av {
-		keys[b] = math.Pow(rand.Float64(), 1/float64(b.Config.Weight))
-	}
-	slices.SortFunc(av, func(a, b *Backend) int { return cmp.Compare(keys[b], keys[a]) })
+	// Highest key first.
+	av, _ := sortedBy(bs, func(b *Backend) float64 { return -math.Pow(rand.Float64(), 1/float64(b.Config.Weight)) })
 	return av
 }
 
@@ -171,13 +181,9 @@ type hashPolicy struct {
 func (p hashPolicy) String() string { return string(p.name) }
 
 func (p hashPolicy) Order(bs []*Backend, c Client) []*Backend {
-	av := slices.Clone(bs)
 	key := p.key(c)
-	scores := make(map[*Backend]float64, len(av))
-	for _, b := range av {
-		scores[b] = RendezvousScore(key, b.Config.Address, b.Config.Weight)
-	}
-	slices.SortStableFunc(av, func(a, b *Backend) int { return cmp.Compare(scores[b], scores[a]) })
+	// Highest score first.
+	av, _ := sortedBy(bs, func(b *Backend) float64 { return -RendezvousScore(key, b.Config.Address, b.Config.Weight) })
 	return av
 }
 

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -74,7 +75,7 @@ func NewPool(c PoolConfig) (*Pool, error) {
 // the backends have SRV priorities, only the best (lowest) priority that has an available
 // backend takes part (RFC 2782): the others are a reserve.
 func (p *Pool) Order(c Client) []*Backend {
-	return p.Policy.Order(filter(bestPriority(p.Backends), (*Backend).Available), c)
+	return p.Policy.Order(bestPriority(filter(p.Backends, (*Backend).Available)), c)
 }
 
 // Candidates returns the backends a session for c should try, best first: Order, or, when no
@@ -89,29 +90,13 @@ func (p *Pool) Candidates(c Client) (order []*Backend, panicking bool) {
 	return p.Policy.Order(filter(p.Backends, func(b *Backend) bool { return enabled(b) && !b.Full() }), c), true
 }
 
-// bestPriority returns the backends of the lowest priority value among the available ones,
-// or bs itself when all share one priority.
-func bestPriority(bs []*Backend) []*Backend {
-	best, mixed := -1, false
-	for _, b := range bs {
-		pr := b.Config.Priority
-		if pr != bs[0].Config.Priority {
-			mixed = true
-		}
-		if b.Available() && (best < 0 || pr < best) {
-			best = pr
-		}
+// bestPriority keeps, in place, the backends of av of its lowest priority value.
+func bestPriority(av []*Backend) []*Backend {
+	if len(av) == 0 {
+		return av
 	}
-	if !mixed || best < 0 {
-		return bs
-	}
-	out := make([]*Backend, 0, len(bs))
-	for _, b := range bs {
-		if b.Config.Priority == best {
-			out = append(out, b)
-		}
-	}
-	return out
+	best := slices.MinFunc(av, func(a, b *Backend) int { return cmp.Compare(a.Config.Priority, b.Config.Priority) }).Config.Priority
+	return slices.DeleteFunc(av, func(b *Backend) bool { return b.Config.Priority != best })
 }
 
 // AllFull reports whether every healthy, enabled backend is at its max_sessions (and at least

@@ -128,7 +128,9 @@ func findPool(ps []*Pool, name string) *Pool {
 }
 
 // Commit makes pools the pools in force. Backends of the previous pools whose state was not
-// carried into pools are kept as removed while they have sessions.
+// carried into pools are kept as removed while they have sessions: those without any are
+// forgotten here too, not only when Removed is asked, so the rotating answers of a DNS name
+// do not pile up removed backends between two looks at the admin API.
 func (r *Registry) Commit(pools []*Pool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -152,6 +154,7 @@ func (r *Registry) Commit(pools []*Pool) {
 		}
 	}
 	r.pools, r.removed = pools, removed
+	r.prune()
 }
 
 // Pools returns the pools in force.
@@ -166,8 +169,13 @@ func (r *Registry) Pools() []*Pool {
 func (r *Registry) Removed() []BackendView {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.removed = slices.DeleteFunc(r.removed, func(v BackendView) bool { return v.Backend.Active() == 0 })
+	r.prune()
 	return slices.Clone(r.removed)
+}
+
+// prune forgets the removed backends whose last session has ended. r.mu must be held.
+func (r *Registry) prune() {
+	r.removed = slices.DeleteFunc(r.removed, func(v BackendView) bool { return v.Backend.Active() == 0 })
 }
 
 // Backends returns every backend in force, pool by pool in config order, then the removed

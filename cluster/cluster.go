@@ -28,7 +28,6 @@ import (
 const (
 	callTimeout   = 250 * time.Millisecond
 	LeaseTTL      = 30 * time.Second
-	heartbeat     = LeaseTTL / 3
 	probeInterval = time.Second
 )
 
@@ -56,12 +55,11 @@ type Cluster struct {
 	log      *slog.Logger
 	onOutage func()
 
-	up       atomic.Bool
-	outages  atomic.Uint64
-	failures atomic.Uint64 // calls that failed
-	smu      sync.Mutex
-	since    time.Time // when up last changed
-	lastErr  string
+	up      atomic.Bool
+	outages atomic.Uint64
+	smu     sync.Mutex
+	since   time.Time // when up last changed
+	lastErr string
 
 	slots   *Slots
 	limiter atomic.Pointer[Limiter] // nil until NewLimiter
@@ -141,7 +139,6 @@ func (c *Cluster) result(err error) error {
 	if err == nil || errors.Is(err, redis.Nil) {
 		return nil
 	}
-	c.failures.Add(1)
 	if c.up.CompareAndSwap(true, false) {
 		c.outages.Add(1)
 		c.smu.Lock()

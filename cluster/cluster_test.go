@@ -194,3 +194,26 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatal("return not logged")
 	}
 }
+
+// TestSlotsForgetIdleKeys: a backend whose sessions all ended is dropped from the heartbeat
+// after one successful beat, so backends discovery or a reload dropped are not kept for ever.
+func TestSlotsForgetIdleKeys(t *testing.T) {
+	r := peers.StartRedis(t, "", "")
+	c, _ := newCluster(t, r.URL, "edge-1", 0)
+	b := backend(t, c, 2)
+	if !b.Acquire() {
+		t.Fatal("session refused")
+	}
+	b.Release()
+	s := c.Slots()
+	held := func() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.held) }
+	if held() != 1 {
+		t.Fatalf("%d keys held before a heartbeat, want 1", held())
+	}
+	if err := s.heartbeat(); err != nil {
+		t.Fatal(err)
+	}
+	if held() != 0 {
+		t.Fatalf("%d keys held after a heartbeat with no session, want 0", held())
+	}
+}

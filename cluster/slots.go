@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -23,9 +24,12 @@ type Slots struct {
 	seq    atomic.Uint64
 	prefix string // of this process's members: instance/pid-start/
 
-	mu    sync.Mutex
-	held  map[string][]string // set key → members this process holds
-	known []string            // every set key used, in first-use order
+	mu sync.Mutex
+	// held maps a set key to the members this process holds. A key stays while it has
+	// members, and with none until a heartbeat has cleared its members of sessions that ended
+	// while Redis was unreachable; then it goes, so backends that discovery dropped or a
+	// reload renamed are not beaten for ever.
+	held map[string][]string
 }
 
 // takeScript adds member ARGV[3] to the set KEYS[1] with expiry now+ARGV[2] ms unless the
@@ -85,9 +89,6 @@ func (s *Slots) take(key string, maxSessions int) bool {
 		}
 	}
 	s.mu.Lock()
-	if _, ok := s.held[key]; !ok {
-		s.known = append(s.known, key)
-	}
 	s.held[key] = append(s.held[key], member)
 	s.mu.Unlock()
 	return true
@@ -111,16 +112,16 @@ func (s *Slots) give(key string) {
 }
 
 // heartbeat refreshes every lease this process holds (and writes those Redis lost) in one
-// pipeline.
+// pipeline. Once it succeeds, the keys that held no member then nor now are forgotten.
 func (s *Slots) heartbeat() error {
 	s.mu.Lock()
 	type beat struct {
 		key     string
 		members []string
 	}
-	beats := make([]beat, 0, len(s.known))
-	for _, k := range s.known {
-		beats = append(beats, beat{k, append([]string(nil), s.held[k]...)})
+	beats := make([]beat, 0, len(s.held))
+	for k, ms := range s.held {
+		beats = append(beats, beat{k, slices.Clone(ms)})
 	}
 	s.mu.Unlock()
 	if len(beats) == 0 {
@@ -136,8 +137,17 @@ func (s *Slots) heartbeat() error {
 		}
 		beatScript.Eval(ctx, pipe, []string{b.key}, args...) // EVALSHA cannot fall back inside a pipeline
 	}
-	_, err := pipe.Exec(ctx)
-	return err
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, b := range beats {
+		if len(b.members) == 0 && len(s.held[b.key]) == 0 {
+			delete(s.held, b.key)
+		}
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // releaseAll gives back every lease at shutdown (best effort: the TTL frees them anyway).

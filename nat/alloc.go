@@ -211,10 +211,15 @@ func (a *Allocator) Reserve(ctx context.Context, listenIP, peer netip.Addr) (*Le
 	return nil, fmt.Errorf("%w (%s)", ErrPortsExhausted, ps.r)
 }
 
-// take marks the first free port of ps at or after its cursor as leased.
+// take marks the first free port of ps at or after its cursor as leased. A ps that a SetRange
+// since Reserve read it dropped (it had no lease then) is listed among the old ranges again,
+// so the port counts in InUse and put forgets ps once more.
 func (a *Allocator) take(ps *portSet) (uint16, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if ps != a.cur && ps.inUse == 0 && !slices.Contains(a.old, ps) {
+		a.old = append(a.old, ps)
+	}
 	n := len(ps.leased)
 	for k := range n {
 		i := (ps.cursor + k) % n

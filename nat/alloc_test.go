@@ -595,3 +595,21 @@ func TestSetRange(t *testing.T) {
 	l.Release()
 	leases[1].Release()
 }
+
+// TestSetRangeDuringReserve: a Reserve that read the range before a SetRange dropped it (no
+// lease out then) still counts its port in InUse, and forgets the old range on release.
+func TestSetRangeDuringReserve(t *testing.T) {
+	a := NewAllocator(PortRange{First: 40000, Last: 40001}, nil)
+	a.mu.Lock()
+	ps := a.cur
+	a.mu.Unlock()
+	a.SetRange(PortRange{First: 41000, Last: 41001})
+	port, ok := a.take(ps)
+	if !ok || a.InUse() != 1 {
+		t.Fatalf("take from the dropped range: ok %v, InUse %d; want true, 1", ok, a.InUse())
+	}
+	a.put(ps, port)
+	if a.InUse() != 0 || len(a.old) != 0 {
+		t.Fatalf("after put: InUse %d, %d old ranges; want 0, 0", a.InUse(), len(a.old))
+	}
+}
