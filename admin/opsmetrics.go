@@ -12,19 +12,8 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
 
-// TLS handshake failure reasons: a fixed set, so a label never carries an error text.
-const (
-	TLSReasonUnknownCA      = tlsterm.FailUnknownCA
-	TLSReasonBadCertificate = tlsterm.FailBadCertificate
-	TLSReasonExpired        = tlsterm.FailExpired
-	TLSReasonNoVersion      = tlsterm.FailNoVersion
-	TLSReasonNoCipher       = tlsterm.FailNoCipher
-	TLSReasonNotTLS         = tlsterm.FailNotTLS
-	TLSReasonTimeout        = tlsterm.FailTimeout
-	TLSReasonEOF            = tlsterm.FailEOF
-	TLSReasonOther          = tlsterm.FailOther
-)
-
+// tlsReasons label ftpsproxy_tls_handshake_failures_total: a fixed set, so a label never
+// carries an error text.
 var tlsReasons = tlsterm.FailureReasons
 
 // Histogram buckets, in seconds. Sessions range from a health-check-like login to a working
@@ -170,16 +159,13 @@ func (m *Metrics) registerBackendCounters(k backendKey) {
 
 // observeTLSFailure counts a failed handshake by reason.
 func (m *Metrics) observeTLSFailure(side string, err error) {
-	c := m.tlsFailures[[2]string{side, TLSFailureReason(err)}]
+	reason := tlsterm.FailureReason(err) // the classifier the proxy's logs use too
+	c := m.tlsFailures[[2]string{side, reason}]
 	if c == nil {
-		c = m.set.GetOrCreateCounter(series("ftpsproxy_tls_handshake_failures_total", "side", otherLabel, "reason", TLSFailureReason(err)))
+		c = m.set.GetOrCreateCounter(series("ftpsproxy_tls_handshake_failures_total", "side", otherLabel, "reason", reason))
 	}
 	c.Inc()
 }
-
-// TLSFailureReason maps a TLS handshake error to one of the TLSReason constants
-// (tlsterm.FailureReason, which the proxy's logs use too).
-func TLSFailureReason(err error) string { return tlsterm.FailureReason(err) }
 
 // certificateSource is what a Source implements to export certificate expiry (ProxySource
 // does, from the TLS config in force).

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/ftpsproxy/ftpsproxy/internal/logthrottle"
 )
 
 // ACMEOptions configures certificates from ACME. It is also the [tls.acme] table of the config file (the toml tags name the keys; package
@@ -60,6 +62,8 @@ type ACME struct {
 
 	domains []string // managed names, for Certificates
 
+	logs *logthrottle.Throttle // on-demand decisions (client-chosen names); nil without
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -95,7 +99,8 @@ func NewACME(ctx context.Context, o ACMEOptions, log *slog.Logger) (*ACME, error
 		mc.DefaultServerName, mc.FallbackServerName = o.Domains[0], o.Domains[0]
 	}
 	if o.OnDemand.Enabled() {
-		mc.OnDemand = newOnDemand(o.OnDemand, o.Domains).config(log)
+		a.logs = logthrottle.New(log, logthrottle.Options{})
+		mc.OnDemand = newOnDemand(o.OnDemand, o.Domains).config(log, a.logs)
 	}
 	a.cfg = certmagic.New(a.cache, mc)
 
@@ -210,6 +215,7 @@ func (a *ACME) Close() error {
 		a.closeErr = a.srv.Close()
 		<-a.done
 		a.cache.Stop()
+		a.logs.Close() // a nil Throttle's Close does nothing
 	})
 	return a.closeErr
 }

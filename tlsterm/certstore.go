@@ -48,7 +48,6 @@ type certIndex struct {
 	byName map[string]*tls.Certificate // lower-case SAN (exact or "*.suffix") → certificate
 	def    *tls.Certificate
 	all    []*tls.Certificate // in load order
-	count  int
 }
 
 // LoadCertStore loads every pair. An error names the file that does not load.
@@ -78,7 +77,7 @@ func (s *CertStore) Reload() error {
 }
 
 // Len returns the number of certificates loaded.
-func (s *CertStore) Len() int { return s.idx.Load().count }
+func (s *CertStore) Len() int { return len(s.idx.Load().all) }
 
 // GetCertificate implements CertSource.
 func (s *CertStore) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -152,14 +151,13 @@ func buildIndex(o CertStoreOptions, all bool) (*certIndex, []error) {
 	if idx.def == nil {
 		idx.def = first
 	}
-	if idx.count == 0 && len(errs) == 0 {
+	if len(idx.all) == 0 && len(errs) == 0 {
 		errs = append(errs, errors.New("tls: no certificate found"))
 	}
 	return idx, errs
 }
 
 func (idx *certIndex) add(c *tls.Certificate) {
-	idx.count++
 	idx.all = append(idx.all, c)
 	names := c.Leaf.DNSNames
 	if len(names) == 0 && c.Leaf.Subject.CommonName != "" {

@@ -4,8 +4,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"github.com/ftpsproxy/ftpsproxy/internal/enum"
 	"strings"
+
+	"github.com/ftpsproxy/ftpsproxy/internal/enum"
 )
 
 // ClientAuth is tls.client_auth: whether clients must present a certificate.

@@ -14,6 +14,8 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"golang.org/x/time/rate"
+
+	"github.com/ftpsproxy/ftpsproxy/internal/logthrottle"
 )
 
 // OnDemandOptions ([tls.acme.on_demand]) lets the proxy obtain a certificate during the
@@ -112,14 +114,15 @@ func newOnDemand(o OnDemandOptions, managed []string) *onDemand {
 	}
 }
 
-// config is certmagic's OnDemand setting with d's decision, logging each outcome.
-func (d *onDemand) config(log *slog.Logger) *certmagic.OnDemandConfig {
+// config is certmagic's OnDemand setting with d's decision, logging each outcome through
+// lt: the name is the client's SNI, and a flood of made-up names must not flood the log.
+func (d *onDemand) config(log *slog.Logger, lt *logthrottle.Throttle) *certmagic.OnDemandConfig {
 	return &certmagic.OnDemandConfig{DecisionFunc: func(ctx context.Context, name string) error {
 		err := d.decide(ctx, name)
 		if err != nil {
-			log.Warn("acme on-demand certificate refused", "domain", name, "err", err)
+			lt.Warn(log, "acme on-demand certificate refused", "domain", shortName(name), "err", err)
 		} else {
-			log.Info("acme on-demand certificate permitted", "domain", name)
+			lt.Info(log, "acme on-demand certificate permitted", "domain", name)
 		}
 		return err
 	}}
@@ -143,7 +146,7 @@ func (d *onDemand) decide(ctx context.Context, name string) error {
 
 func (d *onDemand) permitted(ctx context.Context, name string) error {
 	if name == "" || len(name) > maxServerName || strings.ContainsAny(name, "*/?#@ ") {
-		return fmt.Errorf("%w: %q", ErrNotPermitted, name)
+		return fmt.Errorf("%w: %q", ErrNotPermitted, shortName(name))
 	}
 	for _, g := range d.opts.Allow {
 		if labelMatch(g, name) {
@@ -157,6 +160,15 @@ func (d *onDemand) permitted(ctx context.Context, name string) error {
 		return fmt.Errorf("%w: %s (ask rate)", ErrRateLimited, name)
 	}
 	return d.ask(ctx, name)
+}
+
+// shortName cuts a refused name to maxServerName bytes for an error or a log line: a
+// client's SNI may be far longer than any DNS name.
+func shortName(name string) string {
+	if len(name) > maxServerName {
+		return name[:maxServerName] + "…"
+	}
+	return name
 }
 
 // labelMatch matches a glob against a server name label by label: "*" stands for one whole
