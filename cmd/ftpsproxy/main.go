@@ -336,14 +336,8 @@ func (d *proc) prepare(f *config.File) (*staged, error) {
 	}
 	if f.Admin.Address != d.file.Admin.Address {
 		st.adminMoved = true
-		if f.Admin.Address != "" {
-			adm := admin.NewServer(f.Admin.Address, d.src, d.metrics, d.log)
-			adm.Version, adm.Listen, adm.ClusterStatus = version, d.up.listen, d.clusterStatus()
-			adm.HandleAPI(d.api)
-			if err := adm.Start(); err != nil {
-				return st, err
-			}
-			st.adm = adm
+		if st.adm, err = d.newAdmin(f.Admin.Address); err != nil {
+			return st, err
 		}
 	}
 	st.changes = d.reg.Carry(rt.cfg.Pools)
