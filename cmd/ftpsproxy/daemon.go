@@ -250,18 +250,27 @@ func (d *proc) stopAdmin() {
 
 // openTransferLog opens [log] transfer_log at path ("" : off) and makes it the metrics'.
 func (d *proc) openTransferLog(path string) error {
-	if path == "" {
-		d.metrics.SetTransferLog(nil)
-		return nil
-	}
-	x, err := admin.OpenTransferLog(path)
+	x, err := d.newTransferLog(path)
 	if err != nil {
-		return fmt.Errorf("log.transfer_log: %w", err)
+		return err
 	}
-	x.LogErrorsTo(d.log)
 	d.xfer = x
 	d.metrics.SetTransferLog(x)
 	return nil
+}
+
+// newTransferLog opens the transfer log at path, its write errors logged; nil when path is
+// empty. A start and a reload that changes [log] transfer_log open it alike.
+func (d *proc) newTransferLog(path string) (*admin.TransferLog, error) {
+	if path == "" {
+		return nil, nil
+	}
+	x, err := admin.OpenTransferLog(path)
+	if err != nil {
+		return nil, fmt.Errorf("log.transfer_log: %w", err)
+	}
+	x.LogErrorsTo(d.log)
+	return x, nil
 }
 
 func (d *proc) reopenTransferLog() {

@@ -326,12 +326,8 @@ func (d *proc) prepare(f *config.File) (*staged, error) {
 	}
 	st.rt = rt
 	if f.Log.TransferLog != d.file.Log.TransferLog {
-		st.xfer = nil
-		if f.Log.TransferLog != "" {
-			if st.xfer, err = admin.OpenTransferLog(f.Log.TransferLog); err != nil {
-				return st, fmt.Errorf("log.transfer_log: %w", err)
-			}
-			st.xfer.LogErrorsTo(d.log)
+		if st.xfer, err = d.newTransferLog(f.Log.TransferLog); err != nil {
+			return st, err
 		}
 	}
 	if f.Admin.Address != d.file.Admin.Address {
