@@ -68,15 +68,14 @@ func ownAddrs(f *config.File) []netip.AddrPort {
 // runtime is what one config builds: the proxy config plus the lifetime of the health
 // checkers and of DNS discovery.
 type runtime struct {
-	cfg         proxy.Config
-	tls         *tlsterm.Server
-	tlsKey      string // the [tls] settings tls was built from
-	acme        *tlsterm.ACME
-	stopHealth  context.CancelFunc
-	healthPools []*balancer.Pool
-	dir         *directory.Directory
-	dirKey      string             // the [directory] settings dir was built from
-	stopDir     context.CancelFunc // ends dir's file watcher
+	cfg        proxy.Config
+	tls        *tlsterm.Server
+	tlsKey     string // the [tls] settings tls was built from
+	acme       *tlsterm.ACME
+	stopHealth context.CancelFunc
+	dir        *directory.Directory
+	dirKey     string             // the [directory] settings dir was built from
+	stopDir    context.CancelFunc // ends dir's file watcher
 	// poolCfgs are the pools as configured, host names and SRV names unresolved: the pools
 	// in cfg are built from them and the discovery's answers.
 	poolCfgs []balancer.PoolConfig
@@ -119,7 +118,7 @@ func build(f *config.File, log *slog.Logger, prev *runtime, env buildEnv) (*runt
 	if err := buildDirectory(f, &pc, rt, prev, log); err != nil {
 		return nil, err
 	}
-	rt.cfg, rt.healthPools = pc, pc.Pools
+	rt.cfg = pc
 	return rt, nil
 }
 
@@ -215,7 +214,7 @@ func (rt *runtime) buildTLS(f *config.File, log *slog.Logger, prev *runtime, lis
 func (rt *runtime) startHealth(srv *proxy.Server, log *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stopHealth = cancel
-	for _, p := range rt.healthPools {
+	for _, p := range rt.cfg.Pools {
 		go p.Check(ctx, balancer.RecordProbes(srv.ProbeBackend), log)
 	}
 }
