@@ -255,10 +255,10 @@ func newTLSServer(f *config.File, log *slog.Logger, listen proxy.ListenFunc) (*t
 }
 
 // reload reads the config again and applies every key: pools, backends (their state carried
-// over), routes, limits, listeners, the data-port range, TLS files, [log], the admin address
-// and token, the transfer log. Keys that cannot change in a running process ([tls.acme]) keep
-// their old value with a warning each. A bad config, or one that cannot be bound, is refused
-// and the old one stays in force.
+// over), routes, limits, listeners, [data], TLS files, [log], the admin address and token,
+// the transfer log, [directory]. Keys that cannot change in a running process ([cluster], and
+// [tls] while ACME is in use: keepRestartOnly) keep their old value with a warning each. A bad
+// config, or one that cannot be bound, is refused and the old one stays in force.
 func (d *proc) reload() bool {
 	f, err := config.Load(d.path)
 	if err != nil {
