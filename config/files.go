@@ -25,32 +25,38 @@ func pathErr(err error) error {
 	return err
 }
 
-// readFile reads a file the config refers to: a regular file of sane size, so that a path
-// like /dev/zero or a FIFO cannot hang -check.
-func (c *checker) readFile(key, name string) ([]byte, bool) {
-	fail := func(err error) ([]byte, bool) {
-		c.addf(key, "cannot read %q: %v", name, pathErr(err))
-		return nil, false
-	}
+// readReferred reads a file the config refers to: a regular file of sane size, so that a
+// path like /dev/zero or a FIFO cannot hang -check, a start or a reload.
+func readReferred(name string) ([]byte, error) {
 	// Stat before Open: opening a FIFO would block.
 	st, err := os.Stat(name)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		return fail(errors.New("not a regular file"))
+		return nil, errors.New("not a regular file")
 	}
 	fh, err := os.Open(name)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	defer fh.Close()
 	data, err := io.ReadAll(io.LimitReader(fh, maxReferredFile+1))
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if int64(len(data)) > maxReferredFile {
-		return fail(fmt.Errorf("larger than %d MiB", maxReferredFile>>20))
+		return nil, fmt.Errorf("larger than %d MiB", maxReferredFile>>20)
+	}
+	return data, nil
+}
+
+// readFile is readReferred reporting its failure as a problem of key.
+func (c *checker) readFile(key, name string) ([]byte, bool) {
+	data, err := readReferred(name)
+	if err != nil {
+		c.addf(key, "cannot read %q: %v", name, pathErr(err))
+		return nil, false
 	}
 	return data, true
 }

@@ -2,7 +2,10 @@ package config
 
 import (
 	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/nat"
 )
@@ -57,4 +60,24 @@ func FuzzParseLocalPortRange(f *testing.F) {
 			t.Fatalf("%q gave the reversed range %v", s, r)
 		}
 	})
+}
+
+// TestWarningsSkipFIFOInCertDir: the proxy's certificate store ignores what is not a regular
+// file in cert_dir, so a load accepts a FIFO named x.pem there; the expiry warnings, logged at
+// every start and reload, must not block opening it.
+func TestWarningsSkipFIFOInCertDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, "x.pem"), 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan []Problem, 1)
+	go func() { done <- Warnings(&File{TLS: TLS{CertDir: dir}}, Env{Now: time.Now()}) }()
+	select {
+	case ws := <-done:
+		if len(ws) != 0 {
+			t.Errorf("Warnings = %v; want none", ws)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Warnings blocked on a FIFO in cert_dir")
+	}
 }

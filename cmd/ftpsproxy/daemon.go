@@ -213,20 +213,28 @@ func (d *proc) shutdown(why string) int {
 
 // startAdmin serves the admin listener at addr ("" : none).
 func (d *proc) startAdmin(addr string) error {
-	if addr == "" {
-		return nil
-	}
-	adm := admin.NewServer(addr, d.src, d.metrics, d.log)
-	adm.Version = version
-	adm.ClusterStatus = d.clusterStatus()
-	adm.Listen = d.up.listen
-	adm.HandleAPI(d.api)
-	if err := adm.Start(); err != nil {
+	adm, err := d.newAdmin(addr)
+	if err != nil || adm == nil {
 		return err
 	}
 	d.adm = adm
 	d.log.Info("admin listening", "address", adm.Addr().String())
 	return nil
+}
+
+// newAdmin binds and starts an admin server at addr serving the proxy's status, metrics and
+// API; nil when addr is empty. A start and a reload that moves [admin] address build it alike.
+func (d *proc) newAdmin(addr string) (*admin.Server, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	adm := admin.NewServer(addr, d.src, d.metrics, d.log)
+	adm.Version, adm.Listen, adm.ClusterStatus = version, d.up.listen, d.clusterStatus()
+	adm.HandleAPI(d.api)
+	if err := adm.Start(); err != nil {
+		return nil, err
+	}
+	return adm, nil
 }
 
 // stopAdmin stops the admin server, letting requests in flight finish for a moment.
@@ -242,18 +250,27 @@ func (d *proc) stopAdmin() {
 
 // openTransferLog opens [log] transfer_log at path ("" : off) and makes it the metrics'.
 func (d *proc) openTransferLog(path string) error {
-	if path == "" {
-		d.metrics.SetTransferLog(nil)
-		return nil
-	}
-	x, err := admin.OpenTransferLog(path)
+	x, err := d.newTransferLog(path)
 	if err != nil {
-		return fmt.Errorf("log.transfer_log: %w", err)
+		return err
 	}
-	x.LogErrorsTo(d.log)
 	d.xfer = x
 	d.metrics.SetTransferLog(x)
 	return nil
+}
+
+// newTransferLog opens the transfer log at path, its write errors logged; nil when path is
+// empty. A start and a reload that changes [log] transfer_log open it alike.
+func (d *proc) newTransferLog(path string) (*admin.TransferLog, error) {
+	if path == "" {
+		return nil, nil
+	}
+	x, err := admin.OpenTransferLog(path)
+	if err != nil {
+		return nil, fmt.Errorf("log.transfer_log: %w", err)
+	}
+	x.LogErrorsTo(d.log)
+	return x, nil
 }
 
 func (d *proc) reopenTransferLog() {

@@ -57,7 +57,7 @@ func (d *proc) applyDiscovery() {
 	}
 	d.reg.Commit(pools)
 	d.rt.stopHealth()
-	d.rt.cfg, d.rt.healthPools = cfg, pools
+	d.rt.cfg = cfg
 	d.rt.startHealth(d.srv, d.log)
 	d.log.Info("backends changed by DNS", changeAttrs(ch)...)
 }

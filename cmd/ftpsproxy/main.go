@@ -68,15 +68,14 @@ func ownAddrs(f *config.File) []netip.AddrPort {
 // runtime is what one config builds: the proxy config plus the lifetime of the health
 // checkers and of DNS discovery.
 type runtime struct {
-	cfg         proxy.Config
-	tls         *tlsterm.Server
-	tlsKey      string // the [tls] settings tls was built from
-	acme        *tlsterm.ACME
-	stopHealth  context.CancelFunc
-	healthPools []*balancer.Pool
-	dir         *directory.Directory
-	dirKey      string             // the [directory] settings dir was built from
-	stopDir     context.CancelFunc // ends dir's file watcher
+	cfg        proxy.Config
+	tls        *tlsterm.Server
+	tlsKey     string // the [tls] settings tls was built from
+	acme       *tlsterm.ACME
+	stopHealth context.CancelFunc
+	dir        *directory.Directory
+	dirKey     string             // the [directory] settings dir was built from
+	stopDir    context.CancelFunc // ends dir's file watcher
 	// poolCfgs are the pools as configured, host names and SRV names unresolved: the pools
 	// in cfg are built from them and the discovery's answers.
 	poolCfgs []balancer.PoolConfig
@@ -119,7 +118,7 @@ func build(f *config.File, log *slog.Logger, prev *runtime, env buildEnv) (*runt
 	if err := buildDirectory(f, &pc, rt, prev, log); err != nil {
 		return nil, err
 	}
-	rt.cfg, rt.healthPools = pc, pc.Pools
+	rt.cfg = pc
 	return rt, nil
 }
 
@@ -215,7 +214,7 @@ func (rt *runtime) buildTLS(f *config.File, log *slog.Logger, prev *runtime, lis
 func (rt *runtime) startHealth(srv *proxy.Server, log *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stopHealth = cancel
-	for _, p := range rt.healthPools {
+	for _, p := range rt.cfg.Pools {
 		go p.Check(ctx, balancer.RecordProbes(srv.ProbeBackend), log)
 	}
 }
@@ -256,10 +255,10 @@ func newTLSServer(f *config.File, log *slog.Logger, listen proxy.ListenFunc) (*t
 }
 
 // reload reads the config again and applies every key: pools, backends (their state carried
-// over), routes, limits, listeners, the data-port range, TLS files, [log], the admin address
-// and token, the transfer log. Keys that cannot change in a running process ([tls.acme]) keep
-// their old value with a warning each. A bad config, or one that cannot be bound, is refused
-// and the old one stays in force.
+// over), routes, limits, listeners, [data], TLS files, [log], the admin address and token,
+// the transfer log, [directory]. Keys that cannot change in a running process ([cluster], and
+// [tls] while ACME is in use: keepRestartOnly) keep their old value with a warning each. A bad
+// config, or one that cannot be bound, is refused and the old one stays in force.
 func (d *proc) reload() bool {
 	f, err := config.Load(d.path)
 	if err != nil {
@@ -326,24 +325,14 @@ func (d *proc) prepare(f *config.File) (*staged, error) {
 	}
 	st.rt = rt
 	if f.Log.TransferLog != d.file.Log.TransferLog {
-		st.xfer = nil
-		if f.Log.TransferLog != "" {
-			if st.xfer, err = admin.OpenTransferLog(f.Log.TransferLog); err != nil {
-				return st, fmt.Errorf("log.transfer_log: %w", err)
-			}
-			st.xfer.LogErrorsTo(d.log)
+		if st.xfer, err = d.newTransferLog(f.Log.TransferLog); err != nil {
+			return st, err
 		}
 	}
 	if f.Admin.Address != d.file.Admin.Address {
 		st.adminMoved = true
-		if f.Admin.Address != "" {
-			adm := admin.NewServer(f.Admin.Address, d.src, d.metrics, d.log)
-			adm.Version, adm.Listen, adm.ClusterStatus = version, d.up.listen, d.clusterStatus()
-			adm.HandleAPI(d.api)
-			if err := adm.Start(); err != nil {
-				return st, err
-			}
-			st.adm = adm
+		if st.adm, err = d.newAdmin(f.Admin.Address); err != nil {
+			return st, err
 		}
 	}
 	st.changes = d.reg.Carry(rt.cfg.Pools)

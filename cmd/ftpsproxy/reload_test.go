@@ -39,6 +39,23 @@ func TestKeepRestartOnly(t *testing.T) {
 	}
 }
 
+// TestKeepRestartOnlyCluster: [cluster] is built once; a changed key keeps its old value and
+// is named in one WARN line each.
+func TestKeepRestartOnlyCluster(t *testing.T) {
+	cur := &config.File{Cluster: config.Cluster{RedisURL: "redis://a:6379/0", Instance: "one"}}
+	next := &config.File{Cluster: config.Cluster{RedisURL: "redis://b:6379/0", Instance: "two"}}
+	var buf bytes.Buffer
+	keepRestartOnly(cur, next, slog.New(slog.NewTextHandler(&buf, nil)))
+	if next.Cluster != cur.Cluster {
+		t.Fatalf("after keepRestartOnly: %+v", next.Cluster)
+	}
+	for _, k := range []string{"cluster.redis_url", "cluster.instance"} {
+		if !strings.Contains(buf.String(), `level=WARN msg="`+k+`: changed; takes effect at restart"`) {
+			t.Errorf("no warning for %s: %q", k, buf.String())
+		}
+	}
+}
+
 func TestReloadAttrs(t *testing.T) {
 	old := &config.File{Listeners: []config.Listener{{Address: "a:21"}, {Address: "b:21", Banner: "x"}},
 		Data: proxy.DataConfig{PortRange: nat.PortRange{First: 1, Last: 2}}}
