@@ -190,8 +190,7 @@ type Server struct {
 	acceptWG  sync.WaitGroup
 
 	mu       sync.Mutex
-	sessions map[*session]struct{}
-	byID     map[string]*session // the same sessions, by id (admin API)
+	sessions map[string]*session // the running sessions, by id (admin API)
 	perIP    map[netip.Addr]int
 	wg       sync.WaitGroup
 
@@ -283,8 +282,7 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 		log:      log,
 		limitLog: logthrottle.New(log, logthrottle.Options{}),
 		obs:      obs,
-		sessions: make(map[*session]struct{}),
-		byID:     make(map[string]*session),
+		sessions: make(map[string]*session),
 		perIP:    make(map[netip.Addr]int),
 	}
 	s.obs = liveObserver{Observer: obs, srv: s}
@@ -482,14 +480,12 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	defer s.wg.Done()
 	sess := newSession(s, l, c)
 	s.mu.Lock()
-	s.sessions[sess] = struct{}{}
-	s.byID[sess.id] = sess
+	s.sessions[sess.id] = sess
 	s.mu.Unlock()
 	start := time.Now()
 	defer func() {
 		s.mu.Lock()
-		delete(s.sessions, sess)
-		delete(s.byID, sess.id)
+		delete(s.sessions, sess.id)
 		s.mu.Unlock()
 		backend := ""
 		if sess.backend != nil {

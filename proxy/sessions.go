@@ -100,7 +100,7 @@ func (s *session) interrupt() {
 func (s *Server) SessionList() []SessionInfo {
 	s.mu.Lock()
 	out := make([]SessionInfo, 0, len(s.sessions))
-	for sess := range s.sessions {
+	for _, sess := range s.sessions {
 		out = append(out, sess.snapshot())
 	}
 	s.mu.Unlock()
@@ -120,7 +120,7 @@ func (s *Server) Quiet(d time.Duration) bool {
 	since := time.Now().Add(-d).UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for sess := range s.sessions {
+	for _, sess := range s.sessions {
 		if sess.live.active.Load() > since {
 			return false
 		}
@@ -132,7 +132,7 @@ func (s *Server) Quiet(d time.Duration) bool {
 // progress is cut, and both legs are closed. It reports false when no such session runs.
 func (s *Server) CloseSession(id string) bool {
 	s.mu.Lock()
-	sess := s.byID[id]
+	sess := s.sessions[id]
 	s.mu.Unlock()
 	if sess == nil {
 		return false
@@ -158,7 +158,7 @@ type liveObserver struct {
 // Transfer implements Observer.
 func (o liveObserver) Transfer(rec TransferRecord) {
 	o.srv.mu.Lock()
-	sess := o.srv.byID[rec.SessionID]
+	sess := o.srv.sessions[rec.SessionID]
 	o.srv.mu.Unlock()
 	if sess != nil {
 		if rec.Upload {
