@@ -25,7 +25,6 @@ import (
 // Run; the reader goroutines only feed it through channels.
 type session struct {
 	srv  *Server
-	lst  *listener
 	cfg  *Config         // snapshot taken at connect: a reload does not move a running session
 	lc   *ListenerConfig // this listener's settings in cfg
 	id   string
@@ -111,7 +110,6 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 	id := strconv.FormatUint(srv.nextID.Add(1), 36)
 	s := &session{
 		srv:    srv,
-		lst:    l,
 		cfg:    srv.cfg.Load(),
 		id:     id,
 		raw:    c,
