@@ -198,7 +198,7 @@ type Server struct {
 	// included, see access.go). A nil one, in a Server literal of a test, lets all through.
 	limitLog *logthrottle.Throttle
 
-	logins LoginLimiter // nil: no login limits
+	logins LoginLimiter // Config.LoginLimiter, else the in-memory one
 
 	drain      <-chan struct{} // closed when Shutdown starts
 	drainCtx   context.Context
@@ -295,10 +295,8 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 		s.limitLog.Warn(s.log, "data connection from a foreign address refused", "peer", peer.String())
 	})
 	s.cfg.Store(&cfg)
-	switch {
-	case cfg.LoginLimiter != nil:
-		s.logins = cfg.LoginLimiter
-	default:
+	s.logins = cfg.LoginLimiter
+	if s.logins == nil {
 		// Built even with the limits off, so a reload can turn them on.
 		s.logins = newMemLimiter(cfg.Limits)
 	}
