@@ -480,7 +480,6 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	s.mu.Lock()
 	s.sessions[sess.id] = sess
 	s.mu.Unlock()
-	start := time.Now()
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, sess.id)
@@ -491,7 +490,7 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 		}
 		if sess.counted {
 			s.obs.SessionEnded(sess.lc.name(), backend)
-			s.obs.SessionDuration(time.Since(start))
+			s.obs.SessionDuration(time.Since(sess.live.since))
 		}
 	}()
 	sess.Run(s.hardCtx)

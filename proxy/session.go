@@ -140,7 +140,6 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 
 // Run serves the session until it ends and always closes both legs before it returns.
 func (s *session) Run(parent context.Context) {
-	start := time.Now()
 	s.ctx, s.done = context.WithCancel(parent)
 	defer s.done()
 	stop := context.AfterFunc(s.ctx, s.interrupt)
@@ -167,7 +166,7 @@ func (s *session) Run(parent context.Context) {
 		}
 	}
 	s.teardown()
-	s.logEnd(start, err)
+	s.logEnd(s.live.since, err)
 }
 
 // teardown closes both legs, waits for the reader goroutines, and returns resources.

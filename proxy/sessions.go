@@ -27,7 +27,7 @@ type SessionInfo struct {
 // through the set methods at a few points (USER, login, each command, each transfer), and
 // the admin API reads it with snapshot. Everything else in a session stays the owner's.
 type sessionLive struct {
-	since    time.Time // set before the session is shared
+	since    time.Time // the accept time (admin API, session end log, duration), set before the session is shared
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
 	closing  atomic.Bool  // CloseSession was called: end with the administrator's 421
