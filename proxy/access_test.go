@@ -20,23 +20,8 @@ const line421Denied = "421 Service not available, closing control connection"
 // that tells whether the proxy contacted it.
 func countingBackend(t *testing.T) (string, *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var n atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			c.Close()
-		}
-	}()
-	return ln.Addr().String(), &n
+	return connScriptBackend(t, func(c net.Conn) { n.Add(1); c.Close() }), &n
 }
 
 func prefixes(ss ...string) []netip.Prefix {

@@ -1,9 +1,6 @@
 package proxy
 
-import (
-	"crypto/tls"
-	"crypto/x509"
-)
+import "crypto/tls"
 
 // noteClientCert records the verified client certificate of the control connection (if the
 // client presented one) and adds its subject to every later log record of the session.
@@ -12,21 +9,10 @@ func (s *session) noteClientCert(st tls.ConnectionState) {
 		return
 	}
 	s.clientCert = st.PeerCertificates[0]
-	s.base = s.base.With("cert_subject", s.clientCert.Subject.String())
-	s.log = s.log.With("cert_subject", s.clientCert.Subject.String())
+	subject := s.clientCert.Subject.String()
+	s.base = s.base.With("cert_subject", subject)
+	s.log = s.log.With("cert_subject", subject)
 }
-
-// ClientCertSubject returns the subject of the client's verified TLS certificate ("" when
-// it presented none), for logs and the directory's auth service.
-func (s *session) ClientCertSubject() string {
-	if s.clientCert == nil {
-		return ""
-	}
-	return s.clientCert.Subject.String()
-}
-
-// ClientCert returns the client's verified TLS certificate, or nil.
-func (s *session) ClientCert() *x509.Certificate { return s.clientCert }
 
 // certUserRefused checks tls.client_cert_user before any backend is contacted: the
 // certificate's name must be USER. A refusal is a failed login, answered like a wrong

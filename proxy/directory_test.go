@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -157,29 +156,6 @@ func TestDirectoryFileRoutes(t *testing.T) {
 	}
 }
 
-// countingListener is a backend address that counts connections and never answers: a login
-// refused by the proxy must never reach it.
-func countingListener(t *testing.T) (string, *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var n atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			c.Close()
-		}
-	}()
-	return ln.Addr().String(), &n
-}
-
 func TestDirectoryTargetNotInConfig(t *testing.T) {
 	b := startMarked(t)
 	csv := filepath.Join(t.TempDir(), "users.csv")
@@ -203,7 +179,7 @@ func TestDirectoryTargetNotInConfig(t *testing.T) {
 // answers hostile names with 530 without dialling.
 func TestDirectoryUserDomain(t *testing.T) {
 	shop, other := startMarked(t), startMarked(t)
-	trap, dials := countingListener(t)
+	trap, dials := countingBackend(t) // a login the proxy refuses must never reach it
 	csv := filepath.Join(t.TempDir(), "users.csv")
 	writeCSV(t, csv, "other.example,pool-other,"+demoUser+"\n")
 	dirOpt, _ := withDirectory(t, directory.Config{File: csv, DomainSeparator: "@"})

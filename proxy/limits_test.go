@@ -34,42 +34,28 @@ func expectFinal(t *testing.T, rc *rawConn, want string) {
 // command with the given reply (for a backend that sends 421).
 func scriptedBackend(t *testing.T, reply string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return connScriptBackend(t, func(c net.Conn) {
+		defer c.Close()
+		io.WriteString(c, "220 scripted\r\n")
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				io.WriteString(c, "220 scripted\r\n")
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					switch {
-					case strings.HasPrefix(line, "USER"):
-						io.WriteString(c, "331 pass\r\n")
-					case strings.HasPrefix(line, "PASS"):
-						io.WriteString(c, "230 in\r\n")
-					default:
-						io.WriteString(c, reply)
-						if strings.HasPrefix(reply, "421") {
-							return
-						}
-					}
+			switch {
+			case strings.HasPrefix(line, "USER"):
+				io.WriteString(c, "331 pass\r\n")
+			case strings.HasPrefix(line, "PASS"):
+				io.WriteString(c, "230 in\r\n")
+			default:
+				io.WriteString(c, reply)
+				if strings.HasPrefix(reply, "421") {
+					return
 				}
-			}()
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // failThenLimited fails n logins on one connection, then sends PASS pass and expects the

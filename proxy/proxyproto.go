@@ -44,12 +44,12 @@ func (s *session) readProxyHeader() error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errNoHeader, err)
 	}
+	if _, err := h.TLVs(); err != nil { // go-proxyproto's Read leaves the TLV list unchecked
+		return fmt.Errorf("%w: %v", errNoHeader, err)
+	}
 	if h.Version == 2 && h.Command == proxyproto.LOCAL {
 		// The proxy's own connection, a health check (HAProxy "check send-proxy-v2"): the
 		// PROXY spec says to use the real endpoints, which the session already has.
-		if _, err := h.TLVs(); err != nil {
-			return fmt.Errorf("%w: %v", errNoHeader, err)
-		}
 		s.healthCheck = true
 		s.proxyPeer = s.clientAddr
 		s.base = s.base.With("health_check", true)
@@ -60,9 +60,6 @@ func (s *session) readProxyHeader() error {
 	src, dst, ok := h.TCPAddrs()
 	if !ok || h.Command != proxyproto.PROXY {
 		return fmt.Errorf("%w: not a TCP PROXY header", errNoHeader)
-	}
-	if _, err := h.TLVs(); err != nil { // go-proxyproto's Read leaves the TLV list unchecked
-		return fmt.Errorf("%w: %v", errNoHeader, err)
 	}
 	client := addrPortOf(src)
 	if a := client.Addr(); !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || client.Port() == 0 {

@@ -273,9 +273,6 @@ func userKey(user string) uint64 {
 // refuseBanned ends the session with the login-rate 421 when the client's address is banned
 // (at connect, before the greeting, and at USER).
 func (s *session) refuseBanned(at string) error {
-	if s.srv.logins == nil {
-		return nil
-	}
 	until, banned := s.srv.logins.Banned(s.clientAddr.Addr(), time.Now())
 	if !banned {
 		return nil
@@ -288,7 +285,7 @@ func (s *session) refuseBanned(at string) error {
 // loginAttempt counts a PASS against the client address's attempts cap before any backend
 // is asked; over the cap (or banned meanwhile) the session ends with the login-rate 421.
 func (s *session) loginAttempt() error {
-	if s.srv.logins == nil || s.srv.logins.Attempt(s.clientAddr.Addr(), time.Now()) {
+	if s.srv.logins.Attempt(s.clientAddr.Addr(), time.Now()) {
 		return nil
 	}
 	s.srv.obs.Login("rate_limited")
@@ -306,10 +303,7 @@ func (s *session) loginFailed(backend string, code int) error {
 // user directory or a client certificate) against the limits, logs msg with the tarpit delay,
 // and answers the 530 after that delay, or the login-rate 421 with a ban.
 func (s *session) failedLogin(msg string, attrs ...any) error {
-	var delay, ban time.Duration
-	if s.srv.logins != nil {
-		delay, ban = s.srv.logins.Failed(s.clientAddr.Addr(), s.user, time.Now())
-	}
+	delay, ban := s.srv.logins.Failed(s.clientAddr.Addr(), s.user, time.Now())
 	s.srv.limitLog.Info(s.log, msg, append(attrs, "tarpit_s", delay.Seconds())...)
 	if ban > 0 {
 		s.srv.limitLog.Warn(s.log, "address banned after failed logins", "ban_s", ban.Seconds())

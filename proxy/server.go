@@ -190,8 +190,7 @@ type Server struct {
 	acceptWG  sync.WaitGroup
 
 	mu       sync.Mutex
-	sessions map[*session]struct{}
-	byID     map[string]*session // the same sessions, by id (admin API)
+	sessions map[string]*session // the running sessions, by id (admin API)
 	perIP    map[netip.Addr]int
 	wg       sync.WaitGroup
 
@@ -199,7 +198,7 @@ type Server struct {
 	// included, see access.go). A nil one, in a Server literal of a test, lets all through.
 	limitLog *logthrottle.Throttle
 
-	logins LoginLimiter // nil: no login limits
+	logins LoginLimiter // Config.LoginLimiter, else the in-memory one
 
 	drain      <-chan struct{} // closed when Shutdown starts
 	drainCtx   context.Context
@@ -283,8 +282,7 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 		log:      log,
 		limitLog: logthrottle.New(log, logthrottle.Options{}),
 		obs:      obs,
-		sessions: make(map[*session]struct{}),
-		byID:     make(map[string]*session),
+		sessions: make(map[string]*session),
 		perIP:    make(map[netip.Addr]int),
 	}
 	s.obs = liveObserver{Observer: obs, srv: s}
@@ -297,10 +295,8 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 		s.limitLog.Warn(s.log, "data connection from a foreign address refused", "peer", peer.String())
 	})
 	s.cfg.Store(&cfg)
-	switch {
-	case cfg.LoginLimiter != nil:
-		s.logins = cfg.LoginLimiter
-	default:
+	s.logins = cfg.LoginLimiter
+	if s.logins == nil {
 		// Built even with the limits off, so a reload can turn them on.
 		s.logins = newMemLimiter(cfg.Limits)
 	}
@@ -482,14 +478,11 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 	defer s.wg.Done()
 	sess := newSession(s, l, c)
 	s.mu.Lock()
-	s.sessions[sess] = struct{}{}
-	s.byID[sess.id] = sess
+	s.sessions[sess.id] = sess
 	s.mu.Unlock()
-	start := time.Now()
 	defer func() {
 		s.mu.Lock()
-		delete(s.sessions, sess)
-		delete(s.byID, sess.id)
+		delete(s.sessions, sess.id)
 		s.mu.Unlock()
 		backend := ""
 		if sess.backend != nil {
@@ -497,7 +490,7 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 		}
 		if sess.counted {
 			s.obs.SessionEnded(sess.lc.name(), backend)
-			s.obs.SessionDuration(time.Since(start))
+			s.obs.SessionDuration(time.Since(sess.live.since))
 		}
 	}()
 	sess.Run(s.hardCtx)

@@ -25,7 +25,6 @@ import (
 // Run; the reader goroutines only feed it through channels.
 type session struct {
 	srv  *Server
-	lst  *listener
 	cfg  *Config         // snapshot taken at connect: a reload does not move a running session
 	lc   *ListenerConfig // this listener's settings in cfg
 	id   string
@@ -111,7 +110,6 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 	id := strconv.FormatUint(srv.nextID.Add(1), 36)
 	s := &session{
 		srv:    srv,
-		lst:    l,
 		cfg:    srv.cfg.Load(),
 		id:     id,
 		raw:    c,
@@ -142,7 +140,6 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 
 // Run serves the session until it ends and always closes both legs before it returns.
 func (s *session) Run(parent context.Context) {
-	start := time.Now()
 	s.ctx, s.done = context.WithCancel(parent)
 	defer s.done()
 	stop := context.AfterFunc(s.ctx, s.interrupt)
@@ -169,7 +166,7 @@ func (s *session) Run(parent context.Context) {
 		}
 	}
 	s.teardown()
-	s.logEnd(start, err)
+	s.logEnd(s.live.since, err)
 }
 
 // teardown closes both legs, waits for the reader goroutines, and returns resources.

@@ -27,7 +27,7 @@ type SessionInfo struct {
 // through the set methods at a few points (USER, login, each command, each transfer), and
 // the admin API reads it with snapshot. Everything else in a session stays the owner's.
 type sessionLive struct {
-	since    time.Time // set before the session is shared
+	since    time.Time // the accept time (admin API, session end log, duration), set before the session is shared
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
 	closing  atomic.Bool  // CloseSession was called: end with the administrator's 421
@@ -100,7 +100,7 @@ func (s *session) interrupt() {
 func (s *Server) SessionList() []SessionInfo {
 	s.mu.Lock()
 	out := make([]SessionInfo, 0, len(s.sessions))
-	for sess := range s.sessions {
+	for _, sess := range s.sessions {
 		out = append(out, sess.snapshot())
 	}
 	s.mu.Unlock()
@@ -120,7 +120,7 @@ func (s *Server) Quiet(d time.Duration) bool {
 	since := time.Now().Add(-d).UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for sess := range s.sessions {
+	for _, sess := range s.sessions {
 		if sess.live.active.Load() > since {
 			return false
 		}
@@ -132,7 +132,7 @@ func (s *Server) Quiet(d time.Duration) bool {
 // progress is cut, and both legs are closed. It reports false when no such session runs.
 func (s *Server) CloseSession(id string) bool {
 	s.mu.Lock()
-	sess := s.byID[id]
+	sess := s.sessions[id]
 	s.mu.Unlock()
 	if sess == nil {
 		return false
@@ -158,7 +158,7 @@ type liveObserver struct {
 // Transfer implements Observer.
 func (o liveObserver) Transfer(rec TransferRecord) {
 	o.srv.mu.Lock()
-	sess := o.srv.byID[rec.SessionID]
+	sess := o.srv.sessions[rec.SessionID]
 	o.srv.mu.Unlock()
 	if sess != nil {
 		if rec.Upload {
