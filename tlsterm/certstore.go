@@ -192,10 +192,15 @@ func loadPair(p CertPair) (*tls.Certificate, error) {
 	return &c, nil
 }
 
+// readBounded reads a certificate or key file of at most maxCertFile bytes. Only regular
+// files (after links) are opened: opening a FIFO would block the load, and a reload with it.
 func readBounded(path string) ([]byte, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("tls: %s: not a regular file", path)
 	}
 	if st.Size() > maxCertFile {
 		return nil, fmt.Errorf("tls: %s: larger than %d bytes", path, maxCertFile)
