@@ -206,10 +206,6 @@ func (t *transfer) run() error {
 	defer tick.Stop()
 	t.lastMove = time.Now()
 	for !t.over() {
-		cmdc := s.cmdc
-		if len(s.queue) >= maxQueued {
-			cmdc = nil
-		}
 		var err error
 		select {
 		case r := <-t.leg:
@@ -218,7 +214,7 @@ func (t *transfer) run() error {
 			err = t.pumpFinished(r)
 		case ev := <-s.repc:
 			err = t.backendReply(ev)
-		case ev := <-cmdc:
+		case ev := <-s.clientLines():
 			err = t.clientEvent(ev)
 		case now := <-tick.C:
 			err = t.tick(now)
