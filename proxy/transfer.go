@@ -313,10 +313,9 @@ func (t *transfer) backendReply(ev replyEvent) error {
 		t.s.log.Debug("backend reply after a failed transfer dropped", "code", rep.Code)
 		return nil
 	case t.dataDone:
-		if err := t.flush(); err != nil {
+		if err := t.flush(); err != nil { // flush also sets clientFinal
 			return err
 		}
-		t.clientFinal = t.gotFinal
 		return t.toClient(rep.Raw)
 	}
 	return t.hold(rep.Raw)
