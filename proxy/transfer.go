@@ -121,11 +121,11 @@ func (t *transfer) clientDataConnected() (bool, error) {
 		return false, err
 	}
 	tc, err := s.clientDataTLS(c, t.up)
-	if err != nil {
+	if errors.Is(err, tlsterm.ErrNotResumed) {
 		s.log.Warn("client data TLS refused", "err", err)
-		if errors.Is(err, tlsterm.ErrNotResumed) {
-			return false, s.writeLine(replyReuseRequired)
-		}
+		return false, s.writeLine(replyReuseRequired)
+	}
+	if err != nil { // clientDataTLS logged the failed handshake (rate-limited)
 		return false, s.writeLine(replyDataTLSFailed)
 	}
 	t.client = tc
