@@ -159,14 +159,10 @@ func (s *session) awaitClientData(timeout time.Duration) (net.Conn, error) {
 		out <- legResult{conn: c, err: err}
 	}()
 	for {
-		cmdc := s.cmdc
-		if len(s.queue) >= maxQueued {
-			cmdc = nil
-		}
 		select {
 		case r := <-out:
 			return r.conn, r.err
-		case ev := <-cmdc:
+		case ev := <-s.clientLines():
 			if !ev.connEnded() {
 				s.queue = append(s.queue, ev)
 				continue

@@ -83,6 +83,16 @@ func (ev clientEvent) connEnded() bool {
 	return ev.err != nil && lineErrorReply(ev.err) == ""
 }
 
+// clientLines is the channel of client lines to read while a command is in flight: nil once
+// maxQueued lines wait, so the client reader blocks (TCP back-pressure) instead of the queue
+// growing.
+func (s *session) clientLines() <-chan clientEvent {
+	if len(s.queue) >= maxQueued {
+		return nil
+	}
+	return s.cmdc
+}
+
 // nextCommand returns the next client command to handle: a queued one, or one read while
 // nothing is in flight. Meanwhile it watches the backend (a 421 ends the session), the idle
 // timeout and a shutdown.
@@ -198,17 +208,13 @@ func (s *session) sendBackend(line string) error {
 func (s *session) awaitReply() (Reply, error) {
 	timer := s.idleTimer()
 	for {
-		cmdc := s.cmdc
-		if len(s.queue) >= maxQueued {
-			cmdc = nil
-		}
 		select {
 		case ev := <-s.repc:
 			if ev.err != nil {
 				return Reply{}, s.backendLost(ev.err)
 			}
 			return ev.rep, nil
-		case ev := <-cmdc:
+		case ev := <-s.clientLines():
 			if ev.connEnded() {
 				return Reply{}, ev.err
 			}

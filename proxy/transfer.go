@@ -121,11 +121,11 @@ func (t *transfer) clientDataConnected() (bool, error) {
 		return false, err
 	}
 	tc, err := s.clientDataTLS(c, t.up)
-	if err != nil {
+	if errors.Is(err, tlsterm.ErrNotResumed) {
 		s.log.Warn("client data TLS refused", "err", err)
-		if errors.Is(err, tlsterm.ErrNotResumed) {
-			return false, s.writeLine(replyReuseRequired)
-		}
+		return false, s.writeLine(replyReuseRequired)
+	}
+	if err != nil { // clientDataTLS logged the failed handshake (rate-limited)
 		return false, s.writeLine(replyDataTLSFailed)
 	}
 	t.client = tc
@@ -206,10 +206,6 @@ func (t *transfer) run() error {
 	defer tick.Stop()
 	t.lastMove = time.Now()
 	for !t.over() {
-		cmdc := s.cmdc
-		if len(s.queue) >= maxQueued {
-			cmdc = nil
-		}
 		var err error
 		select {
 		case r := <-t.leg:
@@ -218,7 +214,7 @@ func (t *transfer) run() error {
 			err = t.pumpFinished(r)
 		case ev := <-s.repc:
 			err = t.backendReply(ev)
-		case ev := <-cmdc:
+		case ev := <-s.clientLines():
 			err = t.clientEvent(ev)
 		case now := <-tick.C:
 			err = t.tick(now)
@@ -317,10 +313,9 @@ func (t *transfer) backendReply(ev replyEvent) error {
 		t.s.log.Debug("backend reply after a failed transfer dropped", "code", rep.Code)
 		return nil
 	case t.dataDone:
-		if err := t.flush(); err != nil {
+		if err := t.flush(); err != nil { // flush also sets clientFinal
 			return err
 		}
-		t.clientFinal = t.gotFinal
 		return t.toClient(rep.Raw)
 	}
 	return t.hold(rep.Raw)
