@@ -45,7 +45,11 @@ func (o ServerOptions) storeOptions() CertStoreOptions {
 // connections alike, so session tickets issued on a control connection resume on its data
 // connections.
 type Server struct {
-	base *tls.Config
+	// base is the shared config that sessions clone; a reload that re-reads client_ca_file
+	// swaps in a clone with the new pool (clones keep the ticket keys).
+	base atomic.Pointer[tls.Config]
+	auth ClientAuth
+	ca   string // client_ca_file
 	// files is set for file sources so Reload can replace the certificates.
 	files *CertStore
 	src   CertSource // files or ACME, for Certificates
@@ -68,27 +72,42 @@ func NewServer(o ServerOptions) (*Server, error) {
 	if minV == 0 {
 		minV = tls.VersionTLS12
 	}
-	s.base = &tls.Config{
+	base := &tls.Config{
 		MinVersion:     minV,
 		NextProtos:     []string{ALPN},
 		GetCertificate: src.GetCertificate,
 	}
-	if err := o.ClientAuth.apply(s.base, o.ClientCAFile); err != nil {
+	s.auth, s.ca = o.ClientAuth, o.ClientCAFile
+	if err := s.auth.apply(base, s.ca); err != nil {
 		return nil, err
 	}
+	s.base.Store(base)
 	return s, nil
 }
 
-// Reload re-reads the certificate files (SIGHUP). A failed reload keeps the old certificate.
+// Reload re-reads the certificate files and client_ca_file (SIGHUP). A failed reload keeps
+// what is in force.
 func (s *Server) Reload() error {
-	if s.files == nil {
+	if s.files != nil {
+		if err := s.files.Reload(); err != nil {
+			return err
+		}
+	}
+	if s.auth == ClientAuthNone {
 		return nil
 	}
-	return s.files.Reload()
+	// client_ca_file is read again too: sessions that start after the reload verify client
+	// certificates against its current contents.
+	next := s.base.Load().Clone()
+	if err := s.auth.apply(next, s.ca); err != nil {
+		return err
+	}
+	s.base.Store(next)
+	return nil
 }
 
 // Config returns the shared base config (for implicit listeners and tests).
-func (s *Server) Config() *tls.Config { return s.base }
+func (s *Server) Config() *tls.Config { return s.base.Load() }
 
 // StaticSource serves one in-memory certificate (the demo's self-signed one).
 type StaticSource struct{ Cert *tls.Certificate }
@@ -105,8 +124,8 @@ var ticketTag = []byte("ftpsproxy-session:")
 // control (and data) connections carry its random id, and a data connection counts as
 // resumed only when it presents one of those tickets.
 type Binding struct {
-	srv *Server
-	id  []byte
+	id   []byte
+	base *tls.Config // the server's base config when the session started
 
 	once    sync.Once
 	cert    atomic.Pointer[tls.Certificate] // served on the control connection
@@ -119,12 +138,12 @@ type Binding struct {
 func (s *Server) NewBinding() *Binding {
 	id := make([]byte, 16)
 	rand.Read(id)
-	return &Binding{srv: s, id: append(append([]byte{}, ticketTag...), id...)}
+	return &Binding{id: append(append([]byte{}, ticketTag...), id...), base: s.base.Load()}
 }
 
 func (b *Binding) init() {
 	b.once.Do(func() {
-		base := b.srv.base
+		base := b.base
 		wrap := func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
 			ss.Extra = append(ss.Extra, b.id)
 			return base.EncryptTicket(cs, ss)
@@ -161,7 +180,7 @@ func (b *Binding) init() {
 }
 
 func (b *Binding) controlCert(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	c, err := b.srv.base.GetCertificate(h)
+	c, err := b.base.GetCertificate(h)
 	if c != nil {
 		b.cert.Store(c)
 	}
@@ -172,7 +191,7 @@ func (b *Binding) dataCert(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if c := b.cert.Load(); c != nil {
 		return c, nil
 	}
-	return b.srv.base.GetCertificate(h)
+	return b.base.GetCertificate(h)
 }
 
 // Control returns the config for this session's control connection.
