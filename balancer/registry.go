@@ -52,7 +52,7 @@ func (r *Registry) Carry(pools []*Pool) Changes {
 		op := findPool(r.pools, np.Name)
 		if reload && op == nil {
 			ch.PoolsAdded = append(ch.PoolsAdded, np.Name)
-		} else if op != nil && (op.Policy.String() != np.Policy.String() || op.Health != np.Health) {
+		} else if op != nil && (op.Policy.String() != np.Policy.String() || op.Health != np.Health || op.Panic != np.Panic) {
 			ch.PoolsChanged = append(ch.PoolsChanged, np.Name)
 		}
 		for _, nb := range np.Backends {
