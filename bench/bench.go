@@ -121,9 +121,13 @@ type bench struct {
 	small    string
 	smallSum [32]byte
 	verified atomic.Int64
-	bin      string // the ftpsproxy binary
-	uploads  atomic.Int64
-	recv     []byte // RETR lands here (file size + 1, pages touched once), hashed after the clock stops
+	// hsVerified counts handshake-phase connections whose certificate matched the pin and
+	// that greeted with 220; alive counts NOOPs answered by held idle sessions.
+	hsVerified atomic.Int64
+	alive      atomic.Int64
+	bin        string // the ftpsproxy binary
+	uploads    atomic.Int64
+	recv       []byte // RETR lands here (file size + 1, pages touched once), hashed after the clock stops
 }
 
 // errVerify marks a transfer whose bytes did not match: it always fails the run.
@@ -195,6 +199,8 @@ func Run(opt Options, log Logger, out io.Writer) (res *Results, err error) {
 		log.Logf("phase %s done in %v", ph, time.Since(t0).Round(100*time.Millisecond))
 	}
 	b.res.Verified = b.verified.Load()
+	b.res.HandshakesVerified = b.hsVerified.Load()
+	b.res.IdleAnswered = b.alive.Load()
 	b.res.DurationS = time.Since(start).Seconds()
 	b.res.finish()
 	b.res.Env["loadavg_end"] = readTrim("/proc/loadavg")
@@ -1061,6 +1067,9 @@ func (b *bench) checkAlive(conns []*ctrl) error {
 		c.deadline(30 * time.Second)
 		err := c.noop()
 		c.raw.SetDeadline(time.Time{})
+		if err == nil {
+			b.alive.Add(1)
+		}
 		return err
 	})
 	if fails > 0 {

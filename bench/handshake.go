@@ -304,6 +304,7 @@ func (b *bench) hsRun(t hsTarget, key hsKey, resumed bool) (hsRound, error) {
 					continue
 				}
 				okN.Add(1)
+				b.hsVerified.Add(1)
 				if cs.DidResume {
 					resN.Add(1)
 				}

@@ -27,7 +27,11 @@ type Results struct {
 	Memory    map[string]any               `json:"memory_details"`
 	Targets   []Target                     `json:"targets"`
 	Verified  int64                        `json:"verified_transfers"`
-	Notes     []string                     `json:"notes,omitempty"`
+	// HandshakesVerified: handshake-phase connections that presented the pinned certificate
+	// and greeted; IdleAnswered: NOOPs answered by held idle sessions (memory, ftpsidle, scale).
+	HandshakesVerified int64    `json:"handshakes_verified"`
+	IdleAnswered       int64    `json:"idle_sessions_answered"`
+	Notes              []string `json:"notes,omitempty"`
 
 	metrics  map[string]*Metric
 	cpuStart cpuTimes // /proc/stat at the start, for the share of CPU time stolen during the run
@@ -430,7 +434,8 @@ func (r *Results) print(out io.Writer) {
 		}
 		fmt.Fprintln(out, line)
 	}
-	fmt.Fprintf(out, "\n%d transfers verified by SHA-256; measuring took %s\n", r.Verified, time.Duration(r.DurationS*float64(time.Second)).Round(time.Second))
+	fmt.Fprintf(out, "\n%d transfers verified by SHA-256, %d TLS handshakes by the pinned certificate, %d NOOPs answered by held idle sessions; measuring took %s\n",
+		r.Verified, r.HandshakesVerified, r.IdleAnswered, time.Duration(r.DurationS*float64(time.Second)).Round(time.Second))
 	for _, n := range r.Notes {
 		fmt.Fprintf(out, "note: %s\n", n)
 	}
