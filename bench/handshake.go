@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -42,14 +43,13 @@ type hsKey struct {
 
 // hsTarget is one path's endpoint for one certificate type.
 type hsTarget struct {
-	path  string
-	addr  string
-	proc  *proc
-	tree  bool
-	count int // connections per round and mode
+	path string
+	addr string
+	proc *proc
+	tree bool
 }
 
-// hsRound is the outcome of one path's run.
+// hsRound is the outcome of one path's run of one kind in one round.
 type hsRound struct {
 	ok, resumed, fails int
 	elapsed            time.Duration
@@ -140,18 +140,42 @@ func (b *bench) handshakes() error {
 		for _, s := range sets {
 			for _, m := range modes {
 				ms := metrics[s.key.name+"_"+m.name]
+				count := b.opt.HSFull
+				if m.resumed {
+					count = b.opt.HSResumed
+				}
+				runs := map[string]*hsRun{}
 				for _, t := range s.targets {
-					t.count = b.opt.HSFull
-					if m.resumed {
-						t.count = b.opt.HSResumed
-					}
-					if t.path == pModProxy {
-						t.count = b.opt.HSModProxy
-					}
-					r, err := b.hsRun(t, s.key, m.resumed)
+					r, err := b.hsPrepare(t, s.key, m.resumed)
 					if err != nil {
 						return fmt.Errorf("%s %s via %s: %w", s.key.title, m.name, t.path, err)
 					}
+					runs[t.path] = r
+					states[t.path+" "+s.key.name] = r.state
+				}
+				// The Go paths take turns in hsChunks chunks, in alternating order, so that
+				// the load of the shared machine meets both alike; mod_proxy (a fraction of
+				// the count: it forks per connection) runs in one block in the middle.
+				goPaths := []string{pFtpsproxy, pRelay}
+				for c := range hsChunks {
+					order := slices.Clone(goPaths)
+					if c%2 == 1 {
+						slices.Reverse(order)
+					}
+					for _, p := range order {
+						n := count/hsChunks + boolInt(c < count%hsChunks)
+						if err := b.hsChunk(runs[p], n); err != nil {
+							return fmt.Errorf("%s %s via %s: %w", s.key.title, m.name, p, err)
+						}
+					}
+					if c == hsChunks/2-1 {
+						if err := b.hsChunk(runs[pModProxy], b.opt.HSModProxy); err != nil {
+							return fmt.Errorf("%s %s via %s: %w", s.key.title, m.name, pModProxy, err)
+						}
+					}
+				}
+				for _, t := range s.targets {
+					r := runs[t.path]
 					ok := r.ok
 					if m.resumed {
 						ok = r.resumed
@@ -165,9 +189,6 @@ func (b *bench) handshakes() error {
 						cpuUS = 1e6 * r.cpu / float64(r.ok)
 					}
 					ms[1].add(t.path, cpuUS)
-					if r.state != "" {
-						states[t.path+" "+s.key.name] = r.state
-					}
 					b.log.Logf("handshake round %d %-6s %-7s %-9s %7.1f/s  %d ok, %d resumed, %d failed  proxy CPU %.0f µs/handshake",
 						rep+1, s.key.name, m.name, t.path, float64(ok)/r.elapsed.Seconds(), r.ok, r.resumed, r.fails, cpuUS)
 					for _, e := range r.errs {
@@ -242,44 +263,71 @@ func pinnedTLS(leaf []byte) *tls.Config {
 	}
 }
 
-// hsRun makes t.count connections to t with Concurrency workers and measures them.
-func (b *bench) hsRun(t hsTarget, key hsKey, resumed bool) (hsRound, error) {
-	workers := min(b.opt.Concurrency, t.count)
-	cfgs := make([]*tls.Config, workers)
-	var r hsRound
-	var mu sync.Mutex
-	for i := range cfgs {
-		cfgs[i] = pinnedTLS(key.leaf)
+// hsChunks is how many turns the Go paths take within one round of one kind.
+const hsChunks = 4
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// hsRun is one path's run of one kind (certificate, full or resumed) in one round: its
+// workers' client configs (and session caches) and the totals over its chunks.
+type hsRun struct {
+	t    hsTarget
+	cfgs []*tls.Config
+	hsRound
+}
+
+// hsPrepare makes the workers' configs for t. The first connection tells what was
+// negotiated; for resumed runs every worker then makes one warm-up connection, which fills
+// its cache. Neither is measured.
+func (b *bench) hsPrepare(t hsTarget, key hsKey, resumed bool) (*hsRun, error) {
+	r := &hsRun{t: t, cfgs: make([]*tls.Config, b.opt.Concurrency)}
+	for i := range r.cfgs {
+		r.cfgs[i] = pinnedTLS(key.leaf)
 		if resumed {
-			cfgs[i].ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			r.cfgs[i].ClientSessionCache = tls.NewLRUClientSessionCache(1)
 		}
 	}
-	// The first connection tells what was negotiated; for resumed runs every worker makes one
-	// warm-up connection, which fills its cache. Neither is measured.
 	var buf [512]byte
 	cs, err := hsOnce(t.addr, pinnedTLS(key.leaf), buf[:])
 	if err != nil {
-		return r, fmt.Errorf("first connection: %w", err)
+		return nil, fmt.Errorf("first connection: %w", err)
 	}
 	r.state = fmt.Sprintf("%s %s %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), cs.CurveID)
 	if resumed {
 		var wg sync.WaitGroup
 		var werr atomic.Pointer[error]
-		for i := range cfgs {
+		for i := range r.cfgs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				var buf [512]byte
-				if _, err := hsOnce(t.addr, cfgs[i], buf[:]); err != nil {
+				if _, err := hsOnce(t.addr, r.cfgs[i], buf[:]); err != nil {
 					werr.CompareAndSwap(nil, &err)
 				}
 			}()
 		}
 		wg.Wait()
 		if e := werr.Load(); e != nil {
-			return r, fmt.Errorf("warm-up connection: %w", *e)
+			return nil, fmt.Errorf("warm-up connection: %w", *e)
 		}
 	}
+	return r, nil
+}
+
+// hsChunk makes n connections on r's path with up to Concurrency workers and adds them to
+// r's totals: clock, the server's CPU, connections, resumptions, failures.
+func (b *bench) hsChunk(r *hsRun, n int) error {
+	t := r.t
+	if n <= 0 {
+		return nil
+	}
+	workers := min(len(r.cfgs), n)
+	var mu sync.Mutex
 	if t.tree {
 		awaitChildren(t.proc, 5*time.Second)
 	}
@@ -292,8 +340,8 @@ func (b *bench) hsRun(t hsTarget, key hsKey, resumed bool) (hsRound, error) {
 		go func() {
 			defer wg.Done()
 			var buf [512]byte
-			for next.Add(1) <= int64(t.count) {
-				cs, err := hsOnce(t.addr, cfgs[i], buf[:])
+			for next.Add(1) <= int64(n) {
+				cs, err := hsOnce(t.addr, r.cfgs[i], buf[:])
 				if err != nil {
 					failN.Add(1)
 					mu.Lock()
@@ -312,15 +360,17 @@ func (b *bench) hsRun(t hsTarget, key hsKey, resumed bool) (hsRound, error) {
 		}()
 	}
 	wg.Wait()
-	r.elapsed = time.Since(t0)
+	r.elapsed += time.Since(t0)
 	// mod_proxy's session processes end after the client closed: count the CPU they spend
 	// exiting (they are reaped into the master's count), outside the clock.
 	if t.tree {
 		awaitChildren(t.proc, 10*time.Second)
 	}
-	r.cpu = cpuSince(before, sample(t.proc.pid(), t.tree))
-	r.ok, r.resumed, r.fails = int(okN.Load()), int(resN.Load()), int(failN.Load())
-	return r, nil
+	r.cpu += cpuSince(before, sample(t.proc.pid(), t.tree))
+	r.ok += int(okN.Load())
+	r.resumed += int(resN.Load())
+	r.fails += int(failN.Load())
+	return nil
 }
 
 // awaitChildren waits until a forking server (mod_proxy) has no session process left.
