@@ -263,8 +263,10 @@ func pinnedTLS(leaf []byte) *tls.Config {
 	}
 }
 
-// hsChunks is how many turns the Go paths take within one round of one kind.
-const hsChunks = 4
+// hsChunks is how many turns the Go paths take within one round of one kind: short turns
+// (about 0.1 s each in the full run) so that a burst of load from elsewhere on the machine
+// lands on both paths of a round.
+const hsChunks = 8
 
 func boolInt(b bool) int {
 	if b {
