@@ -424,7 +424,7 @@ func (r *Results) print(out io.Writer) {
 		case t.Result == "n/a":
 			v = "n/a"
 		case strings.HasSuffix(t.Limit, "×"):
-			v = fmt.Sprintf("%.2f×", t.Value)
+			v = fmt.Sprintf("%.3f×", t.Value) // 3 places: 0.897 must not print as the 0.90 it misses
 		default:
 			v = trimFloat(t.Value)
 		}

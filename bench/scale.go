@@ -81,6 +81,14 @@ func (b *bench) scale() error {
 		return nil
 	}
 
+	// Fresh processes: the relay keeps the pipes of earlier splices in Go's pipe pool (so new
+	// sessions would seem to cost 2 descriptors instead of 6, and the cap below would be
+	// wrong), and heap kept from earlier phases would change what a command costs.
+	for _, p := range paths {
+		if err := b.restart(p); err != nil {
+			return err
+		}
+	}
 	// What fits: the benchmark holds one descriptor per session, shared between the two
 	// paths; each proxy holds what its RLIMIT_NOFILE allows at its descriptors per session
 	// (measured on the workers' sessions).
