@@ -88,6 +88,8 @@ type session struct {
 	rnfr     string      // the path of an RNFR the backend accepted, until the RNTO
 	counted  bool        // reported to the Observer as a session (health checks are not)
 	admitted bool        // counted against the session limits (Server.admit)
+	// clientStuck: a write to the client's control connection failed (see teardown).
+	clientStuck bool
 	// healthCheck marks a connection a trusted proxy opened with a PROXY v2 LOCAL header: it
 	// is greeted like a client but logged at debug only and counted apart.
 	healthCheck bool
@@ -173,7 +175,9 @@ func (s *session) end(parent context.Context, err error) {
 	}
 	if line != "" {
 		s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		io.WriteString(s.client, line+"\r\n")
+		if _, err := io.WriteString(s.client, line+"\r\n"); err != nil {
+			s.clientStuck = true
+		}
 		s.audit(slog.LevelInfo, "session closed with 421", "cause", cause.String())
 		if !s.healthCheck {
 			s.srv.obs.Closed421(cause)
@@ -185,7 +189,11 @@ func (s *session) end(parent context.Context, err error) {
 
 // teardown closes both legs, waits for the reader goroutines, and returns resources.
 func (s *session) teardown() {
-	if tc, ok := s.raw.(*net.TCPConn); ok {
+	// A TLS client gets close_notify, which crypto/tls sends in Close, unless a write to it
+	// failed: Close then waits up to 5 s for close_notify to a client that stopped reading,
+	// so the write side is shut first and that write fails at once. (Shutting it first every
+	// time cost a system call per session and lost close_notify.)
+	if tc, ok := s.raw.(*net.TCPConn); ok && (!s.tlsOn || s.clientStuck) {
 		tc.CloseWrite()
 	}
 	s.client.Close()
@@ -301,6 +309,7 @@ func (s *session) writeLine(line string) error {
 func (s *session) writeRaw(b []byte) error {
 	s.client.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := s.client.Write(b); err != nil {
+		s.clientStuck = true
 		return fmt.Errorf("write to client: %w", err)
 	}
 	return nil
