@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -51,6 +52,23 @@ func (s *session) logEnd(start time.Time, err error) {
 	s.audit(slog.LevelInfo, "session end", attrs...)
 }
 
+// cipherNames caches tls.CipherSuiteName, which builds the list of every suite on each call
+// (two log lines of every TLS session name their cipher).
+var cipherNames = sync.OnceValue(func() map[uint16]string {
+	m := map[uint16]string{}
+	for _, c := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		m[c.ID] = c.Name
+	}
+	return m
+})
+
+func cipherName(id uint16) string {
+	if n, ok := cipherNames()[id]; ok {
+		return n
+	}
+	return tls.CipherSuiteName(id)
+}
+
 // tlsAttrs describes the client control connection's TLS: tls (none, TLS1.2, TLS1.3),
 // cipher, sni and resumed.
 func (s *session) tlsAttrs() []any {
@@ -61,7 +79,7 @@ func (s *session) tlsAttrs() []any {
 	st := tc.ConnectionState()
 	return []any{
 		"tls", strings.ReplaceAll(tls.VersionName(st.Version), " ", ""),
-		"cipher", tls.CipherSuiteName(st.CipherSuite),
+		"cipher", cipherName(st.CipherSuite),
 		"sni", s.sni,
 		"resumed", st.DidResume,
 	}

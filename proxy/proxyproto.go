@@ -74,13 +74,23 @@ func (s *session) readProxyHeader() error {
 }
 
 // bufferedConn reads through the session's bufio.Reader first, so bytes already buffered
-// (after a PROXY header, before an implicit TLS handshake) are not lost.
+// (after a PROXY header, before an implicit TLS handshake) are not lost. Once that reader is
+// drained it is dropped and reads go to the connection: a TLS session would otherwise keep
+// the pre-TLS buffer for its whole life.
 type bufferedConn struct {
 	net.Conn
 	r *bufio.Reader
 }
 
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *bufferedConn) Read(p []byte) (int, error) {
+	if c.r != nil {
+		if c.r.Buffered() > 0 {
+			return c.r.Read(p)
+		}
+		c.r = nil
+	}
+	return c.Conn.Read(p)
+}
 
 // proxyHeader builds the PROXY header (version v) a backend asked for on its control
 // connection: the real client address and the address it connected to; v2 also carries the

@@ -17,21 +17,21 @@ const maxQueued = 16
 // ("Relay" in this package always means that: forwarding control-channel commands and
 // replies. Data bytes are moved by the pump, pump.go.)
 func (s *session) serveLoggedIn() error {
+	s.startReaders()
+	for {
+		if err := s.serveNext(); err != nil {
+			return err
+		}
+	}
+}
+
+// startReaders starts the two reader goroutines of the logged-in phase.
+func (s *session) startReaders() {
 	s.cmdc = make(chan clientEvent)
 	s.repc = make(chan replyEvent)
 	s.readers.Add(2)
 	go s.readClient()
 	go s.readBackend()
-
-	for {
-		ev, err := s.nextCommand()
-		if err != nil {
-			return err
-		}
-		if err := s.handle(ev); err != nil {
-			return err
-		}
-	}
 }
 
 // readClient feeds parsed client lines to the owner until the connection ends.
@@ -93,33 +93,76 @@ func (s *session) clientLines() <-chan clientEvent {
 	return s.cmdc
 }
 
-// nextCommand returns the next client command to handle: a queued one, or one read while
-// nothing is in flight. Meanwhile it watches the backend (a 421 ends the session), the idle
-// timeout and a shutdown.
-func (s *session) nextCommand() (clientEvent, error) {
+// serveNext handles the next client command: a queued one, or one read while nothing is in
+// flight. Meanwhile it watches the backend (a 421 ends the session), the idle timeout and a
+// shutdown.
+func (s *session) serveNext() error {
 	if len(s.queue) > 0 {
-		ev := s.queue[0]
-		s.queue = s.queue[1:]
-		return ev, nil
+		return s.handleQueued()
 	}
 	idle := s.idleTimer()
 	for {
-		select {
-		case ev := <-s.cmdc:
-			return ev, nil
-		case ev := <-s.repc:
-			if err := s.unsolicited(ev); err != nil {
-				return clientEvent{}, err
-			}
-		case <-idle.C:
-			return clientEvent{}, end421(CauseTimeout, errors.New("idle timeout"))
-		case <-s.srv.drain:
-			return clientEvent{}, end421(CauseShutdown, nil)
-		case <-s.ctx.Done():
-			return clientEvent{}, end421(CauseShutdown, s.ctx.Err())
+		if done, err := s.woken(s.waitIdle(idle.C, s.ctx.Done())); done {
+			return err
 		}
 	}
 }
+
+func (s *session) handleQueued() error {
+	ev := s.queue[0]
+	s.queue = s.queue[1:]
+	return s.handle(ev)
+}
+
+// woken acts on what ended waitIdle; done is false after an unsolicited backend reply that
+// did not end the session.
+func (s *session) woken(what int) (done bool, err error) {
+	switch what {
+	case waitCommand:
+		ev := s.waited
+		s.waited = clientEvent{}
+		return true, s.handle(ev)
+	case waitReply:
+		rep := s.waitedReply
+		s.waitedReply = replyEvent{}
+		err := s.unsolicited(rep)
+		return err != nil, err
+	case waitTimeout:
+		return true, end421(CauseTimeout, errIdle)
+	case waitDrain:
+		return true, end421(CauseShutdown, nil)
+	}
+	return true, end421(CauseShutdown, s.ctx.Err())
+}
+
+// What ended waitIdle.
+const (
+	waitCommand = iota // s.waited holds it
+	waitReply          // s.waitedReply holds it
+	waitTimeout
+	waitDrain
+	waitDone
+)
+
+// waitIdle is the wait of an idle session. It is kept apart and small, like every frame
+// under it, and leaves what it received in the session rather than on its stack: an idle
+// session's stack is sized by these frames (see serve).
+func (s *session) waitIdle(idle <-chan time.Time, done <-chan struct{}) int {
+	select {
+	case s.waited = <-s.cmdc:
+		return waitCommand
+	case s.waitedReply = <-s.repc:
+		return waitReply
+	case <-idle:
+		return waitTimeout
+	case <-s.srv.drain:
+		return waitDrain
+	case <-done:
+		return waitDone
+	}
+}
+
+var errIdle = errors.New("idle timeout")
 
 // idleTimer returns the session's timer set to the idle timeout. One timer serves every wait
 // of the owner (there is one at a time), so a command costs no timer allocation; since Go

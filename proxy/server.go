@@ -476,24 +476,33 @@ func (s *Server) acceptLoop(l *listener) error {
 
 func (s *Server) serveConn(l *listener, c net.Conn) {
 	defer s.wg.Done()
+	sess := s.track(l, c)
+	defer s.untrack(sess)
+	sess.Run(s.hardCtx)
+}
+
+// track registers a new session.
+func (s *Server) track(l *listener, c net.Conn) *session {
 	sess := newSession(s, l, c)
 	s.mu.Lock()
 	s.sessions[sess.id] = sess
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.sessions, sess.id)
-		s.mu.Unlock()
-		backend := ""
-		if sess.backend != nil {
-			backend = sess.backend.String()
-		}
-		if sess.counted {
-			s.obs.SessionEnded(sess.lc.name(), backend)
-			s.obs.SessionDuration(time.Since(sess.live.since))
-		}
-	}()
-	sess.Run(s.hardCtx)
+	return sess
+}
+
+// untrack removes an ended session and reports it.
+func (s *Server) untrack(sess *session) {
+	s.mu.Lock()
+	delete(s.sessions, sess.id)
+	s.mu.Unlock()
+	backend := ""
+	if sess.backend != nil {
+		backend = sess.backend.String()
+	}
+	if sess.counted {
+		s.obs.SessionEnded(sess.lc.name(), backend)
+		s.obs.SessionDuration(time.Since(sess.live.since))
+	}
 }
 
 // admit counts a new session against the global and per-IP limits. It returns false when a

@@ -1,7 +1,9 @@
 package proxy_test
 
 import (
+	"crypto/tls"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
 
 // BenchmarkSession is one whole short session through the proxy: connect, 220, USER, PASS,
@@ -59,5 +62,71 @@ func BenchmarkNoop(b *testing.B) {
 				rc.expect(200)
 			}
 		})
+	}
+}
+
+// BenchmarkImplicitHandshake is one connection to an implicit-TLS listener: connect, TLS
+// handshake, the 220, close; through the proxy and, for reference, to a bare crypto/tls
+// server that writes a 220 with the same certificate. "resumed" resumes the previous
+// connection's session. The difference is what a session costs the proxy beside TLS.
+func BenchmarkImplicitHandshake(b *testing.B) {
+	opt, cc := withTLS(b, proxy.TLSImplicit, false)
+	p := startProxyLogging(b, slog.LevelInfo, []balancer.BackendConfig{plainBackend("127.0.0.1:1")}, opt,
+		func(c *proxy.Config, _ *balancer.PoolConfig) { c.Limits.MaxSessionsPerIP = 0 })
+	pc := proxy.Config{Listeners: []proxy.ListenerConfig{{}}}
+	opt(&pc, nil) // the same certificate for the bare server
+	bare, err := tls.Listen("tcp", "127.0.0.1:0", pc.TLS.Config())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bare.Close()
+	go func() {
+		for {
+			c, err := bare.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := io.WriteString(c, "220 ready\r\n"); err != nil {
+					return
+				}
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	for _, target := range []struct{ name, addr string }{{"bare", bare.Addr().String()}, {"proxy", p.addr}} {
+		for _, resumed := range []bool{false, true} {
+			name := target.name + "/full"
+			if resumed {
+				name = target.name + "/resumed"
+			}
+			b.Run(name, func(b *testing.B) {
+				c := cc.Clone()
+				c.ClientSessionCache = nil
+				if resumed {
+					c.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+				}
+				one := func() bool {
+					conn, err := tls.Dial("tcp", target.addr, c)
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer conn.Close()
+					line := make([]byte, 64)
+					if n, err := conn.Read(line); err != nil || !strings.HasPrefix(string(line[:n]), "220") {
+						b.Fatalf("greeting: %q %v", line[:n], err)
+					}
+					return conn.ConnectionState().DidResume
+				}
+				one()
+				b.ResetTimer()
+				for b.Loop() {
+					if one() != resumed {
+						b.Fatalf("resumed %v, want %v", !resumed, resumed)
+					}
+				}
+			})
+		}
 	}
 }

@@ -22,9 +22,7 @@ func (s *session) handshakeTimeout() time.Duration {
 // there is no channel left to send one on.
 func (s *session) upgradeClient() error {
 	tc := tls.Server(&bufferedConn{Conn: s.raw, r: s.cr}, s.bind.Control())
-	ctx, cancel := context.WithTimeout(s.ctx, s.handshakeTimeout())
-	defer cancel()
-	err := tc.HandshakeContext(ctx)
+	err := handshake(s.ctx, tc, s.handshakeTimeout())
 	s.srv.obs.TLSHandshake("client", err)
 	if err != nil {
 		return s.clientTLSFailed("control", err)
@@ -37,6 +35,17 @@ func (s *session) upgradeClient() error {
 	s.sni = strings.ToLower(st.ServerName)
 	s.log.Debug("client TLS established", "tls_version", tls.VersionName(st.Version), "sni", s.sni)
 	return nil
+}
+
+// handshake runs tc's server handshake on a goroutine of its own that ends with it. A
+// handshake (certificate signing, key exchange) takes stack that an idle session would keep
+// for hours, until collections shrink it: the session's owner goroutine only waits here.
+func handshake(ctx context.Context, tc *tls.Conn, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- tc.HandshakeContext(ctx) }()
+	return <-errc
 }
 
 // errPipelined ends a session whose client sent bytes after AUTH TLS before the handshake:

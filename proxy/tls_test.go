@@ -10,11 +10,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -358,4 +360,68 @@ func certValidUntil(t *testing.T, notAfter time.Time, hosts ...string) (*tls.Cer
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestControlResumesEarlierSession: a control connection may resume the TLS session of an
+// earlier control connection (a reconnecting client skips the full handshake); its data
+// connections resume the new session, and the earlier session's ticket is refused there.
+func TestControlResumesEarlierSession(t *testing.T) {
+	be := startBackend(t, nil)
+	os.WriteFile(filepath.Join(be.root, "f"), []byte("payload"), 0o644)
+	opt, base := withTLS(t, proxy.TLSExplicit, true)
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, opt)
+
+	cache := &memoCache{m: map[string]*tls.ClientSessionState{}}
+	cc := base.Clone()
+	cc.ClientSessionCache = cache
+	first := tlsSession(t, p.addr, cc)
+	if first.c.(*tls.Conn).ConnectionState().DidResume {
+		t.Fatal("first control connection resumed with an empty cache")
+	}
+	if code, data := epsvData(t, first, "RETR f", cc); code != 226 || string(data) != "payload" {
+		t.Fatalf("first session: %d %q", code, data)
+	}
+	first.cmd("QUIT", 221)
+	old := base.Clone()
+	old.ClientSessionCache = cache.clone()
+
+	second := tlsSession(t, p.addr, cc)
+	if !second.c.(*tls.Conn).ConnectionState().DidResume {
+		t.Fatal("second control connection did not resume the first one's session")
+	}
+	if code, data := epsvData(t, second, "RETR f", cc); code != 226 || string(data) != "payload" {
+		t.Fatalf("data connection of the resumed session: %d %q", code, data)
+	}
+	if code, _ := epsvData(t, second, "RETR f", old); code != 522 {
+		t.Fatalf("data connection with the earlier session's ticket: reply %d, want 522", code)
+	}
+}
+
+// memoCache is a ClientSessionCache that can be copied, to replay an older ticket.
+type memoCache struct {
+	mu sync.Mutex
+	m  map[string]*tls.ClientSessionState
+}
+
+func (c *memoCache) Get(k string) (*tls.ClientSessionState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.m[k]
+	return s, ok
+}
+
+func (c *memoCache) Put(k string, s *tls.ClientSessionState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s == nil {
+		delete(c.m, k)
+		return
+	}
+	c.m[k] = s
+}
+
+func (c *memoCache) clone() *memoCache {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return &memoCache{m: maps.Clone(c.m)}
 }

@@ -122,51 +122,73 @@ var ticketTag = []byte("ftpsproxy-session:")
 
 // Binding ties the TLS sessions of one client session together: tickets issued on its
 // control (and data) connections carry its random id, and a data connection counts as
-// resumed only when it presents one of those tickets.
+// resumed only when it presents one of those tickets. A control connection may resume a
+// ticket of an earlier control connection (a client reconnecting, or opening parallel
+// sessions, skips the full handshake); data connections stay bound to their session.
 type Binding struct {
 	id   []byte
 	base *tls.Config // the server's base config when the session started
 
-	once    sync.Once
 	cert    atomic.Pointer[tls.Certificate] // served on the control connection
-	control *tls.Config
-	data    *tls.Config
-	upload  *tls.Config
+	sni     atomic.Pointer[string]          // the control connection's SNI when it resumed
+	control *tls.Config                     // built with the binding
+
+	// The data configs are built at the first protected data connection: an idle session
+	// does not pay for them.
+	dataOnce sync.Once
+	data     *tls.Config
+	upload   *tls.Config
 }
 
 // NewBinding starts the TLS identity of one client session.
 func (s *Server) NewBinding() *Binding {
-	id := make([]byte, 16)
-	rand.Read(id)
-	return &Binding{id: append(append([]byte{}, ticketTag...), id...), base: s.base.Load()}
+	id := make([]byte, len(ticketTag)+16)
+	copy(id, ticketTag)
+	rand.Read(id[len(ticketTag):])
+	b := &Binding{id: id, base: s.base.Load()}
+	b.control = b.base.Clone()
+	b.control.WrapSession, b.control.UnwrapSession = b.wrap, b.unwrapControl
+	b.control.GetCertificate = b.controlCert
+	return b
 }
 
-func (b *Binding) init() {
-	b.once.Do(func() {
-		base := b.base
-		wrap := func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-			ss.Extra = append(ss.Extra, b.id)
-			return base.EncryptTicket(cs, ss)
+// wrap issues a ticket that carries the session's id.
+func (b *Binding) wrap(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+	ss.Extra = append(ss.Extra, b.id)
+	return b.base.EncryptTicket(cs, ss)
+}
+
+// unwrapControl accepts any ticket the server issued: the client holds its secret. The SNI
+// is kept for the data connections (a resumed handshake picks no certificate).
+func (b *Binding) unwrapControl(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+	ss, err := b.base.DecryptTicket(identity, cs)
+	if ss != nil && err == nil {
+		name := cs.ServerName
+		b.sni.Store(&name)
+	}
+	return ss, err
+}
+
+// unwrapData accepts only this session's tickets. A ticket of another session decrypts fine
+// but is not ours: answer as if it were unknown, so the handshake falls back to a full one
+// and Resumed reports false.
+func (b *Binding) unwrapData(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+	ss, err := b.base.DecryptTicket(identity, cs)
+	if err != nil || ss == nil {
+		return nil, err
+	}
+	for _, e := range ss.Extra {
+		if bytes.Equal(e, b.id) {
+			return ss, nil
 		}
-		// A ticket of another session decrypts fine but is not ours: answer as if it were
-		// unknown, so the handshake falls back to a full one and Resumed reports false.
-		unwrap := func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
-			ss, err := base.DecryptTicket(identity, cs)
-			if err != nil || ss == nil {
-				return nil, err
-			}
-			for _, e := range ss.Extra {
-				if bytes.Equal(e, b.id) {
-					return ss, nil
-				}
-			}
-			return nil, nil
-		}
-		b.control = base.Clone()
-		b.control.WrapSession, b.control.UnwrapSession = wrap, unwrap
-		b.control.GetCertificate = b.controlCert
+	}
+	return nil, nil
+}
+
+func (b *Binding) initData() {
+	b.dataOnce.Do(func() {
 		b.data = b.control.Clone()
-		b.data.WrapSession, b.data.UnwrapSession = wrap, unwrap
+		b.data.UnwrapSession = b.unwrapData
 		// Data connections get the control connection's certificate whatever their SNI:
 		// clients often send none there, and a different certificate would fail the
 		// client's check against the name it connected to.
@@ -187,20 +209,27 @@ func (b *Binding) controlCert(h *tls.ClientHelloInfo) (*tls.Certificate, error) 
 	return c, err
 }
 
+// dataCert serves the control connection's certificate; after a resumed control handshake
+// (no certificate chosen) the one for the control connection's name.
 func (b *Binding) dataCert(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if c := b.cert.Load(); c != nil {
 		return c, nil
+	}
+	if name := b.sni.Load(); name != nil && *name != h.ServerName {
+		hc := *h
+		hc.ServerName = *name
+		return b.base.GetCertificate(&hc)
 	}
 	return b.base.GetCertificate(h)
 }
 
 // Control returns the config for this session's control connection.
-func (b *Binding) Control() *tls.Config { b.init(); return b.control }
+func (b *Binding) Control() *tls.Config { return b.control }
 
 // Data returns the config for one of this session's data connections. requireReuse keeps
 // session resumption possible on uploads too (at the cost of the TLS 1.3 ticket caveat).
 func (b *Binding) Data(upload, requireReuse bool) *tls.Config {
-	b.init()
+	b.initData()
 	if upload && !requireReuse {
 		return b.upload
 	}

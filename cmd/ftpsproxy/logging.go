@@ -23,8 +23,7 @@ func newLogOutput(c config.Log, w io.Writer) (*logOutput, *slog.Logger) {
 	o := &logOutput{}
 	o.apply(c)
 	opts := &slog.HandlerOptions{Level: &o.level}
-	h := switchHandler{out: o, text: slog.NewTextHandler(w, opts), json: slog.NewJSONHandler(w, opts)}
-	return o, slog.New(h)
+	return o, slog.New(newSwitchHandler(o, slog.NewTextHandler(w, opts), slog.NewJSONHandler(w, opts)))
 }
 
 // apply sets the format, and the level when the config's level changed since the last apply:
@@ -37,37 +36,71 @@ func (o *logOutput) apply(c config.Log) {
 	}
 }
 
-// switchHandler keeps a text and a JSON handler derived with the same attributes and groups,
-// and writes each record with the one the output's format selects.
+// switchHandler writes each record with the text or the JSON handler, as the output's format
+// selects. A derived handler (WithAttrs, WithGroup: one per session) derives the handler of
+// the format in use when it is made; the other one only if the format changes while it
+// lives. Every session derives its logger, so deriving both would cost each session a second
+// handler it almost never uses.
 type switchHandler struct {
-	out  *logOutput
-	text slog.Handler
-	json slog.Handler
+	out    *logOutput
+	parent *switchHandler // nil at the root
+	attrs  []slog.Attr    // added to parent's handlers (or group, when not empty)
+	group  string
+	text   atomic.Pointer[slog.Handler]
+	json   atomic.Pointer[slog.Handler]
 }
 
-func (h switchHandler) pick() slog.Handler {
-	if h.out.json.Load() {
-		return h.json
-	}
-	return h.text
+func newSwitchHandler(out *logOutput, text, json slog.Handler) *switchHandler {
+	h := &switchHandler{out: out}
+	h.text.Store(&text)
+	h.json.Store(&json)
+	return h
 }
+
+// handler returns the handler for one format, deriving it from the parent's on first use.
+func (h *switchHandler) handler(json bool) slog.Handler {
+	p := &h.text
+	if json {
+		p = &h.json
+	}
+	if d := p.Load(); d != nil {
+		return *d
+	}
+	d := h.parent.handler(json)
+	if h.group != "" {
+		d = d.WithGroup(h.group)
+	} else {
+		d = d.WithAttrs(h.attrs)
+	}
+	p.CompareAndSwap(nil, &d) // a concurrent derivation made the same handler
+	return *p.Load()
+}
+
+func (h *switchHandler) pick() slog.Handler { return h.handler(h.out.json.Load()) }
 
 // Enabled implements slog.Handler.
-func (h switchHandler) Enabled(ctx context.Context, l slog.Level) bool {
+func (h *switchHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return h.pick().Enabled(ctx, l)
 }
 
 // Handle implements slog.Handler.
-func (h switchHandler) Handle(ctx context.Context, r slog.Record) error {
+func (h *switchHandler) Handle(ctx context.Context, r slog.Record) error {
 	return h.pick().Handle(ctx, r)
 }
 
 // WithAttrs implements slog.Handler.
-func (h switchHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return switchHandler{out: h.out, text: h.text.WithAttrs(as), json: h.json.WithAttrs(as)}
+func (h *switchHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	c := &switchHandler{out: h.out, parent: h, attrs: as}
+	c.pick()
+	return c
 }
 
 // WithGroup implements slog.Handler.
-func (h switchHandler) WithGroup(name string) slog.Handler {
-	return switchHandler{out: h.out, text: h.text.WithGroup(name), json: h.json.WithGroup(name)}
+func (h *switchHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	c := &switchHandler{out: h.out, parent: h, group: name}
+	c.pick()
+	return c
 }

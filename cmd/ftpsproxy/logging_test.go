@@ -42,3 +42,35 @@ func TestLogOutputSwitches(t *testing.T) {
 		t.Fatal("a changed [log] level was not applied")
 	}
 }
+
+// TestLogOutputDerivesLazily: a logger derived (attributes, then a group, then attributes)
+// while the output is text writes the same record as JSON after a switch, and back.
+func TestLogOutputDerivesLazily(t *testing.T) {
+	var buf bytes.Buffer
+	out, log := newLogOutput(config.Log{Level: config.LevelInfo, Format: config.FormatText}, &buf)
+	sess := log.With("session", "7").WithGroup("tls").With("sni", "a.example")
+	sess.Info("one", "resumed", true)
+	if s := buf.String(); !strings.Contains(s, `session=7 tls.sni=a.example tls.resumed=true`) {
+		t.Fatalf("text: %q", s)
+	}
+	buf.Reset()
+	out.apply(config.Log{Level: config.LevelInfo, Format: config.FormatJSON})
+	sess.Info("two", "resumed", false)
+	var rec struct {
+		Msg     string `json:"msg"`
+		Session string `json:"session"`
+		TLS     struct {
+			SNI     string `json:"sni"`
+			Resumed bool   `json:"resumed"`
+		} `json:"tls"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil || rec.Msg != "two" || rec.Session != "7" || rec.TLS.SNI != "a.example" || rec.TLS.Resumed {
+		t.Fatalf("json after the switch: %q (%v)", buf.String(), err)
+	}
+	buf.Reset()
+	out.apply(config.Log{Level: config.LevelInfo, Format: config.FormatText})
+	sess.Info("three")
+	if s := buf.String(); !strings.Contains(s, `msg=three session=7 tls.sni=a.example`) {
+		t.Fatalf("text again: %q", s)
+	}
+}
