@@ -28,14 +28,26 @@ type Logger interface {
 
 // Options configures a run. DefaultOptions gives the full and the quick run.
 type Options struct {
-	Quick        bool     `json:"quick"`
-	FileSize     int64    `json:"file_size"`   // bytes per RETR/STOR
-	Reps         int      `json:"repetitions"` // interleaved rounds of every measurement
-	Sessions     int      `json:"sessions"`    // sessions per path per round (session rate)
-	Concurrency  int      `json:"concurrency"` // concurrent clients (session rate, opening idle sessions)
-	Noops        int      `json:"noops"`       // NOOPs per path per round
-	IdleLevels   []int    `json:"idle_levels"` // idle sessions held for the memory measurement
-	ModProxyCap  int      `json:"mod_proxy_cap"`
+	Quick       bool  `json:"quick"`
+	FileSize    int64 `json:"file_size"`   // bytes per RETR/STOR
+	Reps        int   `json:"repetitions"` // interleaved rounds of every measurement
+	Sessions    int   `json:"sessions"`    // sessions per path per round (session rate)
+	Concurrency int   `json:"concurrency"` // concurrent clients (session rate, opening idle sessions)
+	Noops       int   `json:"noops"`       // NOOPs per path per round
+	IdleLevels  []int `json:"idle_levels"` // idle sessions held for the memory measurement
+	ModProxyCap int   `json:"mod_proxy_cap"`
+	// FTPSIdleLevels: idle FTPS sessions (TLS control connection, PROT P) held for the
+	// ftpsidle phase.
+	FTPSIdleLevels []int `json:"ftps_idle_levels"`
+	// Handshake phase: connections per path per round, full and resumed; mod_proxy forks and
+	// dials the backend per connection (about 40/s here), so it gets HSModProxy per round.
+	HSFull     int `json:"handshakes_full"`
+	HSResumed  int `json:"handshakes_resumed"`
+	HSModProxy int `json:"handshakes_mod_proxy"`
+	// Scale phase: idle plain sessions held while Concurrency workers send ScaleNoops NOOPs
+	// each.
+	ScaleLevels  []int    `json:"scale_levels"`
+	ScaleNoops   int      `json:"scale_noops_per_worker"`
 	Phases       []string `json:"phases"`
 	Login        string   `json:"login"`               // anonymous | local
 	LogLevel     string   `json:"ftpsproxy_log_level"` // [log] level of ftpsproxy (its log goes to a file)
@@ -44,16 +56,20 @@ type Options struct {
 }
 
 // Phases in running order.
-var allPhases = []string{"plain", "ftps", "sessions", "noop", "memory"}
+var allPhases = []string{"plain", "ftps", "sessions", "noop", "handshake", "memory", "ftpsidle", "scale"}
 
 // DefaultOptions returns the full run (quick false) or the -quick one.
 func DefaultOptions(quick bool) Options {
 	if quick {
 		return Options{Quick: true, FileSize: 64 << 20, Reps: 2, Sessions: 200, Concurrency: 32,
-			Noops: 500, IdleLevels: []int{100}, ModProxyCap: 100, Phases: allPhases, Login: "anonymous", LogLevel: "info"}
+			Noops: 500, IdleLevels: []int{100}, ModProxyCap: 100, FTPSIdleLevels: []int{100},
+			HSFull: 200, HSResumed: 400, HSModProxy: 20, ScaleLevels: []int{50, 200}, ScaleNoops: 100,
+			Phases: allPhases, Login: "anonymous", LogLevel: "info"}
 	}
 	return Options{FileSize: 1 << 30, Reps: 7, Sessions: 1500, Concurrency: 32,
-		Noops: 5000, IdleLevels: []int{1000, 10000}, ModProxyCap: 2000, Phases: allPhases, Login: "anonymous", LogLevel: "info"}
+		Noops: 5000, IdleLevels: []int{1000, 10000}, ModProxyCap: 2000, FTPSIdleLevels: []int{1000, 5000},
+		HSFull: 1000, HSResumed: 2000, HSModProxy: 50, ScaleLevels: []int{100, 1000, 5000}, ScaleNoops: 1000,
+		Phases: allPhases, Login: "anonymous", LogLevel: "info"}
 }
 
 // Path names, in column order.
@@ -105,9 +121,13 @@ type bench struct {
 	small    string
 	smallSum [32]byte
 	verified atomic.Int64
-	bin      string // the ftpsproxy binary
-	uploads  atomic.Int64
-	recv     []byte // RETR lands here (file size + 1, pages touched once), hashed after the clock stops
+	// hsVerified counts handshake-phase connections whose certificate matched the pin and
+	// that greeted with 220; alive counts NOOPs answered by held idle sessions.
+	hsVerified atomic.Int64
+	alive      atomic.Int64
+	bin        string // the ftpsproxy binary
+	uploads    atomic.Int64
+	recv       []byte // RETR lands here (file size + 1, pages touched once), hashed after the clock stops
 }
 
 // errVerify marks a transfer whose bytes did not match: it always fails the run.
@@ -165,7 +185,13 @@ func Run(opt Options, log Logger, out io.Writer) (res *Results, err error) {
 		case "noop":
 			err = b.noopLatency()
 		case "memory":
-			err = b.memory()
+			err = b.memory(b.plain, memPlain)
+		case "ftpsidle":
+			err = b.memory(b.ftps, memFTPS)
+		case "handshake":
+			err = b.handshakes()
+		case "scale":
+			err = b.scale()
 		}
 		if err != nil {
 			return b.res, fmt.Errorf("%s: %w", ph, err)
@@ -173,6 +199,8 @@ func Run(opt Options, log Logger, out io.Writer) (res *Results, err error) {
 		log.Logf("phase %s done in %v", ph, time.Since(t0).Round(100*time.Millisecond))
 	}
 	b.res.Verified = b.verified.Load()
+	b.res.HandshakesVerified = b.hsVerified.Load()
+	b.res.IdleAnswered = b.alive.Load()
 	b.res.DurationS = time.Since(start).Seconds()
 	b.res.finish()
 	b.res.Env["loadavg_end"] = readTrim("/proc/loadavg")
@@ -273,23 +301,22 @@ func (b *bench) setup() error {
 	}
 	_ = vsTLS
 	b.res.Configs["vsftpd-tls"] = conf
-	relay, err := startRelay("relay", b.w.etc("relay.log"), relaySpec{Listen: ipFront, Target: ipBackend, Ports: portList(pp.vsftpd, pp.vsPasv)})
+	relay, err := b.startPlainRelay()
 	if err != nil {
 		return err
 	}
-	tlsRelay, err := startRelay("tls-relay", b.w.etc("tls-relay.log"), relaySpec{Listen: ipTLSRelay, Target: ipBackend,
-		Ports: portList(pp.vsftpd, pp.vsPasv), Cert: b.w.cert, Key: b.w.key})
+	tlsRelay, err := b.startTLSRelay()
 	if err != nil {
 		return err
 	}
 	b.bin = bin
-	fp, conf, err := startFtpsproxy(b.w, bin, pp, b.opt.LogLevel)
+	fp, conf, err := startFtpsproxy(b.w, bin, mainFtpsproxy(b.w, pp), pp, b.opt.LogLevel)
 	if err != nil {
 		return err
 	}
 	b.res.Configs["ftpsproxy"] = conf
 	maxInst := 200
-	if slices.Contains(opt.Phases, "memory") {
+	if slices.Contains(opt.Phases, "memory") || slices.Contains(opt.Phases, "ftpsidle") {
 		maxInst = max(maxInst, opt.ModProxyCap+200)
 	}
 	mp, conf, err := startProftpd(b.w, pp, maxInst)
@@ -339,18 +366,29 @@ func (b *bench) setup() error {
 	return nil
 }
 
-// restart replaces a single-process proxy (ftpsproxy or the plain relay) with a fresh one,
-// on every path that uses it.
+func (b *bench) startPlainRelay() (*proc, error) {
+	return startRelay("relay", b.w.etc("relay.log"), relaySpec{Listen: ipFront, Target: ipBackend, Ports: portList(b.ports.vsftpd, b.ports.vsPasv)})
+}
+
+func (b *bench) startTLSRelay() (*proc, error) {
+	return startRelay("tls-relay", b.w.etc("tls-relay.log"), relaySpec{Listen: ipTLSRelay, Target: ipBackend,
+		Ports: portList(b.ports.vsftpd, b.ports.vsPasv), Cert: b.w.cert, Key: b.w.key})
+}
+
+// restart replaces a single-process proxy (ftpsproxy, the plain or the TLS relay) with a
+// fresh one, on every path that uses it.
 func (b *bench) restart(p *path) error {
 	old := p.proc
 	old.stop()
 	var np *proc
 	var err error
-	switch p.name {
-	case pFtpsproxy:
-		np, _, err = startFtpsproxy(b.w, b.bin, b.ports, b.opt.LogLevel)
-	case pRelay:
-		np, err = startRelay("relay", b.w.etc("relay.log"), relaySpec{Listen: ipFront, Target: ipBackend, Ports: portList(b.ports.vsftpd, b.ports.vsPasv)})
+	switch {
+	case p.name == pFtpsproxy:
+		np, _, err = startFtpsproxy(b.w, b.bin, mainFtpsproxy(b.w, b.ports), b.ports, b.opt.LogLevel)
+	case p.name == pRelay && p.ctrlTLS == ctrlPlain:
+		np, err = b.startPlainRelay()
+	case p.name == pRelay:
+		np, err = b.startTLSRelay()
 	default:
 		return fmt.Errorf("cannot restart %s", p.name)
 	}
@@ -769,30 +807,63 @@ func (b *bench) noopLatency() error {
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
-// memory holds idle logged-in sessions through each proxy, one proxy at a time, and reads
-// the RSS of its process(es) at each level. A proxy that cannot hold a level (mod_proxy past
-// ModProxyCap, one process per session; any process past RLIMIT_NOFILE) is measured at the
-// most it can hold: a level within 5% of that is extrapolated from its bytes per session and
-// marked, a level further away is n/a with the reason.
-func (b *bench) memory() error {
-	levels := slices.Clone(b.opt.IdleLevels)
+// memKind tells the plain memory phase and the FTPS one apart: metric keys, titles, levels.
+type memKind struct {
+	prefix string // of metric keys and memory_details entries: "" or "ftps_"
+	title  string // "" or "FTPS "
+	// perLevel adds a bytes-per-session row for every level (the FTPS targets are per level).
+	perLevel bool
+}
+
+var (
+	memPlain = memKind{}
+	memFTPS  = memKind{prefix: "ftps_", title: "FTPS ", perLevel: true}
+)
+
+func (b *bench) memLevels(k memKind) []int {
+	levels := b.opt.IdleLevels
+	if k == memFTPS {
+		levels = b.opt.FTPSIdleLevels
+	}
+	levels = slices.Clone(levels)
 	slices.Sort(levels)
-	levels = slices.Compact(levels)
+	return slices.Compact(levels)
+}
+
+// memory holds idle logged-in sessions through each proxy of set, one proxy at a time, and
+// reads the RSS of its process(es) at each level. A proxy that cannot hold a level (mod_proxy
+// past ModProxyCap, one process per session; any process past RLIMIT_NOFILE) is measured at
+// the most it can hold: a level within 5% of that is extrapolated from its bytes per session
+// and marked, a level further away is n/a with the reason. The FTPS variant (memFTPS) holds
+// sessions on the FTPS paths: TLS on the control connection and, where the path has it,
+// PBSZ 0 + PROT P done.
+func (b *bench) memory(set []*path, k memKind) error {
+	levels := b.memLevels(k)
+	var all []*Metric
 	for _, lvl := range levels {
-		m := b.res.metric(fmt.Sprintf("idle_rss_mib_%d", lvl), fmt.Sprintf("RSS, %d idle sessions", lvl), "MiB", false)
-		m.NA[pDirect] = "no proxy process"
-		m.Once = true
+		m := b.res.metric(fmt.Sprintf("%sidle_rss_mib_%d", k.prefix, lvl), fmt.Sprintf("%sRSS, %d idle sessions", k.title, lvl), "MiB", false)
+		all = append(all, m)
+		if k.perLevel {
+			all = append(all, b.res.metric(fmt.Sprintf("%sidle_bytes_per_session_%d", k.prefix, lvl),
+				fmt.Sprintf("%sRSS per idle session, %d idle", k.title, lvl), "bytes", false))
+		}
 	}
-	per := b.res.metric("idle_bytes_per_session", "RSS per idle session (at the most held)", "bytes", false)
-	perPSS := b.res.metric("idle_pss_bytes_per_session", "PSS per idle session (at the most held)", "bytes", false)
-	held := b.res.metric("idle_sessions_held", "idle sessions held (most)", "sessions", true)
+	per := b.res.metric(k.prefix+"idle_bytes_per_session", k.title+"RSS per idle session (at the most held)", "bytes", false)
+	perPSS := b.res.metric(k.prefix+"idle_pss_bytes_per_session", k.title+"PSS per idle session (at the most held)", "bytes", false)
+	held := b.res.metric(k.prefix+"idle_sessions_held", k.title+"idle sessions held (most)", "sessions", true)
 	held.NoRatio = true
-	for _, m := range []*Metric{per, perPSS, held} {
+	all = append(all, per, perPSS, held)
+	for _, m := range all {
 		m.NA[pDirect] = "no proxy process"
 		m.Once = true
+		for _, p := range set {
+			if p.na != "" {
+				m.NA[p.name] = p.na
+			}
+		}
 	}
-	for _, p := range b.plain[1:] {
-		if p.tree {
+	for _, p := range set[1:] {
+		if p.tree || p.na != "" {
 			continue
 		}
 		// A fresh process: heap kept from the transfer phases would otherwise absorb the
@@ -801,8 +872,11 @@ func (b *bench) memory() error {
 			return err
 		}
 	}
-	for _, p := range b.plain[1:] {
-		if err := b.memoryPath(p, levels); err != nil {
+	for _, p := range set[1:] {
+		if p.na != "" {
+			continue
+		}
+		if err := b.memoryPath(p, levels, k); err != nil {
 			return err
 		}
 	}
@@ -826,7 +900,7 @@ type memPath struct {
 	CapWhy string     `json:"cap_reason,omitempty"`
 }
 
-func (b *bench) memoryPath(p *path, levels []int) error {
+func (b *bench) memoryPath(p *path, levels []int, k memKind) error {
 	var conns []*ctrl
 	var mu sync.Mutex
 	defer func() {
@@ -836,13 +910,25 @@ func (b *bench) memoryPath(p *path, levels []int) error {
 		b.awaitDrain(p)
 	}()
 	rec := &memPath{Cap: math.MaxInt}
-	b.res.Memory[p.name] = rec
+	b.res.Memory[k.prefix+p.name] = rec
 	if p.name == pModProxy {
 		rec.Cap = b.opt.ModProxyCap
 		rec.CapWhy = fmt.Sprintf("mod_proxy capped at %d sessions (-mod-proxy-cap): it forks one process per session "+
 			"and each session holds 2 more vsftpd processes, so 10,000 sessions would mean 30,000 processes "+
 			"(pid_max here: %s) and about 9 GiB of private memory for mod_proxy alone (PSS per session below)",
 			b.opt.ModProxyCap, readTrim("/proc/sys/kernel/pid_max"))
+		// FTPS sessions through mod_proxy open slowly (a fork and an OpenSSL handshake each,
+		// about 20/s here): hold the largest level within the cap, not more.
+		if k == memFTPS {
+			for _, lvl := range levels {
+				if lvl <= b.opt.ModProxyCap {
+					rec.Cap = lvl
+				}
+			}
+			rec.CapWhy = fmt.Sprintf("mod_proxy holds at most %d FTPS sessions here: the largest level within -mod-proxy-cap %d. It forks "+
+				"one process per session (about 11 MiB RSS, 2 MiB PSS each with mod_tls) and each session holds 2 more vsftpd "+
+				"processes (pid_max here: %s); its FTPS sessions open at about 20/s", rec.Cap, b.opt.ModProxyCap, readTrim("/proc/sys/kernel/pid_max"))
+		}
 	}
 	// The load generator holds one descriptor per session.
 	if own := nofile(os.Getpid()) - fdCount(os.Getpid()) - 200; own < rec.Cap {
@@ -871,19 +957,19 @@ func (b *bench) memoryPath(p *path, levels []int) error {
 			return nil
 		})
 		if fails > 0 {
-			return fmt.Errorf("opening idle sessions via %s: %d of %d failed: %v", p.name, fails, need, errs)
+			return fmt.Errorf("opening %sidle sessions via %s: %d of %d failed: %v", k.title, p.name, fails, need, errs)
 		}
 		time.Sleep(time.Second) // let the last logins settle
 		mp := point()
 		if err := b.checkAlive(conns); err != nil {
-			return fmt.Errorf("idle sessions via %s: %w", p.name, err)
+			return fmt.Errorf("%sidle sessions via %s: %w", k.title, p.name, err)
 		}
 		rec.Points = append(rec.Points, mp)
 		extra := ""
 		if p.tree {
 			extra = fmt.Sprintf(", %d processes, PSS %.1f MiB", mp.Procs, float64(mp.PSS)/(1<<20))
 		}
-		b.log.Logf("idle %5d via %-9s RSS %8.1f MiB  %7.0f bytes/session  %d fds%s (opened in %v)", mp.Sessions, p.name,
+		b.log.Logf("%sidle %5d via %-9s RSS %8.1f MiB  %7.0f bytes/session  %d fds%s (opened in %v)", k.title, mp.Sessions, p.name,
 			float64(mp.RSS)/(1<<20), perSession(rec.Base, mp), mp.FDs, extra, time.Since(t0).Round(100*time.Millisecond))
 		return nil
 	}
@@ -909,31 +995,43 @@ func (b *bench) memoryPath(p *path, levels []int) error {
 		if err := open(min(lvl, rec.Cap)); err != nil {
 			return err
 		}
-		m := b.res.metrics[fmt.Sprintf("idle_rss_mib_%d", lvl)]
+		m := b.res.metrics[fmt.Sprintf("%sidle_rss_mib_%d", k.prefix, lvl)]
+		mPer := b.res.metrics[fmt.Sprintf("%sidle_bytes_per_session_%d", k.prefix, lvl)] // nil unless perLevel
 		last := rec.Points[len(rec.Points)-1]
 		switch {
 		case last.Sessions == lvl:
 			m.add(p.name, float64(last.RSS)/(1<<20))
+			if mPer != nil {
+				mPer.add(p.name, perSession(rec.Base, last))
+			}
 		case float64(last.Sessions) >= 0.95*float64(lvl):
 			est := float64(last.RSS) + float64(lvl-last.Sessions)*perSession(rec.Base, last)
+			how := fmt.Sprintf("extrapolated from %d sessions at %.0f bytes/session; %s", last.Sessions, perSession(rec.Base, last), rec.CapWhy)
 			m.add(p.name, est/(1<<20))
-			m.est(p.name, fmt.Sprintf("extrapolated from %d sessions at %.0f bytes/session; %s", last.Sessions, perSession(rec.Base, last), rec.CapWhy))
+			m.est(p.name, how)
+			if mPer != nil {
+				mPer.add(p.name, perSession(rec.Base, last))
+				mPer.est(p.name, how)
+			}
 		default:
 			m.NA[p.name] = rec.CapWhy
+			if mPer != nil {
+				mPer.NA[p.name] = rec.CapWhy
+			}
 		}
 	}
 	last := rec.Points[len(rec.Points)-1]
-	b.res.metrics["idle_bytes_per_session"].add(p.name, perSession(rec.Base, last))
+	b.res.metrics[k.prefix+"idle_bytes_per_session"].add(p.name, perSession(rec.Base, last))
 	if last.Sessions > 0 {
-		b.res.metrics["idle_pss_bytes_per_session"].add(p.name, float64(last.PSS-rec.Base.PSS)/float64(last.Sessions))
+		b.res.metrics[k.prefix+"idle_pss_bytes_per_session"].add(p.name, float64(last.PSS-rec.Base.PSS)/float64(last.Sessions))
 	}
-	b.res.metrics["idle_sessions_held"].add(p.name, float64(last.Sessions))
+	b.res.metrics[k.prefix+"idle_sessions_held"].add(p.name, float64(last.Sessions))
 	if rec.Cap < slices.Max(levels) {
-		b.res.note(fmt.Sprintf("%s held at most %d idle sessions: %s", p.name, last.Sessions, rec.CapWhy))
+		b.res.note(fmt.Sprintf("%s held at most %d %sidle sessions: %s", p.name, last.Sessions, k.title, rec.CapWhy))
 	}
 	if p.tree {
-		b.res.note(fmt.Sprintf("%s at %d idle sessions: RSS summed over %d processes %.0f MiB, PSS %.0f MiB (RSS counts shared pages once per process)",
-			p.name, last.Sessions, last.Procs, float64(last.RSS)/(1<<20), float64(last.PSS)/(1<<20)))
+		b.res.note(fmt.Sprintf("%s at %d %sidle sessions: RSS summed over %d processes %.0f MiB, PSS %.0f MiB (RSS counts shared pages once per process)",
+			p.name, last.Sessions, k.title, last.Procs, float64(last.RSS)/(1<<20), float64(last.PSS)/(1<<20)))
 	}
 	return nil
 }
@@ -972,6 +1070,9 @@ func (b *bench) checkAlive(conns []*ctrl) error {
 		c.deadline(30 * time.Second)
 		err := c.noop()
 		c.raw.SetDeadline(time.Time{})
+		if err == nil {
+			b.alive.Add(1)
+		}
 		return err
 	})
 	if fails > 0 {

@@ -2,16 +2,22 @@ package main
 
 import (
 	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
@@ -23,9 +29,13 @@ type workdir struct {
 	root  string // the FTP root: owned by root (vsftpd refuses a writable anonymous root)
 	pub   string // root/pub, owned by the test user: every file the benchmark moves
 	empty string // vsftpd's secure_chroot_dir
-	cert  string
+	cert  string // ECDSA P-256, self-signed: every TLS terminator
 	key   string
-	acct  account
+	// rsaCert and rsaKey are an RSA-2048 self-signed pair, for the handshake phase's second
+	// key type.
+	rsaCert string
+	rsaKey  string
+	acct    account
 }
 
 func (w *workdir) etc(name string) string { return filepath.Join(w.dir, name) }
@@ -76,7 +86,50 @@ func newWorkdir() (*workdir, error) {
 	if err := os.WriteFile(w.key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, err
 	}
+	w.rsaCert, w.rsaKey = w.etc("rsa-cert.pem"), w.etc("rsa-key.pem")
+	if err := writeRSASelfSigned(w.rsaCert, w.rsaKey, "localhost", "127.0.0.1", "127.0.0.2", "127.0.0.3"); err != nil {
+		return nil, err
+	}
 	return w, nil
+}
+
+// writeRSASelfSigned writes a self-signed RSA-2048 certificate for hosts and its PKCS#8 key,
+// shaped like tlsterm.SelfSigned's ECDSA one.
+func writeRSASelfSigned(certPath, keyPath string, hosts ...string) error {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "ftpsproxy bench RSA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(30 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
 }
 
 // writeData writes size bytes of a seeded PRNG stream (splitmix64: several GB/s, so a 1 GiB

@@ -1,7 +1,9 @@
 // Command bench measures ftpsproxy against a direct connection to the backend, ProFTPD's
 // mod_proxy and a bare relay, all on loopback in front of the same vsftpd: throughput of RETR
 // and STOR (plain, and FTPS toward the client), session rate, NOOP latency, memory per idle
-// session and CPU per GiB relayed. See README.md in this directory.
+// session (plain and FTPS), CPU per GiB relayed, TLS handshake rates against a bare Go TLS
+// terminator, and how NOOP latency and CPU grow with the sessions held. See README.md in this
+// directory.
 //
 //	go run ./bench [-quick] [-json FILE] [flags]
 //
@@ -34,7 +36,7 @@ func (l stderrLogger) Logf(format string, args ...any) {
 
 func run(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "small sizes: 64 MiB files, 200 sessions, 100 idle sessions, 2 rounds (under a minute)")
+	quick := fs.Bool("quick", false, "small sizes: 64 MiB files, 200 sessions, 100 idle sessions, 2 rounds (about a minute)")
 	jsonPath := fs.String("json", "", "write the raw numbers as JSON to `FILE`")
 	reps := fs.Int("reps", 0, "rounds of every measurement (default 5; quick 2)")
 	sizeMiB := fs.Int("size", 0, "file size in MiB for RETR/STOR (default 1024; quick 64)")
@@ -42,6 +44,12 @@ func run(args []string) int {
 	conc := fs.Int("concurrency", 0, "concurrent clients for the session rate (default 32)")
 	noops := fs.Int("noops", 0, "NOOPs per path per round (default 5000; quick 500)")
 	idle := fs.String("idle", "", "idle session levels, comma-separated (default 1000,10000; quick 100)")
+	ftpsIdle := fs.String("ftps-idle", "", "idle FTPS session levels of the ftpsidle phase, comma-separated (default 1000,5000; quick 100)")
+	hsFull := fs.Int("hs-full", 0, "full TLS handshakes per path per round (default 1000; quick 200)")
+	hsResumed := fs.Int("hs-resumed", 0, "resumed TLS handshakes per path per round (default 2000; quick 400)")
+	hsMP := fs.Int("hs-mod-proxy", 0, "TLS handshakes through mod_proxy per round and kind: it forks per connection (default 50; quick 20)")
+	scale := fs.String("scale", "", "idle session levels of the scale phase, comma-separated (default 100,1000,5000; quick 50,200)")
+	scaleNoops := fs.Int("scale-noops", 0, "NOOPs per worker per round in the scale phase (default 1000; quick 100)")
 	capMP := fs.Int("mod-proxy-cap", 0, "most idle sessions held through mod_proxy, one process each (default 2000; quick 100)")
 	phases := fs.String("phases", strings.Join(allPhases, ","), "phases to run, comma-separated")
 	login := fs.String("login", "anonymous", "backend login: anonymous (vsftpd maps it to the test user, no password hashing) or local (ftptest through PAM: yescrypt costs ~13 ms of CPU per login)")
@@ -62,18 +70,28 @@ func run(args []string) int {
 	setInt(&opt.Concurrency, *conc)
 	setInt(&opt.Noops, *noops)
 	setInt(&opt.ModProxyCap, *capMP)
+	setInt(&opt.HSFull, *hsFull)
+	setInt(&opt.HSResumed, *hsResumed)
+	setInt(&opt.HSModProxy, *hsMP)
+	setInt(&opt.ScaleNoops, *scaleNoops)
 	if *sizeMiB > 0 {
 		opt.FileSize = int64(*sizeMiB) << 20
 	}
-	if *idle != "" {
-		opt.IdleLevels = nil
-		for f := range strings.SplitSeq(*idle, ",") {
+	for _, l := range []struct {
+		flag, val string
+		dst       *[]int
+	}{{"-idle", *idle, &opt.IdleLevels}, {"-ftps-idle", *ftpsIdle, &opt.FTPSIdleLevels}, {"-scale", *scale, &opt.ScaleLevels}} {
+		if l.val == "" {
+			continue
+		}
+		*l.dst = nil
+		for f := range strings.SplitSeq(l.val, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
 			if err != nil || n < 1 {
-				fmt.Fprintf(os.Stderr, "bench: bad -idle %q\n", *idle)
+				fmt.Fprintf(os.Stderr, "bench: bad %s %q\n", l.flag, l.val)
 				return 2
 			}
-			opt.IdleLevels = append(opt.IdleLevels, n)
+			*l.dst = append(*l.dst, n)
 		}
 	}
 	opt.Phases = nil

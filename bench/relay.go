@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // The bare relay: no FTP logic at all. It listens on the control port and on every port of
@@ -19,6 +20,11 @@ import (
 // *net.TCPConn (splice); the TLS relay terminates TLS toward the client on every port
 // (implicit TLS on the control port, no AUTH TLS: it cannot see FTP commands) and copies
 // plaintext to the backend.
+//
+// The bare TLS terminator (Terminate) is the handshake phase's reference: it accepts, runs the
+// crypto/tls server handshake with one tls.Config (session tickets on, the default), writes
+// "220 ready", then reads until the client closes. No backend, no FTP: the ceiling of
+// crypto/tls on this machine.
 //
 // It runs as a child process of the benchmark (the benchmark's own executable with
 // relayEnv set), so that its CPU time and RSS are measured alone.
@@ -31,6 +37,8 @@ type relaySpec struct {
 	Ports  []int  `json:"ports"`  // control port and passive ports, identical on both sides
 	Cert   string `json:"cert,omitempty"`
 	Key    string `json:"key,omitempty"` // with Cert: terminate TLS
+	// Terminate: no backend (Target unused); with Cert, greet and read until the client closes.
+	Terminate bool `json:"terminate,omitempty"`
 }
 
 // relayChild reports whether this process was started as a relay.
@@ -61,6 +69,10 @@ func relayMain() int {
 			fmt.Fprintln(os.Stderr, "relay:", err)
 			return 2
 		}
+		if spec.Terminate {
+			go termServe(ln, tcfg)
+			continue
+		}
 		target := net.JoinHostPort(spec.Target, strconv.Itoa(port))
 		go relayServe(ln, target, tcfg)
 	}
@@ -78,6 +90,35 @@ func relayServe(ln *net.TCPListener, target string, tcfg *tls.Config) {
 		}
 		go relayConn(c, target, tcfg)
 	}
+}
+
+func termServe(ln *net.TCPListener, tcfg *tls.Config) {
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "terminator: accept:", err)
+			return
+		}
+		go termConn(c, tcfg)
+	}
+}
+
+var termGreeting = []byte("220 ready\r\n")
+
+// termConn is one terminated connection: handshake, greeting, then read until the client
+// closes (the TLS 1.3 tickets went out with the handshake).
+func termConn(c *net.TCPConn, tcfg *tls.Config) {
+	defer c.Close()
+	tc := tls.Server(c, tcfg)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		return
+	}
+	if _, err := tc.Write(termGreeting); err != nil {
+		return
+	}
+	c.SetDeadline(time.Time{})
+	io.Copy(io.Discard, tc)
 }
 
 type closeWriter interface{ CloseWrite() error }

@@ -44,9 +44,15 @@ type portPlan struct {
 	vsftpd, vsftpdTLS int
 	vsPasv, vsTLSPasv [2]int
 	fpPlain, fpTLS    int
+	fpImplicit        int // ftpsproxy's implicit TLS listener (handshake phase)
 	fpRange           [2]int
+	fpRSAImplicit     int    // the second ftpsproxy, RSA certificate, implicit listener only
+	fpRSARange        [2]int // its data ports (never used: it only greets)
 	mpPlain, mpTLS    int
 	mpPasv, mpTLSPasv [2]int
+	mpImpEC, mpImpRSA int // mod_proxy + mod_tls, implicit, ECDSA and RSA certificate
+	mpImpPasv         [2]int
+	termEC, termRSA   int // the bare TLS terminators (on ipTLSRelay)
 }
 
 func planPorts() (portPlan, error) {
@@ -58,7 +64,7 @@ func planPorts() (portPlan, error) {
 			}
 		}
 	}
-	const need = 1 + 200 + 1 + 60 + 2 + 400 + 2 + 200 + 60
+	const need = 1 + 200 + 1 + 60 + 3 + 400 + 1 + 10 + 2 + 200 + 60 + 2 + 10 + 2
 	if 65535-lo < need {
 		return portPlan{}, fmt.Errorf("not enough ports above the ephemeral range (%d-65535)", lo)
 	}
@@ -71,11 +77,16 @@ func planPorts() (portPlan, error) {
 		p.vsPasv = take(200)
 		p.vsftpdTLS = take(1)[0]
 		p.vsTLSPasv = take(60)
-		p.fpPlain, p.fpTLS = take(1)[0], take(1)[0]
+		p.fpPlain, p.fpTLS, p.fpImplicit = take(1)[0], take(1)[0], take(1)[0]
 		p.fpRange = take(400)
+		p.fpRSAImplicit = take(1)[0]
+		p.fpRSARange = take(10)
 		p.mpPlain, p.mpTLS = take(1)[0], take(1)[0]
 		p.mpPasv = take(200)
 		p.mpTLSPasv = take(60)
+		p.mpImpEC, p.mpImpRSA = take(1)[0], take(1)[0]
+		p.mpImpPasv = take(10)
+		p.termEC, p.termRSA = take(1)[0], take(1)[0]
 		if bindableRange(base, next-base) {
 			return p, nil
 		}
@@ -267,6 +278,32 @@ func proftpdConf(w *workdir, pp portPlan, maxInstances int) string {
 	line(`  TLSRequired off`)
 	line(`  TLSOptions NoSessionReuseRequired`)
 	line(`</VirtualHost>`)
+	// The handshake phase: implicit TLS (TLS from the first byte, like the other paths of that
+	// phase), one virtual host per certificate type. Session tickets on, so resumption can
+	// be measured: the ticket keys are made once in the master, so every forked session
+	// process can open the tickets of the others.
+	for _, v := range []struct {
+		port      int
+		cert, key string
+		kind      string
+	}{{pp.mpImpEC, w.cert, w.key, "EC"}, {pp.mpImpRSA, w.rsaCert, w.rsaKey, "RSA"}} {
+		line(``)
+		line(`<VirtualHost %s>`, ipFront)
+		line(`  Port %d`, v.port)
+		line(`  PassivePorts %d %d`, pp.mpImpPasv[0], pp.mpImpPasv[1])
+		line(`  TimeoutIdle 3600`)
+		proxy("  ")
+		line(`  TLSEngine on`)
+		line(`  TLSProtocol TLSv1.2 TLSv1.3`)
+		line(`  TLS%sCertificateFile %s`, v.kind, v.cert)
+		line(`  TLS%sCertificateKeyFile %s`, v.kind, v.key)
+		line(`  TLSVerifyClient off`)
+		line(`  TLSRenegotiate none`)
+		line(`  TLSRequired on`)
+		line(`  TLSSessionTickets on`)
+		line(`  TLSOptions UseImplicitSSL NoSessionReuseRequired`)
+		line(`</VirtualHost>`)
+	}
 	return c.String()
 }
 
@@ -290,27 +327,48 @@ func startProftpd(w *workdir, pp portPlan, maxInstances int) (*proc, string, err
 	return p, conf, awaitGreeting(p, net.JoinHostPort(ipFront, strconv.Itoa(pp.mpPlain)), false)
 }
 
-// ftpsproxyConf is ftpsproxy in front of the plain vsftpd: a plain listener and an explicit
-// FTPS one, limits opened up for the load, health checks off (a check is one more vsftpd
-// fork every few seconds; it cannot change the numbers, only make them noisier).
-func ftpsproxyConf(w *workdir, pp portPlan, logLevel string) string {
-	return fmt.Sprintf(`# ftpsproxy configuration used by the benchmark
-[[listener]]
-name = "plain"
-address = "%[1]s:%[2]d"
-tls = "none"
+// fpInstance is one ftpsproxy process: its listeners (0: none), data ports and certificate.
+// The benchmark runs the main one (plain, explicit and implicit listeners, ECDSA) and, for the
+// handshake phase, a second one with an RSA certificate and only an implicit listener: the
+// [tls] certificate is per process, and a second process keeps both certificate types
+// measurable in the same round without restarting the main one.
+type fpInstance struct {
+	name                      string // process name, and the base of its config and log files
+	plain, explicit, implicit int
+	dataRange                 [2]int
+	cert, key                 string
+}
 
-[[listener]]
-name = "ftps"
-address = "%[1]s:%[3]d"
-tls = "explicit"
+func mainFtpsproxy(w *workdir, pp portPlan) fpInstance {
+	return fpInstance{name: "ftpsproxy", plain: pp.fpPlain, explicit: pp.fpTLS, implicit: pp.fpImplicit,
+		dataRange: pp.fpRange, cert: w.cert, key: w.key}
+}
 
-[tls]
-cert_file = %[4]q
-key_file = %[5]q
+func rsaFtpsproxy(w *workdir, pp portPlan) fpInstance {
+	return fpInstance{name: "ftpsproxy-rsa", implicit: pp.fpRSAImplicit, dataRange: pp.fpRSARange, cert: w.rsaCert, key: w.rsaKey}
+}
+
+// ftpsproxyConf is ftpsproxy in front of the plain vsftpd: a plain listener, an explicit
+// FTPS one and an implicit one (as inst says), limits opened up for the load, health checks
+// off (a check is one more vsftpd fork every few seconds; it cannot change the numbers, only
+// make them noisier).
+func ftpsproxyConf(inst fpInstance, pp portPlan, logLevel string) string {
+	var c strings.Builder
+	fmt.Fprintf(&c, "# ftpsproxy configuration used by the benchmark (%s)\n", inst.name)
+	for _, l := range []struct {
+		name, mode string
+		port       int
+	}{{"plain", "none", inst.plain}, {"ftps", "explicit", inst.explicit}, {"implicit", "implicit", inst.implicit}} {
+		if l.port != 0 {
+			fmt.Fprintf(&c, "[[listener]]\nname = %q\naddress = \"%s:%d\"\ntls = %q\n\n", l.name, ipFront, l.port, l.mode)
+		}
+	}
+	fmt.Fprintf(&c, `[tls]
+cert_file = %[1]q
+key_file = %[2]q
 
 [data]
-port_range = "%[6]d-%[7]d"
+port_range = "%[3]d-%[4]d"
 connect_timeout = "30s"
 
 [[pool]]
@@ -319,7 +377,7 @@ policy = "round_robin"
 health_interval = "0s"
 
 [[pool.backend]]
-address = "%[8]s:%[9]d"
+address = "%[5]s:%[6]d"
 
 [limits]
 max_sessions = 0
@@ -330,23 +388,27 @@ idle_timeout = "1h"
 login_timeout = "60s"
 
 [log]
-level = %[10]q
-`, ipFront, pp.fpPlain, pp.fpTLS, w.cert, w.key, pp.fpRange[0], pp.fpRange[1], ipBackend, pp.vsftpd, logLevel)
+level = %[7]q
+`, inst.cert, inst.key, inst.dataRange[0], inst.dataRange[1], ipBackend, pp.vsftpd, logLevel)
+	return c.String()
 }
 
-func startFtpsproxy(w *workdir, bin string, pp portPlan, logLevel string) (*proc, string, error) {
-	conf := ftpsproxyConf(w, pp, logLevel)
-	path := w.etc("ftpsproxy.toml")
+func startFtpsproxy(w *workdir, bin string, inst fpInstance, pp portPlan, logLevel string) (*proc, string, error) {
+	conf := ftpsproxyConf(inst, pp, logLevel)
+	path := w.etc(inst.name + ".toml")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, "", err
 	}
 	cmd := exec.Command(bin, "-config", path)
 	cmd.Dir = w.dir
-	p, err := startProc("ftpsproxy", cmd, w.etc("ftpsproxy.log"))
+	p, err := startProc(inst.name, cmd, w.etc(inst.name+".log"))
 	if err != nil {
 		return nil, "", err
 	}
-	return p, conf, awaitGreeting(p, net.JoinHostPort(ipFront, strconv.Itoa(pp.fpPlain)), false)
+	if inst.plain != 0 {
+		return p, conf, awaitGreeting(p, net.JoinHostPort(ipFront, strconv.Itoa(inst.plain)), false)
+	}
+	return p, conf, awaitGreeting(p, net.JoinHostPort(ipFront, strconv.Itoa(inst.implicit)), true)
 }
 
 // buildFtpsproxy builds cmd/ftpsproxy (no -race) from the module this benchmark is in.
