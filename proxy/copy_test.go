@@ -32,37 +32,49 @@ func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
 }
 
 // TestCopyHalfPaths: plain TCP on both sides is handed to io.Copy as *net.TCPConn (so the
-// kernel splices); a TLS side goes through the pooled buffer. Both copy every byte and
-// half-close the destination.
+// kernel splices); a TLS side goes through the pooled buffer, in bulk when the TLS runs over a
+// recordConn (as on data connections), on the source side or the destination side. Every
+// path copies every byte and half-closes the destination.
 func TestCopyHalfPaths(t *testing.T) {
 	payload := bytes.Repeat([]byte("0123456789abcdef"), 40000) // 640,000 bytes: several buffers
-	for _, withTLS := range []bool{false, true} {
+	cert, _, err := tlsterm.SelfSigned("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := &tls.Config{Certificates: []tls.Certificate{*cert}}
+	ccfg := &tls.Config{InsecureSkipVerify: true}
+	for _, mode := range []string{"plain", "tls source", "tls source over recordConn", "tls destination over recordConn"} {
 		srcW, srcR := tcpPair(t)
 		dstW, dstR := tcpPair(t)
-		var src net.Conn = srcR
-		if withTLS {
-			cert, _, err := tlsterm.SelfSigned("127.0.0.1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := tls.Server(srcR, &tls.Config{Certificates: []tls.Certificate{*cert}})
-			cli := tls.Client(srcW, &tls.Config{InsecureSkipVerify: true})
-			go func() { cli.Write(payload); cli.CloseWrite() }()
-			src = srv
-		} else {
+		var src, dst net.Conn = srcR, dstW
+		var read io.Reader = dstR
+		switch mode {
+		case "plain":
 			go func() { srcW.Write(payload); srcW.CloseWrite() }()
+		case "tls source", "tls source over recordConn":
+			var under net.Conn = srcR
+			if mode == "tls source over recordConn" {
+				under = newRecordConn(srcR)
+			}
+			src = tls.Server(under, scfg)
+			cli := tls.Client(srcW, ccfg)
+			go func() { cli.Write(payload); cli.CloseWrite() }()
+		case "tls destination over recordConn":
+			go func() { srcW.Write(payload); srcW.CloseWrite() }()
+			dst = tls.Server(newRecordConn(dstW), scfg)
+			read = tls.Client(dstR, ccfg)
 		}
-		if got := spliceable(dstW, src); got == withTLS {
-			t.Fatalf("tls=%v: spliceable = %v", withTLS, got)
+		if got := spliceable(dst, src); got != (mode == "plain") {
+			t.Fatalf("%s: spliceable = %v", mode, got)
 		}
 		got := make(chan []byte)
-		go func() { b, _ := io.ReadAll(dstR); got <- b }()
-		n, err := copyHalf(dstW, src, bigBufs)
+		go func() { b, _ := io.ReadAll(read); got <- b }()
+		n, err := copyHalf(dst, src, bigBufs)
 		if err != nil || n != int64(len(payload)) {
-			t.Fatalf("tls=%v: copied %d, %v", withTLS, n, err)
+			t.Fatalf("%s: copied %d, %v", mode, n, err)
 		}
 		if b := <-got; sha256.Sum256(b) != sha256.Sum256(payload) {
-			t.Fatalf("tls=%v: %d bytes arrived, content differs", withTLS, len(b))
+			t.Fatalf("%s: %d bytes arrived, content differs", mode, len(b))
 		}
 	}
 }

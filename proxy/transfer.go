@@ -120,7 +120,7 @@ func (t *transfer) clientDataConnected() (bool, error) {
 		c.Close()
 		return false, err
 	}
-	tc, err := s.clientDataTLS(c, t.up)
+	tc, err := s.clientDataTLS(newRecordConn(c), t.up)
 	if errors.Is(err, tlsterm.ErrNotResumed) {
 		s.log.Warn("client data TLS refused", "err", err)
 		return false, s.writeLine(replyReuseRequired)
@@ -164,7 +164,7 @@ func (s *session) backendDataLeg(ctx context.Context, connect func(context.Conte
 			out <- legResult{conn: raw, raw: raw, err: err}
 			return
 		}
-		tc, err := s.backendTLS(ctx, raw)
+		tc, err := s.backendTLS(ctx, newRecordConn(raw))
 		if err != nil {
 			out <- legResult{err: fmt.Errorf("backend data TLS: %w", err)}
 			return
