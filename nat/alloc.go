@@ -182,7 +182,9 @@ func (a *Allocator) Reserve(ctx context.Context, listenIP, peer netip.Addr) (*Le
 	if listenIP.Is4() {
 		network = "tcp4"
 	}
-	var lc net.ListenConfig
+	// Data connections live one transfer under the proxy's data timeout: no TCP keep-alive
+	// (four setsockopt calls per connection).
+	lc := net.ListenConfig{KeepAlive: -1}
 	for range ps.r.Len() {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("nat: reserve: %w", err)

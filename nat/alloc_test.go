@@ -108,6 +108,10 @@ func TestAllocatorAcceptPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer server.Close()
+	// A data connection lives one transfer: no TCP keep-alive (system calls per connection).
+	if on := keepAlive(t, server); on {
+		t.Error("keep-alive is on on an accepted data connection")
+	}
 
 	if _, err := client.Write([]byte("ping")); err != nil {
 		t.Fatal(err)
@@ -612,4 +616,19 @@ func TestSetRangeDuringReserve(t *testing.T) {
 	if a.InUse() != 0 || len(a.old) != 0 {
 		t.Fatalf("after put: InUse %d, %d old ranges; want 0, 0", a.InUse(), len(a.old))
 	}
+}
+
+// keepAlive reads SO_KEEPALIVE of c.
+func keepAlive(t *testing.T, c *net.TCPConn) bool {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var serr error
+	if err := rc.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) }); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	return v != 0
 }

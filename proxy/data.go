@@ -132,7 +132,7 @@ func (s *session) openClientData(ctx context.Context, timeout time.Duration) (ne
 		}
 		return c, nil
 	}
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: s.localAddr.Addr().AsSlice()}}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: s.localAddr.Addr().AsSlice()}, KeepAlive: noKeepAlive}
 	c, err := d.DialContext(ctx, "tcp", s.port.String())
 	if err != nil {
 		return nil, fmt.Errorf("dial client data: %w", err)
@@ -202,7 +202,7 @@ func (s *session) openBackendData(timeout time.Duration) (func(context.Context) 
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
-	var d net.Dialer
+	d := net.Dialer{KeepAlive: noKeepAlive}
 	c, err := d.DialContext(ctx, "tcp", target.String())
 	if err != nil {
 		return nil, fmt.Errorf("dial backend data %s: %w", target, err)
@@ -242,13 +242,19 @@ func (s *session) backendPassive() (netip.AddrPort, error) {
 	return target, nil
 }
 
+// noKeepAlive turns TCP keep-alive off on data connections: four setsockopt calls each, for
+// a connection that lives one transfer under data_timeout. Control connections keep it.
+const noKeepAlive = -1
+
 // backendActive listens for the backend's data connection and announces it with PORT/EPRT.
 // The returned function accepts it, within timeout.
 func (s *session) backendActive(timeout time.Duration) (func(context.Context) (net.Conn, error), error) {
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: s.bLocal.Addr().AsSlice()})
+	lc := net.ListenConfig{KeepAlive: noKeepAlive}
+	l, err := lc.Listen(s.ctx, "tcp", netip.AddrPortFrom(s.bLocal.Addr(), 0).String())
 	if err != nil {
 		return nil, fmt.Errorf("listen for backend data: %w", err)
 	}
+	ln := l.(*net.TCPListener)
 	ap := addrPortOf(ln.Addr())
 	var line string
 	if ap.Addr().Is4() {

@@ -425,3 +425,51 @@ func (c *memoCache) clone() *memoCache {
 	defer c.mu.Unlock()
 	return &memoCache{m: maps.Clone(c.m)}
 }
+
+// TestTLSClientGetsCloseNotify: after QUIT a TLS client receives close_notify before the
+// connection closes (TLS 1.2, so the alert's record type shows on the wire).
+func TestTLSClientGetsCloseNotify(t *testing.T) {
+	be := startBackend(t, nil)
+	opt, base := withTLS(t, proxy.TLSExplicit, false)
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)}, opt)
+	cc := base.Clone()
+	cc.MaxVersion = tls.VersionTLS12
+	rc := dialRaw(t, p.addr)
+	rc.cmd("AUTH TLS", 234)
+	rec := &recordTap{Conn: rc.c}
+	tc := tls.Client(rec, cc)
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	tr := &rawConn{t: t, c: tc, r: newTextReader(tc)}
+	tr.login()
+	tr.cmd("QUIT", 221)
+	tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(tc); err != nil {
+		t.Fatalf("after QUIT: %v", err)
+	}
+	if rec.last != 21 {
+		t.Fatalf("last record type %d, want 21 (alert: close_notify)", rec.last)
+	}
+}
+
+// recordTap notes the type of the last whole TLS record read through it.
+type recordTap struct {
+	net.Conn
+	buf  []byte
+	last byte
+}
+
+func (r *recordTap) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.buf = append(r.buf, p[:n]...)
+	for len(r.buf) >= 5 {
+		size := 5 + (int(r.buf[3])<<8 | int(r.buf[4]))
+		if len(r.buf) < size {
+			break
+		}
+		r.last = r.buf[0]
+		r.buf = r.buf[size:]
+	}
+	return n, err
+}
