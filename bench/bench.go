@@ -945,19 +945,8 @@ func (b *bench) memoryPath(p *path, levels []int, k memKind) error {
 			return nil
 		}
 		t0 := time.Now()
-		fails, errs := parallel(need, b.opt.Concurrency, func(int, []byte) error {
-			c, err := b.session(p, 30*time.Second)
-			if err != nil {
-				return err
-			}
-			c.raw.SetDeadline(time.Time{})
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			return nil
-		})
-		if fails > 0 {
-			return fmt.Errorf("opening %sidle sessions via %s: %d of %d failed: %v", k.title, p.name, fails, need, errs)
+		if err := b.openIdle(p, need, &mu, &conns); err != nil {
+			return fmt.Errorf("opening %sidle sessions: %w", k.title, err)
 		}
 		time.Sleep(time.Second) // let the last logins settle
 		mp := point()
@@ -1032,6 +1021,26 @@ func (b *bench) memoryPath(p *path, levels []int, k memKind) error {
 	if p.tree {
 		b.res.note(fmt.Sprintf("%s at %d %sidle sessions: RSS summed over %d processes %.0f MiB, PSS %.0f MiB (RSS counts shared pages once per process)",
 			p.name, last.Sessions, k.title, last.Procs, float64(last.RSS)/(1<<20), float64(last.PSS)/(1<<20)))
+	}
+	return nil
+}
+
+// openIdle opens n logged-in sessions through p in parallel and appends them to *conns
+// (under mu) with no deadline left on them.
+func (b *bench) openIdle(p *path, n int, mu *sync.Mutex, conns *[]*ctrl) error {
+	fails, errs := parallel(n, b.opt.Concurrency, func(int, []byte) error {
+		c, err := b.session(p, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		c.raw.SetDeadline(time.Time{})
+		mu.Lock()
+		*conns = append(*conns, c)
+		mu.Unlock()
+		return nil
+	})
+	if fails > 0 {
+		return fmt.Errorf("via %s: %d of %d failed: %v", p.name, fails, n, errs)
 	}
 	return nil
 }

@@ -1,23 +1,21 @@
 package main
 
 import (
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
@@ -71,65 +69,41 @@ func newWorkdir() (*workdir, error) {
 	if err := os.Chown(w.pub, uid, gid); err != nil {
 		return nil, err
 	}
-	cert, certPEM, err := tlsterm.SelfSigned("localhost", "127.0.0.1", "127.0.0.2", "127.0.0.3")
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	hosts := []string{"localhost", "127.0.0.1", "127.0.0.2", "127.0.0.3"}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	w.cert, w.key = w.etc("cert.pem"), w.etc("key.pem")
-	if err := os.WriteFile(w.cert, certPEM, 0o644); err != nil {
+	if err := writeSelfSigned(w.cert, w.key, ecKey, hosts...); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(w.key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
 		return nil, err
 	}
 	w.rsaCert, w.rsaKey = w.etc("rsa-cert.pem"), w.etc("rsa-key.pem")
-	if err := writeRSASelfSigned(w.rsaCert, w.rsaKey, "localhost", "127.0.0.1", "127.0.0.2", "127.0.0.3"); err != nil {
+	if err := writeSelfSigned(w.rsaCert, w.rsaKey, rsaKey, hosts...); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
 
-// writeRSASelfSigned writes a self-signed RSA-2048 certificate for hosts and its PKCS#8 key,
-// shaped like tlsterm.SelfSigned's ECDSA one.
-func writeRSASelfSigned(certPath, keyPath string, hosts ...string) error {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+// writeSelfSigned writes a self-signed certificate for hosts with key (tlsterm.SelfSignedKey)
+// and the key in PKCS#8.
+func writeSelfSigned(certPath, keyPath string, key crypto.Signer, hosts ...string) error {
+	_, certPEM, err := tlsterm.SelfSignedKey(key, hosts...)
 	if err != nil {
 		return err
 	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "ftpsproxy bench RSA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(30 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return err
 	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
+	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	return os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 }
 
 // writeData writes size bytes of a seeded PRNG stream (splitmix64: several GB/s, so a 1 GiB

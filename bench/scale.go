@@ -64,19 +64,11 @@ func (b *bench) scale() error {
 		if need <= 0 {
 			return nil
 		}
-		fails, errs := parallel(need, b.opt.Concurrency, func(int, []byte) error {
-			c, err := b.session(p, 30*time.Second)
-			if err != nil {
-				return err
-			}
-			c.raw.SetDeadline(time.Time{})
-			mu.Lock()
-			dst[p.name] = append(dst[p.name], c)
-			mu.Unlock()
-			return nil
-		})
-		if fails > 0 {
-			return fmt.Errorf("opening sessions via %s: %d of %d failed: %v", p.name, fails, need, errs)
+		held := dst[p.name]
+		err := b.openIdle(p, need, &mu, &held)
+		dst[p.name] = held
+		if err != nil {
+			return fmt.Errorf("opening sessions: %w", err)
 		}
 		return nil
 	}

@@ -1,9 +1,11 @@
 package tlsterm
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -21,6 +23,11 @@ func SelfSigned(hosts ...string) (*tls.Certificate, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("tls: self-signed key: %w", err)
 	}
+	return SelfSignedKey(key, hosts...)
+}
+
+// SelfSignedKey is SelfSigned with a key of the caller's (ECDSA, RSA or Ed25519).
+func SelfSignedKey(key crypto.Signer, hosts ...string) (*tls.Certificate, []byte, error) {
 	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
@@ -32,6 +39,9 @@ func SelfSigned(hosts ...string) (*tls.Certificate, []byte, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
+	if _, ok := key.(*rsa.PrivateKey); ok {
+		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
+	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
@@ -39,7 +49,7 @@ func SelfSigned(hosts ...string) (*tls.Certificate, []byte, error) {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tls: self-signed certificate: %w", err)
 	}
