@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"errors"
 	"io"
 	"net"
 	"sync"
@@ -74,48 +73,36 @@ func copyHalf(dst, src net.Conn, pool *sync.Pool) (int64, error) {
 	return n, err
 }
 
-// copyBuffered copies src to dst through buf, like io.CopyBuffer without its ReadFrom and
-// WriteTo shortcuts (they would bring back io.Copy's own buffer). A TLS side over a
-// recordConn moves records in bulk: a TLS source fills buf with the records already
-// received before buf is written, and a TLS destination gets the records of one buf in one
-// write. Neither holds a byte back while src has nothing more to give.
-func copyBuffered(dst, src net.Conn, buf []byte) (written int64, err error) {
-	write := dst.Write
+// copyBuffered is io.CopyBuffer through buf without its ReadFrom and WriteTo shortcuts (they
+// would bring back io.Copy's own buffer). A TLS side over a recordConn moves records in bulk:
+// a TLS source fills buf with the records already received before buf is written, and a TLS
+// destination gets the records of one buf in one write. Neither holds a byte back while src
+// has nothing more to give.
+func copyBuffered(dst, src net.Conn, buf []byte) (int64, error) {
+	var w io.Writer = struct{ io.Writer }{dst}
 	if tc, rc := recordConnOf(dst); rc != nil {
-		write = func(p []byte) (int, error) { return rc.batch(tc, p) }
+		w = writerFunc(func(p []byte) (int, error) { return rc.batch(tc, p) })
 	}
-	srcTLS, fill := recordConnOf(src)
-	for {
-		nr, rerr := src.Read(buf)
-		if rerr == nil && fill != nil && nr > 0 {
-			nr, rerr = fill.fill(srcTLS, buf, nr)
-		}
-		if nr > 0 {
-			nw, werr := write(buf[:nr])
-			if nw < 0 || nw > nr {
-				nw = 0
-				if werr == nil {
-					werr = errInvalidWrite
-				}
+	var r io.Reader = struct{ io.Reader }{src}
+	if tc, rc := recordConnOf(src); rc != nil {
+		r = readerFunc(func(p []byte) (int, error) {
+			n, err := tc.Read(p)
+			if err == nil && n > 0 {
+				n, err = rc.fill(tc, p, n)
 			}
-			written += int64(nw)
-			if werr != nil {
-				return written, werr
-			}
-			if nw != nr {
-				return written, io.ErrShortWrite
-			}
-		}
-		if rerr != nil {
-			if rerr == io.EOF {
-				return written, nil
-			}
-			return written, rerr
-		}
+			return n, err
+		})
 	}
+	return io.CopyBuffer(w, r, buf)
 }
 
-var errInvalidWrite = errors.New("invalid write result")
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func spliceable(dst, src net.Conn) bool {
 	_, d := dst.(*net.TCPConn)

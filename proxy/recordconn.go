@@ -35,7 +35,8 @@ type recordConn struct {
 	outBuf   *[]byte // the pooled buffer behind out, held only during a batch
 	werr     error   // the first failed write: the TLS stream is broken, later writes fail too
 
-	noWait atomic.Bool // Read returns errNoData rather than wait (during fill)
+	noWait     atomic.Bool // Read returns errNoData rather than wait (during fill)
+	handshaken bool        // fill saw the handshake complete (only the reading side calls fill)
 }
 
 func newRecordConn(c net.Conn) *recordConn {
@@ -192,9 +193,16 @@ func (c *recordConn) Read(p []byte) (int, error) {
 // fill reads into buf[n:] through tc what has already arrived, without waiting, until buf
 // is full; it returns the new length.
 func (c *recordConn) fill(tc *tls.Conn, buf []byte, n int) (int, error) {
-	// A handshake must not read without waiting: errNoData would end it.
-	if c.raw == nil || !tc.ConnectionState().HandshakeComplete {
+	if c.raw == nil {
 		return n, nil
+	}
+	// A handshake must not read without waiting: errNoData would end it. (Asked once: the
+	// connection state is built anew on every call, and fill runs once per pump buffer.)
+	if !c.handshaken {
+		if !tc.ConnectionState().HandshakeComplete {
+			return n, nil
+		}
+		c.handshaken = true
 	}
 	c.noWait.Store(true)
 	defer c.noWait.Store(false)
