@@ -67,15 +67,16 @@ type session struct {
 	bLocal  netip.AddrPort // our end of the backend control connection
 	bTLS    *tls.Config    // this session's TLS config toward the backend (own session cache)
 
-	// Post-login event loop.
-	cmdc  chan clientEvent
-	repc  chan replyEvent
+	// Post-login event loop (relay.go).
+	cmdc  chan clientEvent // from the client reader
+	repc  chan replyEvent  // from a transfer's reply reader
+	bw    backendWait      // the owner's wait in a backend read, and its wake
 	queue []clientEvent
-	// waited and waitedReply are what waitIdle received (kept off its stack).
+	// waited and waitedReply are what next received (kept off its stack).
 	waited      clientEvent
 	waitedReply replyEvent
-	idle        *time.Timer    // the owner's wait for a command or a reply, reset per wait
-	readers     sync.WaitGroup // the two reader goroutines of the logged-in phase
+	heldReply   *replyEvent    // read by a transfer's reply reader after its last receive
+	readers     sync.WaitGroup // the client reader and a transfer's reply reader
 
 	// Client data leg.
 	pasv    *nat.Lease
@@ -203,9 +204,6 @@ func (s *session) teardown() {
 	}
 	s.done() // unblocks the readers' sends
 	s.readers.Wait()
-	if s.idle != nil {
-		s.idle.Stop()
-	}
 	if s.pasv != nil {
 		s.pasv.Release()
 		s.pasv = nil
