@@ -14,7 +14,7 @@ const MaxLine = 4096
 // readBufSize is the size of each control connection's read buffer. Command and reply lines
 // are short; ReadLine and ReadReply assemble longer ones from fragments, so the buffer need
 // not hold MaxLine, and an idle session costs less memory (two of these per session).
-const readBufSize = 512
+const readBufSize = 256
 
 // Errors returned by ReadLine and ParseCommand. Each maps to a 500 reply; none ends the session.
 var (
