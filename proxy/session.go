@@ -123,7 +123,7 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 		id:     id,
 		raw:    c,
 		client: c,
-		cr:     bufio.NewReaderSize(c, readBufSize),
+		cr:     bufio.NewReaderSize(c, clientBufSize),
 	}
 	s.live.since = time.Now()
 	s.live.active.Store(s.live.since.UnixNano())
