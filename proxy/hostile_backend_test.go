@@ -282,25 +282,6 @@ func hostileBackendCases(ipv6 bool) []corpusCase {
 		s.reply("226 rec done")
 		return true
 	}, "127.0.0.1:0", append([]string{"150 rec opening"}, append(repeated("150 more", 1000), "226 rec done")...), "", false, []string{"PASV", "RETR f"})
-	// Replies right behind a transfer's final one: the transfer's reply reader may have read
-	// them before the transfer ended, and hands them to the idle owner.
-	afterFinal := func(more string, close bool) recHook {
-		return func(s *recSess, v, arg string) bool {
-			if v != "RETR" {
-				return false
-			}
-			dc := s.acceptData()
-			io.WriteString(dc, "data")
-			dc.Close()
-			s.raw("226 rec done\r\n" + more)
-			s.quit = close
-			return true
-		}
-	}
-	xfer("421-right-after-226", afterFinal("421 going away now\r\n", true), "127.0.0.1:0",
-		[]string{"150 rec opening", "226 rec done"}, "421 going away now\r\n", true, []string{"PASV", "RETR f"})
-	xfer("stray-right-after-226", afterFinal("200 stray "+smuggledMarker+"\r\n", false), "127.0.0.1:0",
-		[]string{"150 rec opening", "226 rec done"}, "", false, []string{"PASV", "RETR f"})
 	if ipv6 {
 		for _, r := range []string{"229 (|||0|)\r\n", "229 (|||70000|)\r\n", "229 garbage\r\n", "229 (|||abc|)\r\n", "229 (||||)\r\n",
 			"229 (|1|::1|5000|)\r\n", "229 (|||-1|)\r\n", "229 Entering Extended Passive Mode (|||1|)\r\n", "227 (127,0,0,1,4,1)\r\n"} {
