@@ -11,10 +11,15 @@ import (
 // (SPEC §4). Longer lines are answered 500 and discarded whole.
 const MaxLine = 4096
 
-// readBufSize is the size of each control connection's read buffer. Command and reply lines
-// are short; ReadLine and ReadReply assemble longer ones from fragments, so the buffer need
-// not hold MaxLine, and an idle session costs less memory (two of these per session).
-const readBufSize = 512
+// readBufSize is the size of a backend control connection's read buffer, clientBufSize the
+// client's. Command and reply lines are short; ReadLine and ReadReply assemble longer ones
+// from fragments, so a buffer need not hold MaxLine, and an idle session costs less memory.
+// The backend's is larger: a multi-line reply may run to maxReplyBytes, read a buffer per
+// system call, and a backend that floods one should meet that bound before its deadline.
+const (
+	readBufSize   = 512
+	clientBufSize = 256
+)
 
 // Errors returned by ReadLine and ParseCommand. Each maps to a 500 reply; none ends the session.
 var (

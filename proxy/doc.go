@@ -21,7 +21,9 @@
 //	srv.Reload(newCfg)          // SIGHUP
 //	srv.Shutdown(graceCtx)      // SIGTERM: drain, then close
 //
-// Each client connection is one session owned by one goroutine (session.Run); two reader
-// goroutines feed it parsed commands and framed replies over channels, so ABOR, a backend's
-// 421, the idle timer and a drain are seen while a transfer runs.
+// Each client connection is one session owned by one goroutine (session.Run). A reader
+// goroutine feeds it parsed commands over a channel and wakes it; the owner reads the
+// backend's replies itself (relay.go, wake.go), except during a transfer, when a second
+// reader feeds them over a channel, so ABOR, a backend's 421, the deadlines and a drain are
+// seen while a transfer runs.
 package proxy

@@ -51,7 +51,6 @@ func (s *session) readProxyHeader() error {
 		// The proxy's own connection, a health check (HAProxy "check send-proxy-v2"): the
 		// PROXY spec says to use the real endpoints, which the session already has.
 		s.healthCheck = true
-		s.proxyPeer = s.clientAddr
 		s.base = s.base.With("health_check", true)
 		s.log = s.base
 		s.log.Debug("PROXY v2 LOCAL: health check")
@@ -65,10 +64,10 @@ func (s *session) readProxyHeader() error {
 	if a := client.Addr(); !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || client.Port() == 0 {
 		return fmt.Errorf("%w: source %s is not a client address", errNoHeader, client)
 	}
-	s.proxyPeer = s.clientAddr
+	peer := s.clientAddr // the trusted proxy that sent the header
 	s.clientAddr = client
 	s.headerDst = addrPortOf(dst)
-	s.base = s.srv.log.With("session", s.id, "client", s.clientAddr.String(), "via", s.proxyPeer.String())
+	s.base = sessionLogger(s.srv.log, "session", s.id, "client", s.clientAddr.String(), "via", peer.String())
 	s.log = s.base
 	return nil
 }

@@ -16,8 +16,15 @@ const maxQueued = 16
 // backend replies are framed and relayed byte-exact, except the ones the proxy rewrites.
 // ("Relay" in this package always means that: forwarding control-channel commands and
 // replies. Data bytes are moved by the pump, pump.go.)
+//
+// A goroutine reads the client; the owner reads the backend itself, in next, and the client
+// reader wakes it (backendWait). Only while a transfer runs, when the owner waits on
+// channels, does a goroutine of its own read the backend (startReplyReader).
 func (s *session) serveLoggedIn() error {
-	s.startReaders()
+	s.cmdc = make(chan clientEvent, 1)
+	s.bw.setConn(s.bconn)
+	s.readers.Add(1)
+	go s.readClient()
 	for {
 		if err := s.serveNext(); err != nil {
 			return err
@@ -25,16 +32,9 @@ func (s *session) serveLoggedIn() error {
 	}
 }
 
-// startReaders starts the two reader goroutines of the logged-in phase.
-func (s *session) startReaders() {
-	s.cmdc = make(chan clientEvent)
-	s.repc = make(chan replyEvent)
-	s.readers.Add(2)
-	go s.readClient()
-	go s.readBackend()
-}
-
-// readClient feeds parsed client lines to the owner until the connection ends.
+// readClient feeds parsed client lines to the owner until the connection ends. Each line is
+// in the channel before the owner is woken: an owner that checks the channel after parking
+// sees it, or is parked when the wake comes.
 func (s *session) readClient() {
 	defer s.readers.Done()
 	for {
@@ -50,29 +50,11 @@ func (s *session) readClient() {
 		}
 		select {
 		case s.cmdc <- ev:
+			s.bw.wake()
 		case <-s.ctx.Done():
 			return
 		}
 		if err != nil && lineErrorReply(err) == "" {
-			return
-		}
-	}
-}
-
-// readBackend feeds framed backend replies to the owner until the connection ends.
-func (s *session) readBackend() {
-	defer s.readers.Done()
-	for {
-		rep, err := ReadReply(s.br)
-		if err == nil && rep.Code >= 600 {
-			err = fmt.Errorf("%w: protected reply %d is not relayed", ErrBadReply, rep.Code)
-		}
-		select {
-		case s.repc <- replyEvent{rep: rep, err: err}:
-		case <-s.ctx.Done():
-			return
-		}
-		if err != nil {
 			return
 		}
 	}
@@ -100,9 +82,9 @@ func (s *session) serveNext() error {
 	if len(s.queue) > 0 {
 		return s.handleQueued()
 	}
-	idle := s.idleTimer()
+	deadline := time.Now().Add(s.idleTimeout())
 	for {
-		if done, err := s.woken(s.waitIdle(idle.C, s.ctx.Done())); done {
+		if done, err := s.woken(s.next(deadline, true, true)); done {
 			return err
 		}
 	}
@@ -114,8 +96,8 @@ func (s *session) handleQueued() error {
 	return s.handle(ev)
 }
 
-// woken acts on what ended waitIdle; done is false after an unsolicited backend reply that
-// did not end the session.
+// woken acts on what ended an idle wait; done is false after an unsolicited backend reply
+// that did not end the session.
 func (s *session) woken(what int) (done bool, err error) {
 	switch what {
 	case waitCommand:
@@ -135,46 +117,152 @@ func (s *session) woken(what int) (done bool, err error) {
 	return true, end421(CauseShutdown, s.ctx.Err())
 }
 
-// What ended waitIdle.
+// What ended next.
 const (
 	waitCommand = iota // s.waited holds it
-	waitReply          // s.waitedReply holds it
+	waitReply          // s.waitedReply holds it (a reply, or the backend's read error)
 	waitTimeout
 	waitDrain
 	waitDone
 )
 
-// waitIdle is the wait of an idle session. It is kept apart and small, like every frame
-// under it, and leaves what it received in the session rather than on its stack: an idle
-// session's stack is sized by these frames (see serve).
-func (s *session) waitIdle(idle <-chan time.Time, done <-chan struct{}) int {
-	select {
-	case s.waited = <-s.cmdc:
-		return waitCommand
-	case s.waitedReply = <-s.repc:
+// next is the owner's wait outside transfers: for a backend reply, the deadline, the end of
+// the session, a client line (when lines is true) and a drain (when drain is true). It
+// parks in a read of the backend (backendWait) and leaves what it received in the session
+// rather than on its stack: an idle session's stack is sized by the frames under this wait
+// (see serve).
+func (s *session) next(deadline time.Time, lines, drain bool) int {
+	if s.heldReply != nil { // read by a transfer's reply reader, not yet taken
+		s.waitedReply, s.heldReply = *s.heldReply, nil
 		return waitReply
-	case <-idle:
-		return waitTimeout
-	case <-s.srv.drain:
-		return waitDrain
-	case <-done:
-		return waitDone
+	}
+	for {
+		s.bw.park(deadline)
+		if what, ok := s.pending(lines, drain); ok {
+			s.bw.unpark()
+			return what
+		}
+		_, err := s.br.Peek(1)
+		woken := s.bw.unpark()
+		switch {
+		case err == nil:
+			s.waitedReply = s.readReply()
+			return waitReply
+		case !isTimeout(err):
+			s.waitedReply = replyEvent{err: err}
+			return waitReply
+		case s.ctx.Err() != nil: // backendWait.stop
+			return waitDone
+		case !woken:
+			return waitTimeout
+		}
+	}
+}
+
+// pending takes the first event that needs no read: a client line, the end of the session,
+// a drain.
+func (s *session) pending(lines, drain bool) (int, bool) {
+	if lines {
+		select {
+		case s.waited = <-s.cmdc:
+			return waitCommand, true
+		default:
+		}
+	}
+	if s.ctx.Err() != nil {
+		return waitDone, true
+	}
+	if drain {
+		select {
+		case <-s.srv.drain:
+			return waitDrain, true
+		default:
+		}
+	}
+	return 0, false
+}
+
+// readReply reads the reply whose first byte is buffered: a backend that began a reply has
+// the idle timeout to finish it.
+func (s *session) readReply() replyEvent {
+	s.bw.setDeadline(time.Now().Add(s.idleTimeout()))
+	rep, err := ReadReply(s.br)
+	if err == nil && rep.Code >= 600 {
+		err = fmt.Errorf("%w: protected reply %d is not relayed", ErrBadReply, rep.Code)
+	}
+	return replyEvent{rep: rep, err: err}
+}
+
+// startReplyReader reads the backend's replies on a goroutine of its own, into s.repc, while
+// a transfer's owner waits on channels. stop ends it and returns once it has: a reply it read
+// but could not hand over is kept in s.heldReply for the owner's next wait.
+func (s *session) startReplyReader() (stop func()) {
+	if s.repc == nil {
+		s.repc = make(chan replyEvent)
+	}
+	quit := make(chan struct{})
+	done := make(chan *replyEvent, 1)
+	s.readers.Add(1)
+	go s.readReplies(quit, done)
+	return func() {
+		close(quit)
+		s.bw.wake()
+		select {
+		case held := <-done:
+			s.heldReply = held
+		case <-s.ctx.Done(): // teardown stops the backend reads and waits for the reader
+		}
+	}
+}
+
+// readReplies is the reply reader of startReplyReader. It waits like next, parked in a
+// Peek, without a deadline (the transfer has its own); a wake that is not quit (the client
+// reader wakes whoever is parked) only makes it look again.
+func (s *session) readReplies(quit <-chan struct{}, done chan<- *replyEvent) {
+	defer s.readers.Done()
+	for {
+		s.bw.park(time.Time{})
+		select {
+		case <-quit:
+			s.bw.unpark()
+			done <- nil
+			return
+		default:
+		}
+		_, err := s.br.Peek(1)
+		woken := s.bw.unpark()
+		var ev replyEvent
+		switch {
+		case err == nil:
+			ev = s.readReply()
+		case woken && isTimeout(err):
+			continue
+		case s.ctx.Err() != nil: // backendWait.stop: the session is ending
+			done <- nil
+			return
+		default:
+			ev.err = err
+		}
+		select {
+		case s.repc <- ev:
+		case <-quit:
+			done <- &ev
+			return
+		case <-s.ctx.Done():
+			done <- nil
+			return
+		}
+		if ev.err != nil {
+			done <- nil
+			return
+		}
 	}
 }
 
 var errIdle = errors.New("idle timeout")
 
-// idleTimer returns the session's timer set to the idle timeout. One timer serves every wait
-// of the owner (there is one at a time), so a command costs no timer allocation; since Go
-// 1.23 Reset also discards an expiry nobody received.
-func (s *session) idleTimer() *time.Timer {
-	d := orDefault(s.cfg.Limits.IdleTimeout, DefaultIdleTimeout)
-	if s.idle == nil {
-		s.idle = time.NewTimer(d)
-	} else {
-		s.idle.Reset(d)
-	}
-	return s.idle
+func (s *session) idleTimeout() time.Duration {
+	return orDefault(s.cfg.Limits.IdleTimeout, DefaultIdleTimeout)
 }
 
 // unsolicited handles a backend reply that no command is waiting for.
@@ -249,22 +337,26 @@ func (s *session) sendBackend(line string) error {
 // queued, in order, for after the command in flight; a client that goes away ends the wait.
 // A backend silent for the idle timeout is treated as lost.
 func (s *session) awaitReply() (Reply, error) {
-	timer := s.idleTimer()
+	deadline := time.Now().Add(s.idleTimeout())
 	for {
-		select {
-		case ev := <-s.repc:
+		switch s.next(deadline, len(s.queue) < maxQueued, false) {
+		case waitReply:
+			ev := s.waitedReply
+			s.waitedReply = replyEvent{}
 			if ev.err != nil {
 				return Reply{}, s.backendLost(ev.err)
 			}
 			return ev.rep, nil
-		case ev := <-s.clientLines():
+		case waitCommand:
+			ev := s.waited
+			s.waited = clientEvent{}
 			if ev.connEnded() {
 				return Reply{}, ev.err
 			}
 			s.queue = append(s.queue, ev)
-		case <-timer.C:
+		case waitTimeout:
 			return Reply{}, s.backendLost(errors.New("no reply from the backend within the idle timeout"))
-		case <-s.ctx.Done():
+		default:
 			return Reply{}, end421(CauseShutdown, s.ctx.Err())
 		}
 	}

@@ -553,7 +553,7 @@ func (s *Server) StopAccepting() { s.closeListeners() }
 // session at once and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
-		s.startDrain()
+		s.beginDrain()
 		s.closeListeners()
 	})
 	done := make(chan struct{})
@@ -571,10 +571,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// beginDrain starts the drain and wakes the idle sessions, whose owners wait in a backend
+// read (backendWait), so they see it. A session that parks later checks the drain first.
+func (s *Server) beginDrain() {
+	s.startDrain()
+	s.mu.Lock()
+	for _, sess := range s.sessions {
+		sess.bw.wake()
+	}
+	s.mu.Unlock()
+}
+
 // Close ends every session at once.
 func (s *Server) Close() error {
 	s.stopOnce.Do(func() {
-		s.startDrain()
+		s.beginDrain()
 		s.closeListeners()
 	})
 	s.hardStop()

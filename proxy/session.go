@@ -22,7 +22,7 @@ import (
 )
 
 // session is one client connection and its backend leg. It is owned by the goroutine running
-// Run; the reader goroutines only feed it through channels.
+// Run; the reader goroutines only feed it through channels (and wake it, backendWait).
 type session struct {
 	srv  *Server
 	cfg  *Config         // snapshot taken at connect: a reload does not move a running session
@@ -38,7 +38,6 @@ type session struct {
 	cr         *bufio.Reader
 	clientAddr netip.AddrPort // the client's real address (from the PROXY header when one was accepted)
 	localAddr  netip.AddrPort // our end of the client control connection
-	proxyPeer  netip.AddrPort // the trusted proxy that sent the PROXY header
 	headerDst  netip.AddrPort // the address the client connected to, per the PROXY header
 	deadline   time.Time      // login deadline
 
@@ -67,27 +66,31 @@ type session struct {
 	bLocal  netip.AddrPort // our end of the backend control connection
 	bTLS    *tls.Config    // this session's TLS config toward the backend (own session cache)
 
-	// Post-login event loop.
-	cmdc  chan clientEvent
-	repc  chan replyEvent
+	// Post-login event loop (relay.go).
+	cmdc  chan clientEvent // from the client reader
+	repc  chan replyEvent  // from a transfer's reply reader
+	bw    backendWait      // the owner's wait in a backend read, and its wake
 	queue []clientEvent
-	// waited and waitedReply are what waitIdle received (kept off its stack).
+	// waited and waitedReply are what next received (kept off its stack).
 	waited      clientEvent
 	waitedReply replyEvent
-	idle        *time.Timer    // the owner's wait for a command or a reply, reset per wait
-	readers     sync.WaitGroup // the two reader goroutines of the logged-in phase
+	heldReply   *replyEvent    // read by a transfer's reply reader after its last receive
+	readers     sync.WaitGroup // the client reader and a transfer's reply reader
+
+	stats sessionStats
+	live  sessionLive // what the admin API may read (sessions.go)
+	rnfr  string      // the path of an RNFR the backend accepted, until the RNTO
 
 	// Client data leg.
 	pasv    *nat.Lease
 	port    netip.AddrPort // PORT/EPRT target
 	epsvAll bool
 
-	stats    sessionStats
-	live     sessionLive // what the admin API may read (sessions.go)
-	started  bool        // "session start" was logged
-	rnfr     string      // the path of an RNFR the backend accepted, until the RNTO
-	counted  bool        // reported to the Observer as a session (health checks are not)
-	admitted bool        // counted against the session limits (Server.admit)
+	// The flags below sit together after epsvAll: spread between wider fields, each took
+	// eight bytes, and the struct a larger allocation class.
+	started  bool // "session start" was logged
+	counted  bool // reported to the Observer as a session (health checks are not)
+	admitted bool // counted against the session limits (Server.admit)
 	// clientStuck: a write to the client's control connection failed (see teardown).
 	clientStuck bool
 	// healthCheck marks a connection a trusted proxy opened with a PROXY v2 LOCAL header: it
@@ -120,7 +123,7 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 		id:     id,
 		raw:    c,
 		client: c,
-		cr:     bufio.NewReaderSize(c, readBufSize),
+		cr:     bufio.NewReaderSize(c, clientBufSize),
 	}
 	s.live.since = time.Now()
 	s.live.active.Store(s.live.since.UnixNano())
@@ -130,7 +133,7 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 	}
 	s.clientAddr = addrPortOf(c.RemoteAddr())
 	s.localAddr = addrPortOf(c.LocalAddr())
-	s.base = srv.log.With("session", id, "client", s.clientAddr.String())
+	s.base = sessionLogger(srv.log, "session", id, "client", s.clientAddr.String())
 	s.log = s.base
 	return s
 }
@@ -203,9 +206,6 @@ func (s *session) teardown() {
 	}
 	s.done() // unblocks the readers' sends
 	s.readers.Wait()
-	if s.idle != nil {
-		s.idle.Stop()
-	}
 	if s.pasv != nil {
 		s.pasv.Release()
 		s.pasv = nil

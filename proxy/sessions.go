@@ -85,10 +85,11 @@ func (s *session) snapshot() SessionInfo {
 	return info
 }
 
-// interrupt is what the end of a session's context does to its client connection: close it,
-// or, when an administrator closed the session, only wake its reads so the owner can still
-// send the 421 before teardown closes the connection.
+// interrupt is what the end of a session's context does: backend reads end at once, and the
+// client connection is closed, or, when an administrator closed the session, only its reads
+// are woken so the owner can still send the 421 before teardown closes the connection.
 func (s *session) interrupt() {
+	s.bw.stop()
 	if s.live.closing.Load() {
 		s.raw.SetReadDeadline(time.Now())
 		return

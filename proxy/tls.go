@@ -30,7 +30,7 @@ func (s *session) upgradeClient() error {
 	st := tc.ConnectionState()
 	s.noteClientCert(st)
 	s.client = tc
-	s.cr = bufio.NewReaderSize(tc, readBufSize)
+	s.cr = bufio.NewReaderSize(tc, clientBufSize)
 	s.tlsOn = true
 	s.sni = strings.ToLower(st.ServerName)
 	s.log.Debug("client TLS established", "tls_version", tls.VersionName(st.Version), "sni", s.sni)

@@ -202,6 +202,8 @@ func (t *transfer) sendCommand() (bool, error) {
 func (t *transfer) run() error {
 	s := t.s
 	defer t.closeData()
+	stopReplies := s.startReplyReader()
+	defer stopReplies()
 	tick := time.NewTicker(t.checkEvery())
 	defer tick.Stop()
 	t.lastMove = time.Now()

@@ -1,0 +1,87 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"testing"
+	"time"
+)
+
+// TestReplyReaderHandsOver: when a transfer ends, the replies its reader goroutine took from
+// the backend but could not deliver, and those it had not read yet, all reach the owner's
+// next wait, in order. (A stray reply right behind a final one is the case: held by the
+// reader when it came in the same read, read by the owner when it came later.)
+func TestReplyReaderHandsOver(t *testing.T) {
+	for _, sameRead := range []bool{true, false} {
+		for range 50 {
+			s, backend := pipeSession(t)
+			stop := s.startReplyReader()
+			first := "226 done\r\n"
+			if sameRead {
+				first += "200 stray\r\n"
+			}
+			go backend.Write([]byte(first))
+			if ev := <-s.repc; ev.err != nil || ev.rep.Code != 226 {
+				t.Fatalf("first reply: %+v", ev)
+			}
+			stop()
+			if !sameRead {
+				go backend.Write([]byte("200 stray\r\n"))
+			}
+			if what := s.next(time.Now().Add(5*time.Second), false, false); what != waitReply ||
+				s.waitedReply.err != nil || s.waitedReply.rep.Code != 200 {
+				t.Fatalf("same read %v: next = %d, %+v; want the stray 200", sameRead, what, s.waitedReply)
+			}
+			s.done()
+			s.readers.Wait()
+		}
+	}
+}
+
+// TestOwnerWakes: a parked owner is woken by a client line, by the end of the session, and
+// by nothing else before its deadline; a reply that arrives is read whole.
+func TestOwnerWakes(t *testing.T) {
+	s, backend := pipeSession(t)
+	s.cmdc = make(chan clientEvent, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		s.cmdc <- clientEvent{cmd: Command{Verb: "NOOP"}}
+		s.bw.wake()
+	}()
+	if what := s.next(time.Now().Add(5*time.Second), true, false); what != waitCommand || s.waited.cmd.Verb != "NOOP" {
+		t.Fatalf("next = %d, %+v; want the client's NOOP", what, s.waited)
+	}
+	go backend.Write([]byte("211-a\r\n"))
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		backend.Write([]byte(" b\r\n211 c\r\n"))
+	}()
+	if what := s.next(time.Now().Add(5*time.Second), true, false); what != waitReply || string(s.waitedReply.rep.Raw) != "211-a\r\n b\r\n211 c\r\n" {
+		t.Fatalf("next = %d, %+v; want the whole 211", what, s.waitedReply)
+	}
+	start := time.Now()
+	if what := s.next(time.Now().Add(50*time.Millisecond), true, false); what != waitTimeout || time.Since(start) < 50*time.Millisecond {
+		t.Fatalf("next = %d after %v; want waitTimeout after 50ms", what, time.Since(start))
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		s.done()
+		s.bw.stop()
+	}()
+	if what := s.next(time.Now().Add(5*time.Second), true, false); what != waitDone {
+		t.Fatalf("next = %d; want waitDone", what)
+	}
+}
+
+// pipeSession is a session whose backend control connection is one end of a pipe; the other
+// end is returned.
+func pipeSession(t *testing.T) (*session, net.Conn) {
+	t.Helper()
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	s := &session{cfg: &Config{}, bconn: a, br: bufio.NewReaderSize(a, readBufSize)}
+	s.ctx, s.done = context.WithCancel(context.Background())
+	s.bw.setConn(a)
+	return s, b
+}
