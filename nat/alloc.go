@@ -183,8 +183,12 @@ func (a *Allocator) Reserve(ctx context.Context, listenIP, peer netip.Addr) (*Le
 		network = "tcp4"
 	}
 	// Data connections live one transfer under the proxy's data timeout: no TCP keep-alive
-	// (four setsockopt calls per connection).
+	// (four setsockopt calls per connection). Plain TCP, not Go's default Multipath TCP: an
+	// MPTCP listener is a second kernel socket (its first subflow) made and torn down per
+	// transfer, and MPTCP would let a connection add subflows from addresses Accept never
+	// checks against peer.
 	lc := net.ListenConfig{KeepAlive: -1}
+	lc.SetMultipathTCP(false)
 	for range ps.r.Len() {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("nat: reserve: %w", err)

@@ -632,3 +632,56 @@ func keepAlive(t *testing.T, c *net.TCPConn) bool {
 	}
 	return v != 0
 }
+
+// sockProtocol returns the SO_PROTOCOL of the socket behind sc (IPPROTO_TCP, or
+// IPPROTO_MPTCP for a Multipath TCP socket).
+func sockProtocol(t *testing.T, sc syscall.Conn) int {
+	t.Helper()
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var serr error
+	if err := rc.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_PROTOCOL) }); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	return v
+}
+
+// The passive listener is plain TCP even where the kernel offers Multipath TCP (Go's
+// listeners default to it): one socket per transfer instead of two, and no subflow can join
+// the data connection from an address Accept did not check. The data still flows.
+func TestReservePlainTCP(t *testing.T) {
+	checkNoLeak(t)
+	ctx := testCtx(t)
+	a := NewAllocator(freeRange(t, 10), nil)
+	lease, err := a.Reserve(ctx, loopback, loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release()
+	if p := sockProtocol(t, lease.ln); p != syscall.IPPROTO_TCP {
+		t.Errorf("passive listener protocol %d; want IPPROTO_TCP (%d)", p, syscall.IPPROTO_TCP)
+	}
+	client, err := dialFrom(loopback, lease.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := lease.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	if p := sockProtocol(t, server); p != syscall.IPPROTO_TCP {
+		t.Errorf("accepted data connection protocol %d; want IPPROTO_TCP (%d)", p, syscall.IPPROTO_TCP)
+	}
+	if _, err := client.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(server, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("server read %q, %v", buf, err)
+	}
+}

@@ -249,12 +249,10 @@ const noKeepAlive = -1
 // backendActive listens for the backend's data connection and announces it with PORT/EPRT.
 // The returned function accepts it, within timeout.
 func (s *session) backendActive(timeout time.Duration) (func(context.Context) (net.Conn, error), error) {
-	lc := net.ListenConfig{KeepAlive: noKeepAlive}
-	l, err := lc.Listen(s.ctx, "tcp", netip.AddrPortFrom(s.bLocal.Addr(), 0).String())
+	ln, err := listenData(s.ctx, netip.AddrPortFrom(s.bLocal.Addr(), 0))
 	if err != nil {
 		return nil, fmt.Errorf("listen for backend data: %w", err)
 	}
-	ln := l.(*net.TCPListener)
 	ap := addrPortOf(ln.Addr())
 	var line string
 	if ap.Addr().Is4() {
@@ -281,6 +279,20 @@ func (s *session) backendActive(timeout time.Duration) (func(context.Context) (n
 		defer cancel()
 		return acceptBackend(ctx, ln, from)
 	}, nil
+}
+
+// listenData binds the listener for one backend data connection: no keep-alive on what it
+// accepts (noKeepAlive), and plain TCP rather than Go's default Multipath TCP, whose listener
+// is a second kernel socket (its first subflow) made and torn down per transfer, and whose
+// subflows could join from addresses acceptBackend never checks.
+func listenData(ctx context.Context, addr netip.AddrPort) (*net.TCPListener, error) {
+	lc := net.ListenConfig{KeepAlive: noKeepAlive}
+	lc.SetMultipathTCP(false)
+	l, err := lc.Listen(ctx, "tcp", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	return l.(*net.TCPListener), nil
 }
 
 // acceptBackend takes the first connection from the backend's address and closes the listener.

@@ -19,6 +19,7 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/internal/logthrottle"
 	"github.com/ftpsproxy/ftpsproxy/nat"
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
+	"golang.org/x/sys/unix"
 )
 
 // ListenerConfig describes one client-facing listener.
@@ -231,8 +232,50 @@ func (s *Server) bind(ctx context.Context, address string) (net.Listener, error)
 	if s.listen != nil {
 		return s.listen("tcp", address)
 	}
-	var lc net.ListenConfig
-	return lc.Listen(ctx, "tcp", address)
+	return ControlListenConfig().Listen(ctx, "tcp", address)
+}
+
+// Control connections keep TCP keep-alive with Go's default settings (probes after 15 s idle,
+// every 15 s, 9 of them): a client behind NAT keeps its control connection through a long
+// transfer, and a vanished peer is noticed without waiting for the idle timeout.
+const (
+	ctrlKeepAliveIdle     = 15 // seconds
+	ctrlKeepAliveInterval = 15 // seconds
+	ctrlKeepAliveCount    = 9
+)
+
+// ControlListenConfig returns the configuration for a listening socket whose connections are
+// control connections (the client listeners; the admin and ACME listeners are bound the same
+// way). The keep-alive settings are set once on the listening socket, before it listens, and
+// Linux copies them to every connection it accepts; Go's own keep-alive setup, four
+// setsockopt calls per accepted connection, is off (KeepAlive -1). A listener inherited from
+// an older process through an upgrade has Go's per-connection setup with the same values.
+func ControlListenConfig() *net.ListenConfig {
+	return &net.ListenConfig{
+		KeepAlive: -1,
+		Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				for _, o := range [...]struct{ level, opt, val int }{
+					{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+					{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, ctrlKeepAliveIdle},
+					{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, ctrlKeepAliveInterval},
+					{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, ctrlKeepAliveCount},
+				} {
+					if serr = unix.SetsockoptInt(int(fd), o.level, o.opt, o.val); serr != nil {
+						return
+					}
+				}
+			})
+			if err != nil {
+				return err
+			}
+			if serr != nil {
+				return fmt.Errorf("keep-alive on the listening socket: %w", serr)
+			}
+			return nil
+		},
+	}
 }
 
 // Unbind stops a listener for good (removed by a reload). The socket is shut down before it

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/cloudflare/tableflip"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
 
 // upgradeTimeout bounds how long the old process waits for the new one to say it is ready.
@@ -39,7 +41,9 @@ type upgrader struct {
 // newUpgrader starts tableflip. pidFile, when set, is written with the pid of the process
 // that is ready (the new one after an upgrade).
 func newUpgrader(pidFile string, log *slog.Logger) (*upgrader, error) {
-	upg, err := tableflip.New(tableflip.Options{UpgradeTimeout: upgradeTimeout, PIDFile: pidFile})
+	// Listeners are bound with the control connections' keep-alive set on the listening
+	// socket, which accepted connections inherit (proxy.ControlListenConfig).
+	upg, err := tableflip.New(tableflip.Options{UpgradeTimeout: upgradeTimeout, PIDFile: pidFile, ListenConfig: proxy.ControlListenConfig()})
 	if errors.Is(err, tableflip.ErrNotSupported) {
 		log.Warn("zero-downtime upgrade (SIGUSR2) is not supported on this platform")
 		return &upgrader{log: log}, nil
@@ -53,7 +57,7 @@ func newUpgrader(pidFile string, log *slog.Logger) (*upgrader, error) {
 // listen binds addr, or takes the socket inherited for it from the process being upgraded.
 func (u *upgrader) listen(network, addr string) (net.Listener, error) {
 	if u.upg == nil {
-		return net.Listen(network, addr)
+		return proxy.ControlListenConfig().Listen(context.Background(), network, addr)
 	}
 	return u.upg.Listen(network, addr)
 }
