@@ -147,6 +147,9 @@ func (s *session) next(deadline time.Time, lines, drain bool) int {
 		switch {
 		case err == nil:
 			s.waitedReply = s.readReply()
+			if s.waitedReply.err != nil && s.ctx.Err() != nil {
+				return waitDone // backendWait.stop cut the reply: not the backend's fault
+			}
 			return waitReply
 		case !isTimeout(err):
 			s.waitedReply = replyEvent{err: err}
@@ -195,7 +198,9 @@ func (s *session) readReply() replyEvent {
 
 // startReplyReader reads the backend's replies on a goroutine of its own, into s.repc, while
 // a transfer's owner waits on channels. stop ends it and returns once it has: a reply it read
-// but could not hand over is kept in s.heldReply for the owner's next wait.
+// but could not hand over is kept in s.heldReply for the owner's next wait. A reader inside
+// a reply (one the backend began after the transfer's final reply) finishes it or fails at
+// its deadline, the idle timeout, unless the session ends first.
 func (s *session) startReplyReader() (stop func()) {
 	if s.repc == nil {
 		s.repc = make(chan replyEvent)
