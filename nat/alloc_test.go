@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/internal/sockopt"
 )
 
 // The allocator tests use real loopback sockets on ports in 42000-42999, a different slice per
@@ -109,7 +111,7 @@ func TestAllocatorAcceptPeer(t *testing.T) {
 	}
 	defer server.Close()
 	// A data connection lives one transfer: no TCP keep-alive (system calls per connection).
-	if on := keepAlive(t, server); on {
+	if on := sockopt.Must(t, server, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) != 0; on {
 		t.Error("keep-alive is on on an accepted data connection")
 	}
 
@@ -618,37 +620,6 @@ func TestSetRangeDuringReserve(t *testing.T) {
 	}
 }
 
-// keepAlive reads SO_KEEPALIVE of c.
-func keepAlive(t *testing.T, c *net.TCPConn) bool {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v int
-	var serr error
-	if err := rc.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) }); err != nil || serr != nil {
-		t.Fatal(err, serr)
-	}
-	return v != 0
-}
-
-// sockProtocol returns the SO_PROTOCOL of the socket behind sc (IPPROTO_TCP, or
-// IPPROTO_MPTCP for a Multipath TCP socket).
-func sockProtocol(t *testing.T, sc syscall.Conn) int {
-	t.Helper()
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v int
-	var serr error
-	if err := rc.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_PROTOCOL) }); err != nil || serr != nil {
-		t.Fatal(err, serr)
-	}
-	return v
-}
-
 // The passive listener is plain TCP even where the kernel offers Multipath TCP (Go's
 // listeners default to it): one socket per transfer instead of two, and no subflow can join
 // the data connection from an address Accept did not check. The data still flows.
@@ -661,7 +632,7 @@ func TestReservePlainTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lease.Release()
-	if p := sockProtocol(t, lease.ln); p != syscall.IPPROTO_TCP {
+	if p := sockopt.Must(t, lease.ln, syscall.SOL_SOCKET, syscall.SO_PROTOCOL); p != syscall.IPPROTO_TCP {
 		t.Errorf("passive listener protocol %d; want IPPROTO_TCP (%d)", p, syscall.IPPROTO_TCP)
 	}
 	client, err := dialFrom(loopback, lease.Addr())
@@ -674,7 +645,7 @@ func TestReservePlainTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer server.Close()
-	if p := sockProtocol(t, server); p != syscall.IPPROTO_TCP {
+	if p := sockopt.Must(t, server, syscall.SOL_SOCKET, syscall.SO_PROTOCOL); p != syscall.IPPROTO_TCP {
 		t.Errorf("accepted data connection protocol %d; want IPPROTO_TCP (%d)", p, syscall.IPPROTO_TCP)
 	}
 	if _, err := client.Write([]byte("ping")); err != nil {

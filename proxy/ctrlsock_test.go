@@ -8,16 +8,18 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ftpsproxy/ftpsproxy/internal/sockopt"
 )
 
 // keepAliveOpts reads SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT.
 func keepAliveOpts(t *testing.T, sc syscall.Conn) [4]int {
 	t.Helper()
 	return [4]int{
-		sockopt(t, sc, unix.SOL_SOCKET, unix.SO_KEEPALIVE),
-		sockopt(t, sc, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE),
-		sockopt(t, sc, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL),
-		sockopt(t, sc, unix.IPPROTO_TCP, unix.TCP_KEEPCNT),
+		sockopt.Must(t, sc, unix.SOL_SOCKET, unix.SO_KEEPALIVE),
+		sockopt.Must(t, sc, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE),
+		sockopt.Must(t, sc, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL),
+		sockopt.Must(t, sc, unix.IPPROTO_TCP, unix.TCP_KEEPCNT),
 	}
 }
 

@@ -7,22 +7,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// sockopt reads an integer socket option of the socket behind sc.
-func sockopt(t *testing.T, sc syscall.Conn, level, opt int) int {
-	t.Helper()
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v int
-	var serr error
-	if err := rc.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), level, opt) }); err != nil || serr != nil {
-		t.Fatal(err, serr)
-	}
-	return v
-}
+	"github.com/ftpsproxy/ftpsproxy/internal/sockopt"
+)
 
 // TestListenDataPlainTCP: the listener for an active-mode backend's data connection is plain
 // TCP even where the kernel offers Multipath TCP (Go's listeners default to it), and the
@@ -36,7 +23,7 @@ func TestListenDataPlainTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if p := sockopt(t, ln, syscall.SOL_SOCKET, syscall.SO_PROTOCOL); p != syscall.IPPROTO_TCP {
+	if p := sockopt.Must(t, ln, syscall.SOL_SOCKET, syscall.SO_PROTOCOL); p != syscall.IPPROTO_TCP {
 		t.Errorf("backend data listener protocol %d; want IPPROTO_TCP (%d)", p, syscall.IPPROTO_TCP)
 	}
 	d, err := net.Dial("tcp", ln.Addr().String())
@@ -50,10 +37,10 @@ func TestListenDataPlainTCP(t *testing.T) {
 	}
 	defer c.Close()
 	tc := c.(*net.TCPConn)
-	if p := sockopt(t, tc, syscall.SOL_SOCKET, syscall.SO_PROTOCOL); p != syscall.IPPROTO_TCP {
+	if p := sockopt.Must(t, tc, syscall.SOL_SOCKET, syscall.SO_PROTOCOL); p != syscall.IPPROTO_TCP {
 		t.Errorf("backend data connection protocol %d; want IPPROTO_TCP (%d)", p, syscall.IPPROTO_TCP)
 	}
-	if ka := sockopt(t, tc, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE); ka != 0 {
+	if ka := sockopt.Must(t, tc, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE); ka != 0 {
 		t.Error("keep-alive is on on a backend data connection")
 	}
 	if _, err := d.Write([]byte("x")); err != nil {
