@@ -1,5 +1,7 @@
 package proxy
 
+import "time"
+
 // The reply table (replies.go), exported for the external tests of this package so they
 // assert the production texts instead of a copy of them.
 const (
@@ -63,3 +65,8 @@ func ReplyAuthOK(mech string) string { return replyAuthOK(mech) }
 
 // ReplyAddrVerbRefused is the table's 502 for a command that would announce a backend address.
 func ReplyAddrVerbRefused(verb string) string { return replyAddrVerbRefused(verb) }
+
+// SetIdleSweep sets how often servers look for idle client readers (idle.go). TestMain sets
+// it short, before any server starts, so every test's sessions that pause hand their reader
+// over to the poller and back.
+func SetIdleSweep(d time.Duration) { idleSweepEvery = d }

@@ -7,13 +7,17 @@ import (
 	"time"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
+	"github.com/ftpsproxy/ftpsproxy/internal/idlepoll"
 
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
 
 // TestIdleSessionGoroutines counts the goroutines an idle logged-in FTPS session keeps: its
-// owner, waiting in a read of the backend, and the client reader. (A goroutine is a 4 KiB
-// stack once it has grown; with a backend reader of its own an idle session had three.)
+// owner, waiting in a read of the backend. Its client reader hands the wait over to the idle
+// poller once the client is silent (TestMain sets the sweep to 50 ms) and a new one starts
+// when the client speaks: each session answers, then is down to one goroutine again. A client
+// that leaves while no reader runs ends its session (the poller sees the end of the socket).
+// (A goroutine is a 4 KiB stack once it has grown; an idle session had three, then two.)
 // Goroutines are counted by whether a session method is on their stack, so the in-process
 // backend's own goroutines do not count.
 func TestIdleSessionGoroutines(t *testing.T) {
@@ -26,14 +30,36 @@ func TestIdleSessionGoroutines(t *testing.T) {
 		conns[i] = tlsSession(t, p.addr, cc)
 		conns[i].cmd("NOOP", 200)
 	}
-	waitFor(t, 5*time.Second, func() bool { return sessionGoroutines() == 2*n })
-	// Every session still answers: its owner is woken by the client reader.
-	for _, rc := range conns {
-		rc.cmd("PWD", 257)
+	idle := func(want int) {
+		t.Helper()
+		waitFor(t, 5*time.Second, func() bool { return sessionGoroutines() == want })
+		if got := idlepoll.Default().Armed(); got < want {
+			t.Fatalf("%d idle watches armed for %d idle sessions", got, want)
+		}
 	}
-	if got := sessionGoroutines(); got != 2*n {
-		t.Fatalf("%d goroutines in session code for %d idle sessions, want %d", got, n, 2*n)
+	idle(n)
+	for round := range 3 {
+		for _, rc := range conns {
+			rc.cmd("PWD", 257)
+			rc.cmd("NOOP", 200)
+		}
+		if round == 1 { // a pipelined pair wakes the poller once and is answered in order
+			for _, rc := range conns {
+				rc.send("PWD\r\nNOOP\r\n")
+				rc.expect(257)
+				rc.expect(200)
+			}
+		}
+		idle(n)
 	}
+	for i, rc := range conns[:n/2] {
+		if i%2 == 0 {
+			rc.cmd("QUIT", 221)
+		}
+		rc.c.Close()
+	}
+	waitFor(t, 5*time.Second, func() bool { return p.srv.Sessions() == n-n/2 })
+	idle(n - n/2)
 }
 
 // sessionGoroutines counts the goroutines with a proxy session method on their stack.

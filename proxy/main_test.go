@@ -8,6 +8,9 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/ftpsproxy/ftpsproxy/internal/idlepoll"
+	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
 
 // TestMain fails the package when the tests leave goroutines or file descriptors behind:
@@ -18,6 +21,13 @@ func TestMain(m *testing.M) {
 	if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
 		ln.Close()
 	}
+	// So does the idle poller (its epoll descriptor and goroutine live as long as the process).
+	if idlepoll.Default() == nil {
+		fmt.Fprintln(os.Stderr, "FAIL: no idle poller (epoll)")
+		os.Exit(1)
+	}
+	// Sessions that pause a little hand their client reader to the poller and take it back.
+	proxy.SetIdleSweep(50 * time.Millisecond)
 	baseG, baseFD := runtime.NumGoroutine(), openFDs()
 	code := m.Run()
 	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {

@@ -18,11 +18,12 @@ const maxQueued = 16
 // replies. Data bytes are moved by the pump, pump.go.)
 //
 // A goroutine reads the client; the owner reads the backend itself, in next, and the client
-// reader wakes it (backendWait). Only while a transfer runs, when the owner waits on
+// reader wakes it (connWait). Only while a transfer runs, when the owner waits on
 // channels, does a goroutine of its own read the backend (startReplyReader).
 func (s *session) serveLoggedIn() error {
 	s.cmdc = make(chan clientEvent, 1)
 	s.bw.setConn(s.bconn)
+	s.enableIdleHandOver()
 	s.readers.Add(1)
 	go s.readClient()
 	for {
@@ -38,6 +39,17 @@ func (s *session) serveLoggedIn() error {
 func (s *session) readClient() {
 	defer s.readers.Done()
 	for {
+		s.cw.park(time.Time{})
+		_, err := s.cr.Peek(1)
+		if s.cw.unpark() { // the idle sweep
+			if isTimeout(err) {
+				if s.handOverIdle() {
+					return
+				}
+				continue
+			}
+			s.cw.setDeadline(time.Time{}) // the first byte came before the wake
+		}
 		line, err := ReadLine(s.cr, MaxLine)
 		var ev clientEvent
 		switch {
@@ -128,7 +140,7 @@ const (
 
 // next is the owner's wait outside transfers: for a backend reply, the deadline, the end of
 // the session, a client line (when lines is true) and a drain (when drain is true). It
-// parks in a read of the backend (backendWait) and leaves what it received in the session
+// parks in a read of the backend (connWait) and leaves what it received in the session
 // rather than on its stack: an idle session's stack is sized by the frames under this wait
 // (see serve).
 func (s *session) next(deadline time.Time, lines, drain bool) int {
@@ -148,13 +160,13 @@ func (s *session) next(deadline time.Time, lines, drain bool) int {
 		case err == nil:
 			s.waitedReply = s.readReply()
 			if s.waitedReply.err != nil && s.ctx.Err() != nil {
-				return waitDone // backendWait.stop cut the reply: not the backend's fault
+				return waitDone // bw.stop cut the reply: not the backend's fault
 			}
 			return waitReply
 		case !isTimeout(err):
 			s.waitedReply = replyEvent{err: err}
 			return waitReply
-		case s.ctx.Err() != nil: // backendWait.stop
+		case s.ctx.Err() != nil: // bw.stop
 			return waitDone
 		case !woken:
 			return waitTimeout
@@ -242,7 +254,7 @@ func (s *session) readReplies(quit <-chan struct{}, done chan<- *replyEvent) {
 			ev = s.readReply()
 		case woken && isTimeout(err):
 			continue
-		case s.ctx.Err() != nil: // backendWait.stop: the session is ending
+		case s.ctx.Err() != nil: // bw.stop: the session is ending
 			done <- nil
 			return
 		default:

@@ -479,6 +479,7 @@ func (s *Server) Serve() error {
 		s.startAccept(l)
 	}
 	s.lmu.Unlock()
+	go s.sweepIdleReaders()
 	<-s.drain
 	s.acceptWG.Wait()
 	return nil
@@ -615,7 +616,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // beginDrain starts the drain and wakes the idle sessions, whose owners wait in a backend
-// read (backendWait), so they see it. A session that parks later checks the drain first.
+// read (connWait), so they see it. A session that parks later checks the drain first.
 func (s *Server) beginDrain() {
 	s.startDrain()
 	s.mu.Lock()

@@ -22,7 +22,7 @@ import (
 )
 
 // session is one client connection and its backend leg. It is owned by the goroutine running
-// Run; the reader goroutines only feed it through channels (and wake it, backendWait).
+// Run; the reader goroutines only feed it through channels (and wake it, connWait).
 type session struct {
 	srv  *Server
 	cfg  *Config         // snapshot taken at connect: a reload does not move a running session
@@ -69,7 +69,9 @@ type session struct {
 	// Post-login event loop (relay.go).
 	cmdc  chan clientEvent // from the client reader
 	repc  chan replyEvent  // from a transfer's reply reader
-	bw    backendWait      // the owner's wait in a backend read, and its wake
+	bw    connWait         // the owner's wait in a backend read, and its wake
+	cw    connWait         // the client reader's wait, woken by the idle sweep
+	idle  idleReader       // the client reader's hand-over to the poller while idle
 	queue []clientEvent
 	// waited and waitedReply are what next received (kept off its stack).
 	waited      clientEvent
@@ -192,6 +194,7 @@ func (s *session) end(parent context.Context, err error) {
 
 // teardown closes both legs, waits for the reader goroutines, and returns resources.
 func (s *session) teardown() {
+	s.endIdle()
 	// A TLS client gets close_notify, which crypto/tls sends in Close, unless a write to it
 	// failed: Close then waits up to 5 s for close_notify to a client that stopped reading,
 	// so the write side is shut first and that write fails at once. (Shutting it first every

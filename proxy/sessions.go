@@ -90,6 +90,7 @@ func (s *session) snapshot() SessionInfo {
 // are woken so the owner can still send the 421 before teardown closes the connection.
 func (s *session) interrupt() {
 	s.bw.stop()
+	s.cw.stop()
 	if s.live.closing.Load() {
 		s.raw.SetReadDeadline(time.Now())
 		return

@@ -8,28 +8,29 @@ import (
 	"time"
 )
 
-// backendWait lets the goroutine that reads the backend's control connection wait in that
-// read, and still be woken by the client reader, a drain or the end of the session. An idle
-// logged-in session then has two goroutines (its owner, waiting here, and the client reader)
-// instead of three: a goroutine costs a 4 KiB stack once it has grown, the largest part of
-// an idle session's memory after crypto/tls.
+// connWait lets a goroutine wait in a read of one connection and still be woken by another
+// goroutine. Each session has two: the owner waits in a read of the backend (bw), woken by
+// the client reader, a drain or the end of the session; the client reader waits in a read of
+// the client (cw), woken by the idle sweep (Server.sweepIdleReaders) when the client has been
+// silent long enough that the reader gives its goroutine up (idle.go).
 //
-// The wait is a Peek of the reply reader's buffer: it consumes nothing, so a wake (the read
-// deadline moved into the past) loses no byte, and crypto/tls keeps a partial record across
-// a timeout. A reply is read only after the Peek saw its first byte, with the wait no longer
-// parked, so a wake never cuts a reply in two.
-type backendWait struct {
+// The wait is a Peek of the connection's buffered reader: it consumes nothing, so a wake (the
+// read deadline moved into the past) loses no byte, and crypto/tls keeps a partial record
+// across a timeout. A reply or a line is read only after the Peek saw its first byte, with
+// the wait no longer parked, so a wake never cuts one in two.
+type connWait struct {
 	mu      sync.Mutex
-	conn    net.Conn // the backend control connection; nil before login
+	conn    net.Conn // nil until setConn
 	parked  bool     // a goroutine is in, or about to enter, the Peek
 	woken   bool     // wake ended this park
+	swept   bool     // the idle sweep found this park in place (sweep)
 	stopped bool     // the session is ending: every read fails at once from now on
 }
 
 // longAgo is the read deadline that ends a wait at once.
 var longAgo = time.Unix(1, 0)
 
-func (w *backendWait) setConn(c net.Conn) {
+func (w *connWait) setConn(c net.Conn) {
 	w.mu.Lock()
 	w.conn = c
 	if w.stopped {
@@ -41,17 +42,15 @@ func (w *backendWait) setConn(c net.Conn) {
 // park sets the read deadline of the wait that follows (zero: none) and marks it wakeable.
 // Whatever the waiter must not miss is checked after park and before the read: an event
 // that comes later is followed by its wake, which then finds the wait parked.
-func (w *backendWait) park(deadline time.Time) {
+func (w *connWait) park(deadline time.Time) {
 	w.mu.Lock()
-	if !w.stopped {
-		w.conn.SetReadDeadline(deadline)
-	}
-	w.parked, w.woken = true, false
+	w.setDeadlineLocked(deadline)
+	w.parked, w.woken, w.swept = true, false, false
 	w.mu.Unlock()
 }
 
 // unpark ends the wait; woken reports whether wake ended it.
-func (w *backendWait) unpark() (woken bool) {
+func (w *connWait) unpark() (woken bool) {
 	w.mu.Lock()
 	woken = w.woken
 	w.parked = false
@@ -59,30 +58,54 @@ func (w *backendWait) unpark() (woken bool) {
 	return woken
 }
 
-// setDeadline sets the read deadline for reading the rest of a reply, outside any park.
-func (w *backendWait) setDeadline(deadline time.Time) {
+// setDeadline sets the read deadline for reading the rest of a reply or line, outside any
+// park.
+func (w *connWait) setDeadline(deadline time.Time) {
 	w.mu.Lock()
-	if !w.stopped {
-		w.conn.SetReadDeadline(deadline)
-	}
+	w.setDeadlineLocked(deadline)
 	w.mu.Unlock()
 }
 
-// wake ends a parked wait; it does nothing when no goroutine is parked (it is not reading
-// the backend, or it will check for the event before it parks again). Any goroutine may
-// call it.
-func (w *backendWait) wake() {
+func (w *connWait) setDeadlineLocked(deadline time.Time) {
+	if !w.stopped && w.conn != nil {
+		w.conn.SetReadDeadline(deadline)
+	}
+}
+
+// wake ends a parked wait; it does nothing when no goroutine is parked (it is not reading,
+// or it will check for the event before it parks again). Any goroutine may call it.
+func (w *connWait) wake() {
 	w.mu.Lock()
-	if w.parked && !w.woken && !w.stopped {
+	w.wakeLocked()
+	w.mu.Unlock()
+}
+
+func (w *connWait) wakeLocked() {
+	if w.parked && !w.woken && !w.stopped && w.conn != nil {
 		w.conn.SetReadDeadline(longAgo)
 		w.woken = true
 	}
-	w.mu.Unlock()
 }
 
-// stop makes every backend read of the session fail at once, parked or not: the session is
-// ending, and a reply cut in two no longer matters.
-func (w *backendWait) stop() {
+// sweep wakes a wait that was already parked at the previous sweep: one parked for at least
+// a sweep's interval. It reports whether it woke it.
+func (w *connWait) sweep() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.parked || w.woken {
+		return false
+	}
+	if !w.swept {
+		w.swept = true
+		return false
+	}
+	w.wakeLocked()
+	return w.woken
+}
+
+// stop makes every read of the connection fail at once, parked or not: the session is
+// ending, and a reply or line cut in two no longer matters.
+func (w *connWait) stop() {
 	w.mu.Lock()
 	w.stopped = true
 	if w.conn != nil {
