@@ -12,11 +12,12 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
 
-// TestIdleSessionGoroutines counts the goroutines an idle logged-in FTPS session keeps: its
-// owner, waiting in a read of the backend. Its client reader hands the wait over to the idle
-// poller once the client is silent (TestMain sets the sweep to 50 ms) and a new one starts
-// when the client speaks: each session answers, then is down to one goroutine again. A client
-// that leaves while no reader runs ends its session (the poller sees the end of the socket).
+// TestIdleSessionGoroutines counts the goroutines an idle logged-in FTPS session keeps: none.
+// Its client reader and its owner hand their waits over to the idle poller once the session
+// is silent (TestMain sets the sweep to 50 ms): two watches per session. The client speaking
+// starts a reader, which calls the owner back; each session answers, then is down to no
+// goroutine again. A client that leaves while no goroutine runs ends its session (the poller
+// sees the end of the socket), and so does a backend that leaves (with its 421 policy).
 // (A goroutine is a 4 KiB stack once it has grown; an idle session had three, then two.)
 // Goroutines are counted by whether a session method is on their stack, so the in-process
 // backend's own goroutines do not count.
@@ -30,11 +31,11 @@ func TestIdleSessionGoroutines(t *testing.T) {
 		conns[i] = tlsSession(t, p.addr, cc)
 		conns[i].cmd("NOOP", 200)
 	}
-	idle := func(want int) {
+	idle := func(sessions int) {
 		t.Helper()
-		waitFor(t, 5*time.Second, func() bool { return sessionGoroutines() == want })
-		if got := idlepoll.Default().Armed(); got < want {
-			t.Fatalf("%d idle watches armed for %d idle sessions", got, want)
+		waitFor(t, 5*time.Second, func() bool { return sessionGoroutines() == 0 })
+		if got := idlepoll.Default().Armed(); got < 2*sessions {
+			t.Fatalf("%d idle watches armed for %d idle sessions", got, sessions)
 		}
 	}
 	idle(n)
@@ -60,6 +61,11 @@ func TestIdleSessionGoroutines(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, func() bool { return p.srv.Sessions() == n-n/2 })
 	idle(n - n/2)
+	be.srv.Stop() // closes every backend connection: each session's owner is called back
+	for _, rc := range conns[n/2:] {
+		expectFinal(t, rc, proxy.Line421(proxy.CauseBackend))
+	}
+	waitFor(t, 5*time.Second, func() bool { return p.srv.Sessions() == 0 })
 }
 
 // sessionGoroutines counts the goroutines with a proxy session method on their stack.

@@ -19,13 +19,21 @@ const maxQueued = 16
 //
 // A goroutine reads the client; the owner reads the backend itself, in next, and the client
 // reader wakes it (connWait). Only while a transfer runs, when the owner waits on
-// channels, does a goroutine of its own read the backend (startReplyReader).
+// channels, does a goroutine of its own read the backend (startReplyReader). A session idle
+// for a while gives both goroutines up to the idle poller (idle.go).
 func (s *session) serveLoggedIn() error {
 	s.cmdc = make(chan clientEvent, 1)
 	s.bw.setConn(s.bconn)
 	s.enableIdleHandOver()
+	s.enableOwnerAway()
 	s.readers.Add(1)
 	go s.readClient()
+	return s.relayLoop()
+}
+
+// relayLoop serves client commands until the session ends, or until its owner goes away
+// (errAway) from an idle wait; ownerBack runs it again when an event comes.
+func (s *session) relayLoop() error {
 	for {
 		if err := s.serveNext(); err != nil {
 			return err
@@ -41,7 +49,7 @@ func (s *session) readClient() {
 	for {
 		s.cw.park(time.Time{})
 		_, err := s.cr.Peek(1)
-		if s.cw.unpark() { // the idle sweep
+		if woken, _ := s.cw.unpark(); woken { // the idle sweep
 			if isTimeout(err) {
 				if s.handOverIdle() {
 					return
@@ -62,7 +70,7 @@ func (s *session) readClient() {
 		}
 		select {
 		case s.cmdc <- ev:
-			s.bw.wake()
+			s.wakeOwner()
 		case <-s.ctx.Done():
 			return
 		}
@@ -94,7 +102,11 @@ func (s *session) serveNext() error {
 	if len(s.queue) > 0 {
 		return s.handleQueued()
 	}
-	deadline := time.Now().Add(s.idleTimeout())
+	deadline := s.owner.leftWith // an owner back from away keeps the deadline it left with
+	s.owner.leftWith = time.Time{}
+	if deadline.IsZero() {
+		deadline = time.Now().Add(s.idleTimeout())
+	}
 	for {
 		if done, err := s.woken(s.next(deadline, true, true)); done {
 			return err
@@ -125,6 +137,8 @@ func (s *session) woken(what int) (done bool, err error) {
 		return true, end421(CauseTimeout, errIdle)
 	case waitDrain:
 		return true, end421(CauseShutdown, nil)
+	case waitAway:
+		return true, errAway
 	}
 	return true, end421(CauseShutdown, s.ctx.Err())
 }
@@ -135,6 +149,7 @@ const (
 	waitReply          // s.waitedReply holds it (a reply, or the backend's read error)
 	waitTimeout
 	waitDrain
+	waitAway // the owner's goroutine ends; the session waits in the poller (goAway)
 	waitDone
 )
 
@@ -155,7 +170,7 @@ func (s *session) next(deadline time.Time, lines, drain bool) int {
 			return what
 		}
 		_, err := s.br.Peek(1)
-		woken := s.bw.unpark()
+		woken, swept := s.bw.unpark()
 		switch {
 		case err == nil:
 			s.waitedReply = s.readReply()
@@ -170,6 +185,8 @@ func (s *session) next(deadline time.Time, lines, drain bool) int {
 			return waitDone
 		case !woken:
 			return waitTimeout
+		case swept && lines && drain && s.goAway(deadline):
+			return waitAway
 		}
 	}
 }
@@ -247,7 +264,7 @@ func (s *session) readReplies(quit <-chan struct{}, done chan<- *replyEvent) {
 		default:
 		}
 		_, err := s.br.Peek(1)
-		woken := s.bw.unpark()
+		woken, _ := s.bw.unpark()
 		var ev replyEvent
 		switch {
 		case err == nil:

@@ -479,7 +479,7 @@ func (s *Server) Serve() error {
 		s.startAccept(l)
 	}
 	s.lmu.Unlock()
-	go s.sweepIdleReaders()
+	go s.sweepIdle()
 	<-s.drain
 	s.acceptWG.Wait()
 	return nil
@@ -519,10 +519,17 @@ func (s *Server) acceptLoop(l *listener) error {
 }
 
 func (s *Server) serveConn(l *listener, c net.Conn) {
-	defer s.wg.Done()
 	sess := s.track(l, c)
-	defer s.untrack(sess)
-	sess.Run(s.hardCtx)
+	if sess.Run(s.hardCtx) {
+		return // the session is idle with no goroutine; the one that takes it on ends it
+	}
+	s.endConn(sess)
+}
+
+// endConn is the last of a session: it leaves the server's books.
+func (s *Server) endConn(sess *session) {
+	s.untrack(sess)
+	s.wg.Done()
 }
 
 // track registers a new session.
@@ -621,7 +628,7 @@ func (s *Server) beginDrain() {
 	s.startDrain()
 	s.mu.Lock()
 	for _, sess := range s.sessions {
-		sess.bw.wake()
+		sess.wakeOwner()
 	}
 	s.mu.Unlock()
 }

@@ -21,17 +21,21 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/tlsterm"
 )
 
-// session is one client connection and its backend leg. It is owned by the goroutine running
-// Run; the reader goroutines only feed it through channels (and wake it, connWait).
+// session is one client connection and its backend leg. It is owned by one goroutine at a
+// time: the one running Run, or, after a spell of idleness with no goroutine at all, the one
+// the idle hand-over started (ownerAway). The reader goroutines only feed it through
+// channels (and wake it, connWait).
 type session struct {
-	srv  *Server
-	cfg  *Config         // snapshot taken at connect: a reload does not move a running session
-	lc   *ListenerConfig // this listener's settings in cfg
-	id   string
-	log  *slog.Logger // base plus user and backend once known
-	base *slog.Logger // session and client
-	ctx  context.Context
-	done context.CancelFunc
+	srv    *Server
+	cfg    *Config         // snapshot taken at connect: a reload does not move a running session
+	lc     *ListenerConfig // this listener's settings in cfg
+	id     string
+	log    *slog.Logger // base plus user and backend once known
+	base   *slog.Logger // session and client
+	ctx    context.Context
+	done   context.CancelFunc
+	parent context.Context // the server's, which ends every session
+	unhook func() bool     // undoes the interrupt hook on ctx
 
 	raw        net.Conn // the accepted TCP connection, closed on cancellation
 	client     net.Conn // raw, or the TLS connection over it
@@ -72,6 +76,7 @@ type session struct {
 	bw    connWait         // the owner's wait in a backend read, and its wake
 	cw    connWait         // the client reader's wait, woken by the idle sweep
 	idle  idleReader       // the client reader's hand-over to the poller while idle
+	owner ownerAway        // the owner's, likewise
 	queue []clientEvent
 	// waited and waitedReply are what next received (kept off its stack).
 	waited      clientEvent
@@ -149,23 +154,34 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-// Run serves the session until it ends and always closes both legs before it returns.
-// Its parts are functions of their own so that Run's frame, under every wait of an idle
-// session, stays small (see serve).
-func (s *session) Run(parent context.Context) {
-	stop := s.begin(parent)
-	defer s.done()
-	defer stop()
-	s.end(parent, s.serve())
+// Run serves the session until it ends, and then closes both legs before it returns; or
+// until its owner goes away while the session is idle (away is true, see goAway), and then
+// the goroutine that takes the session on finishes it. Its parts are functions of their own
+// so that Run's frame, under every wait of an idle session, stays small (see serve).
+func (s *session) Run(parent context.Context) (away bool) {
+	s.begin(parent)
+	return s.finish(s.serve())
 }
 
-// begin gives the session its context; the returned stop undoes the interrupt hook.
-func (s *session) begin(parent context.Context) (stop func() bool) {
+// begin gives the session its context and the hook that interrupts its waits when it ends.
+func (s *session) begin(parent context.Context) {
+	s.parent = parent
 	s.ctx, s.done = context.WithCancel(parent)
-	stop = context.AfterFunc(s.ctx, s.interrupt)
+	s.unhook = context.AfterFunc(s.ctx, s.interrupt)
 	s.live.setCancel(s.done)
 	s.log.Debug("connection accepted", "listener", s.lc.Address)
-	return stop
+}
+
+// finish ends the session with err, unless err is errAway: the owner only left its
+// goroutine, and away is true.
+func (s *session) finish(err error) (away bool) {
+	if err == errAway {
+		return true
+	}
+	s.end(s.parent, err)
+	s.unhook()
+	s.done()
+	return false
 }
 
 // end sends the session's last line, if any, closes both legs and logs the end.

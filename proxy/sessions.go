@@ -91,6 +91,7 @@ func (s *session) snapshot() SessionInfo {
 func (s *session) interrupt() {
 	s.bw.stop()
 	s.cw.stop()
+	s.ownerEvent()
 	if s.live.closing.Load() {
 		s.raw.SetReadDeadline(time.Now())
 		return

@@ -11,8 +11,8 @@ import (
 // connWait lets a goroutine wait in a read of one connection and still be woken by another
 // goroutine. Each session has two: the owner waits in a read of the backend (bw), woken by
 // the client reader, a drain or the end of the session; the client reader waits in a read of
-// the client (cw), woken by the idle sweep (Server.sweepIdleReaders) when the client has been
-// silent long enough that the reader gives its goroutine up (idle.go).
+// the client (cw). The idle sweep (Server.sweepIdle) wakes both when they have waited long
+// enough that they give their goroutines up (idle.go).
 //
 // The wait is a Peek of the connection's buffered reader: it consumes nothing, so a wake (the
 // read deadline moved into the past) loses no byte, and crypto/tls keeps a partial record
@@ -24,6 +24,7 @@ type connWait struct {
 	parked  bool     // a goroutine is in, or about to enter, the Peek
 	woken   bool     // wake ended this park
 	swept   bool     // the idle sweep found this park in place (sweep)
+	bySweep bool     // the idle sweep ended this park
 	stopped bool     // the session is ending: every read fails at once from now on
 }
 
@@ -45,17 +46,18 @@ func (w *connWait) setConn(c net.Conn) {
 func (w *connWait) park(deadline time.Time) {
 	w.mu.Lock()
 	w.setDeadlineLocked(deadline)
-	w.parked, w.woken, w.swept = true, false, false
+	w.parked, w.woken, w.swept, w.bySweep = true, false, false, false
 	w.mu.Unlock()
 }
 
-// unpark ends the wait; woken reports whether wake ended it.
-func (w *connWait) unpark() (woken bool) {
+// unpark ends the wait; woken reports whether wake or sweep ended it, bySweep whether it was
+// sweep.
+func (w *connWait) unpark() (woken, bySweep bool) {
 	w.mu.Lock()
-	woken = w.woken
+	woken, bySweep = w.woken, w.bySweep
 	w.parked = false
 	w.mu.Unlock()
-	return woken
+	return woken, bySweep
 }
 
 // setDeadline sets the read deadline for reading the rest of a reply or line, outside any
@@ -100,6 +102,7 @@ func (w *connWait) sweep() bool {
 		return false
 	}
 	w.wakeLocked()
+	w.bySweep = w.woken
 	return w.woken
 }
 
