@@ -2,9 +2,16 @@ package proxy_test
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jlaffaye/ftp"
 
 	"github.com/ftpsproxy/ftpsproxy/balancer"
 	"github.com/ftpsproxy/ftpsproxy/internal/idlepoll"
@@ -86,4 +93,81 @@ func sessionGoroutines() int {
 		}
 	}
 	return n
+}
+
+// TestIdleHandOverRaces: sessions pause for random spells around the sweep's interval (50 ms
+// in tests), so their goroutines go away and come back at every moment of a command: as the
+// owner is marked away, as the reader arms its watch, as a line arrives. Every command is
+// answered and every download is intact (sha256); a lost wake would leave a command
+// unanswered until the client's deadline.
+func TestIdleHandOverRaces(t *testing.T) {
+	be := startBackend(t, nil)
+	src, want := randomFile(t, be.root, 64<<10+3)
+	name := filepath.Base(src)
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)})
+	const sessions, rounds = 8, 25
+	stop := make(chan struct{})
+	most := make(chan int)
+	go func() { // the hand-overs must happen: watches are armed during the test
+		m := 0
+		for {
+			select {
+			case <-stop:
+				most <- m
+				return
+			case <-time.After(2 * time.Millisecond):
+				m = max(m, idlepoll.Default().Armed())
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	for i := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := ftp.Dial(p.addr, ftp.DialWithTimeout(5*time.Second))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Quit()
+			if err := c.Login(demoUser, demoPass); err != nil {
+				errs <- err
+				return
+			}
+			rng := rand.New(rand.NewPCG(uint64(i), 1))
+			for r := range rounds {
+				time.Sleep(time.Duration(rng.IntN(130)) * time.Millisecond)
+				if err := c.NoOp(); err != nil {
+					errs <- fmt.Errorf("session %d round %d NOOP: %w", i, r, err)
+					return
+				}
+				if r%5 != 0 {
+					continue
+				}
+				time.Sleep(time.Duration(rng.IntN(130)) * time.Millisecond)
+				rd, err := c.Retr(name)
+				if err != nil {
+					errs <- fmt.Errorf("session %d round %d RETR: %w", i, r, err)
+					return
+				}
+				got, err := io.ReadAll(rd)
+				rd.Close()
+				if err != nil || sha(got) != want {
+					errs <- fmt.Errorf("session %d round %d: %d bytes, %v, sha256 match %v", i, r, len(got), err, sha(got) == want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if m := <-most; m < sessions {
+		t.Errorf("at most %d idle watches armed at once: the sessions did not hand over", m)
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }

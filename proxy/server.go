@@ -623,7 +623,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // beginDrain starts the drain and wakes the idle sessions, whose owners wait in a backend
-// read (connWait), so they see it. A session that parks later checks the drain first.
+// read (connWait) or are away (ownerAway), so they see it. A session that parks later, or
+// goes away, checks the drain first.
 func (s *Server) beginDrain() {
 	s.startDrain()
 	s.mu.Lock()
