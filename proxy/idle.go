@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -11,8 +12,13 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/internal/idlepoll"
 )
 
+// A session silent for a while holds no goroutine: its client reader and its owner give
+// their waits up to the idle poller, and with them their read buffers. What is left of an
+// idle session is its state, its sockets and crypto/tls's, and two poller watches.
+//
 // idleSweepEvery is how often Server.sweepIdle looks for waits parked since its previous
-// look: a session silent for one to two of these gives its goroutines up.
+// look (a session silent for one to two of these gives its goroutines up) and for sessions
+// away past their idle deadline (which it calls back up to this late).
 var idleSweepEvery = 250 * time.Millisecond
 
 // socketOf returns the socket under c (under its TLS layer, if any) for the poller, or nil.
@@ -24,15 +30,29 @@ func socketOf(c net.Conn) syscall.Conn {
 	return sc
 }
 
-// idleReader is a session's hand-over of its client reader to the poller. A logged-in
-// client that says nothing for a while has no goroutine waiting for it: its reader ends, and
-// the poller starts a new one when the client speaks or leaves. An idle FTPS session then
-// keeps one goroutine, its owner (waiting in a read of the backend), instead of two: 4 KiB
-// of stack fewer (the largest part of an idle session's memory after crypto/tls).
-type idleReader struct {
-	poller *idlepoll.Poller // nil: no poller on this system, or the client is not a socket
-	conn   syscall.Conn
+// The read buffers of the sessions whose goroutines are away wait here for the next that
+// comes back. A buffer goes back only empty: the wait that gave it up had found nothing in it.
+var (
+	clientReaders  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, clientBufSize) }}
+	backendReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+)
 
+func takeReader(p *sync.Pool, c net.Conn) *bufio.Reader {
+	r := p.Get().(*bufio.Reader)
+	r.Reset(c)
+	return r
+}
+
+func giveReader(p *sync.Pool, r *bufio.Reader, size int) {
+	if r.Size() == size { // the login phase's reader may be of another size
+		r.Reset(nil)
+		p.Put(r)
+	}
+}
+
+// idleReader is a session's hand-over of its client reader to the poller: the reader ends,
+// and the poller starts a new one when the client speaks or leaves.
+type idleReader struct {
 	mu    sync.Mutex
 	watch idlepoll.Watch
 	armed bool // the reader ended and the watch is armed to start the next one
@@ -42,29 +62,29 @@ type idleReader struct {
 // enableIdleHandOver arms the client reader's idle wait (cw) when the poller can take it
 // over; without it the reader stays in its read, as it always did.
 func (s *session) enableIdleHandOver() {
-	sc, p := socketOf(s.raw), idlepoll.Default()
-	if sc == nil || p == nil {
-		return
+	if socketOf(s.raw) != nil && idlepoll.Default() != nil {
+		s.cw.setConn(s.raw)
 	}
-	s.idle.poller, s.idle.conn = p, sc
-	s.cw.setConn(s.raw)
 }
 
 // handOverIdle ends the client reader after the idle sweep woke it: the poller starts the
 // next when the client's socket has bytes or has ended. The reader's Peek timed out, so
 // nothing waits above the socket (bufio, crypto/tls): the poller sees everything still to
-// come. It reports false when the watch could not be armed; the reader then reads on.
+// come, and the read buffer, empty, is given up. It reports false when the watch could not
+// be armed; the reader then reads on.
 func (s *session) handOverIdle() bool {
 	s.idle.mu.Lock()
 	defer s.idle.mu.Unlock()
 	if s.idle.ended || s.ctx.Err() != nil {
 		return true // the session is ending and needs no reader
 	}
-	if err := s.idle.poller.Arm(s.idle.conn, &s.idle.watch, s.resumeClient); err != nil {
+	if err := idlepoll.Default().Arm(socketOf(s.raw), &s.idle.watch, s.resumeClient); err != nil {
 		s.log.Debug("client reader stays: idle watch failed", "err", err)
 		return false
 	}
 	s.idle.armed = true
+	giveReader(&clientReaders, s.cr, clientBufSize)
+	s.cr = nil
 	return true
 }
 
@@ -88,58 +108,31 @@ func (s *session) endIdle() {
 	defer s.idle.mu.Unlock()
 	s.idle.ended = true
 	if s.idle.armed {
-		s.idle.poller.Disarm(&s.idle.watch)
+		idlepoll.Default().Disarm(&s.idle.watch)
 		s.idle.armed = false
-	}
-}
-
-// sweepIdle wakes, once an interval, the client readers and the owners that have been
-// parked since the previous sweep, until the server stops for good.
-func (s *Server) sweepIdle() {
-	tick := time.NewTicker(idleSweepEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.hardCtx.Done():
-			return
-		case <-tick.C:
-		}
-		s.mu.Lock()
-		for _, sess := range s.sessions {
-			sess.cw.sweep()
-			sess.bw.sweep()
-		}
-		s.mu.Unlock()
 	}
 }
 
 // errAway ends the owner's goroutine, not the session: see goAway.
 var errAway = errors.New("owner away while the session is idle")
 
-// ownerAway is a session's owner giving its goroutine up while the session is idle: an idle
-// session with neither a reader nor an owner has no goroutine at all, only two poller
-// watches and a timer. The owner leaves from its idle wait (serveNext) when the sweep wakes
-// it there; the backend's socket becoming readable, the idle deadline, a client line, a
-// drain or the end of the session starts a goroutine that takes the session on from there
-// (ownerBack), and that goroutine, not Run's, finishes it.
+// ownerAway is a session's owner giving its goroutine up while the session is idle. The
+// owner leaves from its idle wait (serveNext) when the sweep wakes it there; the backend's
+// socket becoming readable, a client line, a drain, the end of the session or the idle
+// deadline passing (seen by the sweep) starts a goroutine that takes the session on from
+// there (ownerBack), and that goroutine, not Run's, finishes it.
 type ownerAway struct {
-	poller   *idlepoll.Poller // nil: the owner never goes away
-	conn     syscall.Conn     // the backend control connection's socket
-	leftWith time.Time        // the idle deadline the owner left with; the owner's own
+	can      bool      // the poller can watch the backend's socket
+	leftWith time.Time // the idle deadline the owner left with
 
 	mu    sync.Mutex
 	watch idlepoll.Watch
-	timer *time.Timer // at the idle deadline
 	away  bool
 }
 
 // enableOwnerAway lets the owner go away when the poller can watch the backend.
 func (s *session) enableOwnerAway() {
-	sc, p := socketOf(s.bconn), idlepoll.Default()
-	if sc == nil || p == nil {
-		return
-	}
-	s.owner.poller, s.owner.conn = p, sc
+	s.owner.can = socketOf(s.bconn) != nil && idlepoll.Default() != nil
 }
 
 // goAway arms the owner's return and reports whether the owner may end its goroutine now.
@@ -149,28 +142,25 @@ func (s *session) enableOwnerAway() {
 // away and calls it back.
 func (s *session) goAway(deadline time.Time) bool {
 	o := &s.owner
-	if o.poller == nil {
+	if !o.can || !time.Now().Before(deadline) {
 		return false
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if err := o.poller.Arm(o.conn, &o.watch, s.ownerEvent); err != nil {
+	p := idlepoll.Default()
+	if err := p.Arm(socketOf(s.bconn), &o.watch, s.ownerEvent); err != nil {
 		s.log.Debug("owner stays: idle watch failed", "err", err)
 		return false
-	}
-	if o.timer == nil {
-		o.timer = time.AfterFunc(time.Until(deadline), s.ownerEvent)
-	} else {
-		o.timer.Reset(time.Until(deadline))
 	}
 	o.away = true
 	if len(s.cmdc) > 0 || s.ctx.Err() != nil || s.draining() {
 		o.away = false
-		o.poller.Disarm(&o.watch)
-		o.timer.Stop()
+		p.Disarm(&o.watch)
 		return false
 	}
 	o.leftWith = deadline
+	giveReader(&backendReaders, s.br, readBufSize)
+	s.br = nil
 	return true
 }
 
@@ -196,7 +186,7 @@ func (s *session) wakeOwner() {
 }
 
 // ownerEvent is the owner's return from the poller (the backend's socket is readable or
-// ended), from the idle deadline's timer, and from the end of the session (interrupt).
+// ended) and from the end of the session (interrupt).
 func (s *session) ownerEvent() {
 	s.owner.mu.Lock()
 	defer s.owner.mu.Unlock()
@@ -205,19 +195,51 @@ func (s *session) ownerEvent() {
 	}
 }
 
+// ownerDue is the sweep's: an owner away past its idle deadline comes back to end the
+// session.
+func (s *session) ownerDue(now time.Time) {
+	s.owner.mu.Lock()
+	defer s.owner.mu.Unlock()
+	if s.owner.away && !now.Before(s.owner.leftWith) {
+		s.ownerBackLocked()
+	}
+}
+
 func (s *session) ownerBackLocked() {
-	o := &s.owner
-	o.away = false
-	o.poller.Disarm(&o.watch)
-	o.timer.Stop()
+	s.owner.away = false
+	idlepoll.Default().Disarm(&s.owner.watch)
 	go s.ownerBack()
 }
 
 // ownerBack is the owner's goroutine after an away spell: it serves the session on, and
 // when the session ends it finishes it where Run would have.
 func (s *session) ownerBack() {
+	s.br = takeReader(&backendReaders, s.bconn)
 	if s.finish(s.relayLoop()) {
 		return
 	}
 	s.srv.endConn(s)
+}
+
+// sweepIdle, once an interval until the server stops for good, wakes the client readers
+// and the owners that have been parked since the previous sweep, and calls back the owners
+// away past their idle deadline.
+func (s *Server) sweepIdle() {
+	tick := time.NewTicker(idleSweepEvery)
+	defer tick.Stop()
+	for {
+		var now time.Time
+		select {
+		case <-s.hardCtx.Done():
+			return
+		case now = <-tick.C:
+		}
+		s.mu.Lock()
+		for _, sess := range s.sessions {
+			sess.cw.sweep()
+			sess.bw.sweep()
+			sess.ownerDue(now)
+		}
+		s.mu.Unlock()
+	}
 }

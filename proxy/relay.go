@@ -46,6 +46,9 @@ func (s *session) relayLoop() error {
 // sees it, or is parked when the wake comes.
 func (s *session) readClient() {
 	defer s.readers.Done()
+	if s.cr == nil { // given up by the reader before (handOverIdle)
+		s.cr = takeReader(&clientReaders, s.client)
+	}
 	for {
 		s.cw.park(time.Time{})
 		_, err := s.cr.Peek(1)
