@@ -332,6 +332,7 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 	s.drainCtx, s.startDrain = context.WithCancel(context.Background())
 	s.drain = s.drainCtx.Done()
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
+	context.AfterFunc(s.hardCtx, s.interruptAll)
 	s.alloc = nat.NewAllocator(cfg.Data.PortRange, func(peer netip.AddrPort) {
 		s.Foreign.Add(1)
 		s.obs.DataRefused("foreign_peer")
@@ -632,6 +633,17 @@ func (s *Server) beginDrain() {
 		sess.wakeOwner()
 	}
 	s.mu.Unlock()
+}
+
+// interruptAll is the server's end (hardStop) for every session it holds: their contexts,
+// children of hardCtx, have ended; this interrupts their waits. A session tracked later
+// sees its ended context in begin.
+func (s *Server) interruptAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sess := range s.sessions {
+		sess.interrupt()
+	}
 }
 
 // Close ends every session at once.

@@ -35,7 +35,6 @@ type session struct {
 	ctx    context.Context
 	done   context.CancelFunc
 	parent context.Context // the server's, which ends every session
-	unhook func() bool     // undoes the interrupt hook on ctx
 
 	raw        net.Conn // the accepted TCP connection, closed on cancellation
 	client     net.Conn // raw, or the TLS connection over it
@@ -163,12 +162,21 @@ func (s *session) Run(parent context.Context) (away bool) {
 	return s.finish(s.serve())
 }
 
-// begin gives the session its context and the hook that interrupts its waits when it ends.
+// begin gives the session its context; done ends it and interrupts the session's waits.
+// The server's end interrupts every session it holds (Server.interruptAll): a per-session
+// context.AfterFunc would cost each session a map in its context.
 func (s *session) begin(parent context.Context) {
 	s.parent = parent
-	s.ctx, s.done = context.WithCancel(parent)
-	s.unhook = context.AfterFunc(s.ctx, s.interrupt)
+	ctx, cancel := context.WithCancel(parent)
+	s.ctx = ctx
+	s.done = func() {
+		cancel()
+		s.interrupt()
+	}
 	s.live.setCancel(s.done)
+	if parent.Err() != nil { // after the server's interruptAll
+		s.interrupt()
+	}
 	s.log.Debug("connection accepted", "listener", s.lc.Address)
 }
 
@@ -179,8 +187,6 @@ func (s *session) finish(err error) (away bool) {
 		return true
 	}
 	s.end(s.parent, err)
-	s.unhook()
-	s.done()
 	return false
 }
 
