@@ -90,20 +90,18 @@ func (w *connWait) wakeLocked() {
 }
 
 // sweep wakes a wait that was already parked at the previous sweep: one parked for at least
-// a sweep's interval. It reports whether it woke it.
-func (w *connWait) sweep() bool {
+// a sweep's interval.
+func (w *connWait) sweep() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.parked || w.woken {
-		return false
-	}
-	if !w.swept {
+	switch {
+	case !w.parked || w.woken:
+	case !w.swept:
 		w.swept = true
-		return false
+	default:
+		w.wakeLocked()
+		w.bySweep = w.woken
 	}
-	w.wakeLocked()
-	w.bySweep = w.woken
-	return w.woken
 }
 
 // stop makes every read of the connection fail at once, parked or not: the session is

@@ -85,3 +85,48 @@ func pipeSession(t *testing.T) (*session, net.Conn) {
 	s.bw.setConn(a)
 	return s, b
 }
+
+// TestSweepWakesLongParks: the sweep wakes only a wait it found parked at its previous look,
+// says the wake was its own, and a new park starts the count again; a wait woken otherwise
+// is not the sweep's.
+func TestSweepWakesLongParks(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	var w connWait
+	w.setConn(a)
+	read := func() error {
+		_, err := a.Read(make([]byte, 1))
+		return err
+	}
+	w.park(time.Time{})
+	w.sweep() // first look: parked since before it? not known yet
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		b.Write([]byte("x"))
+	}()
+	if err := read(); err != nil {
+		t.Fatalf("a first sweep woke the wait: %v", err)
+	}
+	if woken, swept := w.unpark(); woken || swept {
+		t.Fatalf("unpark = %v, %v after a read; want false, false", woken, swept)
+	}
+	w.park(time.Time{})
+	w.sweep()
+	w.sweep()
+	if err := read(); !isTimeout(err) {
+		t.Fatalf("read after two sweeps: %v; want the wake's timeout", err)
+	}
+	if woken, swept := w.unpark(); !woken || !swept {
+		t.Fatalf("unpark = %v, %v; want woken by the sweep", woken, swept)
+	}
+	w.park(time.Time{})
+	w.wake()
+	w.sweep()
+	if err := read(); !isTimeout(err) {
+		t.Fatalf("read after a wake: %v; want the wake's timeout", err)
+	}
+	if woken, swept := w.unpark(); !woken || swept {
+		t.Fatalf("unpark = %v, %v; want woken, not by the sweep", woken, swept)
+	}
+}
