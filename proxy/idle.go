@@ -44,7 +44,7 @@ func takeReader(p *sync.Pool, c net.Conn) *bufio.Reader {
 }
 
 func giveReader(p *sync.Pool, r *bufio.Reader, size int) {
-	if r.Size() == size { // the login phase's reader may be of another size
+	if r.Size() == size { // a reader of another size is left to the collector
 		r.Reset(nil)
 		p.Put(r)
 	}

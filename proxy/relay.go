@@ -41,9 +41,11 @@ func (s *session) relayLoop() error {
 	}
 }
 
-// readClient feeds parsed client lines to the owner until the connection ends. Each line is
-// in the channel before the owner is woken: an owner that checks the channel after parking
-// sees it, or is parked when the wake comes.
+// readClient feeds parsed client lines to the owner until the connection ends, or until the
+// idle sweep finds it waiting and it hands the wait over to the poller (handOverIdle), which
+// starts it again when the client speaks. Each line is in the channel before the owner is
+// woken: an owner that checks the channel after parking sees it, is parked when the wake
+// comes, or is away and called back.
 func (s *session) readClient() {
 	defer s.readers.Done()
 	if s.cr == nil { // given up by the reader before (handOverIdle)
