@@ -20,22 +20,28 @@ import (
 // the wait no longer parked, so a wake never cuts one in two.
 type connWait struct {
 	mu      sync.Mutex
-	conn    net.Conn // nil until setConn
-	parked  bool     // a goroutine is in, or about to enter, the Peek
-	woken   bool     // wake ended this park
-	swept   bool     // the idle sweep found this park in place (sweep)
-	bySweep bool     // the idle sweep ended this park
-	stopped bool     // the session is ending: every read fails at once from now on
+	conn    net.Conn  // nil until setConn
+	parked  bool      // a goroutine is in, or about to enter, the Peek
+	woken   bool      // wake ended this park
+	swept   bool      // the idle sweep found this park in place (sweep)
+	bySweep bool      // the idle sweep ended this park
+	stopped bool      // the session is ending: every read fails at once from now on
+	set     time.Time // the read deadline last set: park need not set it again (a per-line call)
 }
 
 // longAgo is the read deadline that ends a wait at once.
 var longAgo = time.Unix(1, 0)
 
+// setConn makes c the connection waited on; from now on only the connWait sets its read
+// deadline (the session's end aside, which stops it first).
 func (w *connWait) setConn(c net.Conn) {
 	w.mu.Lock()
 	w.conn = c
+	w.set = longAgo // not what setDeadlineLocked is asked for: it sets the deadline first
 	if w.stopped {
 		c.SetReadDeadline(longAgo)
+	} else {
+		w.setDeadlineLocked(time.Time{})
 	}
 	w.mu.Unlock()
 }
@@ -69,8 +75,9 @@ func (w *connWait) setDeadline(deadline time.Time) {
 }
 
 func (w *connWait) setDeadlineLocked(deadline time.Time) {
-	if !w.stopped && w.conn != nil {
+	if !w.stopped && w.conn != nil && !deadline.Equal(w.set) {
 		w.conn.SetReadDeadline(deadline)
+		w.set = deadline
 	}
 }
 
@@ -85,7 +92,7 @@ func (w *connWait) wake() {
 func (w *connWait) wakeLocked() {
 	if w.parked && !w.woken && !w.stopped && w.conn != nil {
 		w.conn.SetReadDeadline(longAgo)
-		w.woken = true
+		w.set, w.woken = longAgo, true
 	}
 }
 

@@ -111,22 +111,22 @@ func TestSweepWakesLongParks(t *testing.T) {
 	if woken, swept := w.unpark(); woken || swept {
 		t.Fatalf("unpark = %v, %v after a read; want false, false", woken, swept)
 	}
+	// woken: the parked read ends at the wake's timeout, and unpark says whose wake it was.
+	woken := func(what string, bySweep bool) {
+		t.Helper()
+		if err := read(); !isTimeout(err) {
+			t.Fatalf("read after %s: %v; want the wake's timeout", what, err)
+		}
+		if woken, swept := w.unpark(); !woken || swept != bySweep {
+			t.Fatalf("after %s: unpark = %v, %v; want true, %v", what, woken, swept, bySweep)
+		}
+	}
 	w.park(time.Time{})
 	w.sweep()
 	w.sweep()
-	if err := read(); !isTimeout(err) {
-		t.Fatalf("read after two sweeps: %v; want the wake's timeout", err)
-	}
-	if woken, swept := w.unpark(); !woken || !swept {
-		t.Fatalf("unpark = %v, %v; want woken by the sweep", woken, swept)
-	}
+	woken("two sweeps", true)
 	w.park(time.Time{})
 	w.wake()
 	w.sweep()
-	if err := read(); !isTimeout(err) {
-		t.Fatalf("read after a wake: %v; want the wake's timeout", err)
-	}
-	if woken, swept := w.unpark(); !woken || swept {
-		t.Fatalf("unpark = %v, %v; want woken, not by the sweep", woken, swept)
-	}
+	woken("a wake", false)
 }
