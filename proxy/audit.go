@@ -21,11 +21,9 @@ func (s *session) audit(level slog.Level, msg string, args ...any) {
 	if s.healthCheck {
 		level = slog.LevelDebug
 	}
-	if s.loggedIn || s.healthCheck {
-		s.log.Log(s.ctx, level, msg, args...)
-		return
+	if s.loggedIn || s.healthCheck || s.srv.limitLog.Allow(s.log, level, msg) {
+		logRecord(s.ctx, s.log, level, msg, args...)
 	}
-	s.srv.limitLog.Log(s.log, level, msg, args...)
 }
 
 // logStart writes "session start" once, at the first USER.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"time"
 )
 
 // sessionLogger returns base with args added to every record, like base.With(args...), but
@@ -49,4 +50,23 @@ func (h *attrsHandler) WithGroup(name string) slog.Handler {
 		return h
 	}
 	return h.next.WithAttrs(h.attrs).WithGroup(name)
+}
+
+// logRecord writes msg at level through l, like l.Log(ctx, level, msg, args...) but cheaper,
+// for the lines every session writes (session start and end, login, transfer): slog looks up
+// the caller's program counter for each record (runtime.Callers), which only a handler that
+// adds the source uses, and none of ftpsproxy's does; and a session logger's attributes go
+// straight into the record instead of through attrsHandler.Handle's copy.
+func logRecord(ctx context.Context, l *slog.Logger, level slog.Level, msg string, args ...any) {
+	h := l.Handler()
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	r := slog.NewRecord(time.Now(), level, msg, 0)
+	if ah, ok := h.(*attrsHandler); ok {
+		r.AddAttrs(ah.attrs...)
+		h = ah.next
+	}
+	r.Add(args...)
+	h.Handle(ctx, r)
 }

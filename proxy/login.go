@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"time"
 
@@ -72,7 +73,7 @@ func (s *session) loggedInTo(conn net.Conn, b *balancer.Backend, ch *choice, rep
 	s.bAddr = addrPortOf(conn.RemoteAddr())
 	s.bLocal = addrPortOf(conn.LocalAddr())
 	s.log = s.log.With("backend", b.String())
-	s.log.Info("login ok", ch.logAttrs(s.user)...)
+	logRecord(s.ctx, s.log, slog.LevelInfo, "login ok", ch.logAttrs(s.user)...)
 	s.srv.obs.Login("ok")
 	s.srv.obs.BackendSession(pool.Name, b.String())
 	s.live.setBackend(pool.Name, b.String())

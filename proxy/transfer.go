@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -518,7 +519,7 @@ func (t *transfer) record() {
 		ReplyCode: code, SessionID: s.id,
 	}
 	s.srv.obs.Transfer(rec)
-	s.log.Info("transfer", "cmd", t.cmd.Verb, "path", t.cmd.Arg, "bytes", t.result.primary,
+	logRecord(s.ctx, s.log, slog.LevelInfo, "transfer", "cmd", t.cmd.Verb, "path", t.cmd.Arg, "bytes", t.result.primary,
 		"duration", rec.Duration.Round(time.Millisecond), "reply", code, "complete", rec.Complete,
 		"aborted", t.clientAbort, "err", errString(t.result.err))
 }

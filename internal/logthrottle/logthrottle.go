@@ -104,15 +104,21 @@ func (t *Throttle) Error(l *slog.Logger, msg string, args ...any) {
 // Log logs msg at level through l, or counts it for the cause's next summary. It reports
 // whether the line was logged. Lines below l's level cost nothing and are not counted.
 func (t *Throttle) Log(l *slog.Logger, level slog.Level, msg string, args ...any) bool {
-	ctx := context.Background()
-	if !l.Enabled(ctx, level) {
-		return false
-	}
-	if t == nil || t.allow(level, msg) {
-		l.Log(ctx, level, msg, args...)
+	if t.Allow(l, level, msg) {
+		l.Log(context.Background(), level, msg, args...)
 		return true
 	}
 	return false
+}
+
+// Allow reports whether a line msg at level may be written through l now, taking its
+// tokens: for a caller that writes the line itself. A line below l's level is not allowed
+// and not counted.
+func (t *Throttle) Allow(l *slog.Logger, level slog.Level, msg string) bool {
+	if !l.Enabled(context.Background(), level) {
+		return false
+	}
+	return t == nil || t.allow(level, msg)
 }
 
 // allow takes a token of the cause and of the total, or counts a suppressed line and makes
