@@ -188,26 +188,27 @@ func (s *session) leaveBackend(abort bool) {
 	io.WriteString(s.bconn, msg)
 }
 
-// openBackendData prepares the backend leg per the backend's data_mode and returns what
-// completes it: passive dials the address from the backend's 227/229 (its control IP when
-// fix_pasv_address is on) now; active listens on the proxy's backend-side address and sends
-// PORT/EPRT, and the connection is accepted once the transfer command is sent.
-func (s *session) openBackendData(timeout time.Duration) (func(context.Context) (net.Conn, error), error) {
+// openBackendData prepares the backend leg per the backend's data_mode: passive dials the
+// address from the backend's 227/229 (its control IP when fix_pasv_address is on) now and
+// returns the connection; active listens on the proxy's backend-side address, sends
+// PORT/EPRT and returns accept, which takes the connection once the transfer command is sent.
+func (s *session) openBackendData(timeout time.Duration) (c net.Conn, accept func(context.Context) (net.Conn, error), err error) {
 	if s.backend.Config.DataMode == balancer.DataActive {
-		return s.backendActive(timeout)
+		accept, err = s.backendActive(timeout)
+		return nil, accept, err
 	}
 	target, err := s.backendPassive()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	d := net.Dialer{KeepAlive: noKeepAlive}
-	c, err := d.DialContext(ctx, "tcp", target.String())
+	c, err = d.DialContext(ctx, "tcp", target.String())
 	if err != nil {
-		return nil, fmt.Errorf("dial backend data %s: %w", target, err)
+		return nil, nil, fmt.Errorf("dial backend data %s: %w", target, err)
 	}
-	return func(context.Context) (net.Conn, error) { return c, nil }, nil
+	return c, nil, nil
 }
 
 // backendPassive sends PASV (EPSV toward an IPv6 backend) and returns the address to dial.

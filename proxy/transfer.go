@@ -137,7 +137,7 @@ func (t *transfer) clientDataConnected() (bool, error) {
 // listen); the connection and its TLS handshake complete in the background.
 func (t *transfer) openBackendLeg() (bool, error) {
 	s := t.s
-	connect, err := s.openBackendData(s.connectTimeout())
+	conn, accept, err := s.openBackendData(s.connectTimeout())
 	if err != nil {
 		t.client.Close()
 		var e *endError
@@ -149,18 +149,26 @@ func (t *transfer) openBackendLeg() (bool, error) {
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	t.cancelLeg = cancel
-	t.leg = s.backendDataLeg(ctx, connect)
+	t.leg = s.backendDataLeg(ctx, conn, accept)
 	return true, nil
 }
 
-// backendDataLeg completes the backend data connection in the background: connect returns
-// the dialled or accepted connection, and when the backend leg is TLS this is the one place
+// backendDataLeg completes the backend data connection in the background: conn is the
+// dialled connection, or accept takes it; when the backend leg is TLS this is the one place
 // that starts its handshake (servers differ on whether they handshake before or after their
-// 150, so it runs while the reply is awaited).
-func (s *session) backendDataLeg(ctx context.Context, connect func(context.Context) (net.Conn, error)) chan legResult {
+// 150, so it runs while the reply is awaited). A dialled plain connection is complete: its
+// result is ready without a goroutine.
+func (s *session) backendDataLeg(ctx context.Context, conn net.Conn, accept func(context.Context) (net.Conn, error)) chan legResult {
 	out := make(chan legResult, 1)
+	if conn != nil && s.bTLS == nil {
+		out <- legResult{conn: conn, raw: conn}
+		return out
+	}
 	go func() {
-		raw, err := connect(ctx)
+		raw, err := conn, error(nil)
+		if raw == nil {
+			raw, err = accept(ctx)
+		}
 		if err != nil || s.bTLS == nil {
 			out <- legResult{conn: raw, raw: raw, err: err}
 			return
