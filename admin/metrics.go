@@ -77,6 +77,12 @@ type Metrics struct {
 	lastReloadOK     atomic.Bool
 	buildInfo        string // the build_info series; guarded by scrapeMu
 
+	// Per-session series by label value, so that a session does not build their names:
+	// listener → *listenerSeries, backendKey → *metrics.Counter (backend_sessions_total).
+	// Neither family is ever unregistered, so a cached series stays the set's.
+	byListener sync.Map
+	byBackend  sync.Map
+
 	portsExhausted *metrics.Counter
 	rateLimited    *metrics.Counter
 	xferlogErrors  *metrics.Counter
@@ -298,13 +304,32 @@ func (m *Metrics) backendGauge(k backendKey, f func(*balancer.Backend) float64) 
 	}
 }
 
+// listenerSeries are a listener's session series.
+type listenerSeries struct {
+	total  *metrics.Counter
+	active *metrics.Gauge
+}
+
+// listener returns the session series of a listener, registering them on first use.
+func (m *Metrics) listener(name string) *listenerSeries {
+	if ls, ok := m.byListener.Load(name); ok {
+		return ls.(*listenerSeries)
+	}
+	ls, _ := m.byListener.LoadOrStore(name, &listenerSeries{
+		total:  m.set.GetOrCreateCounter(series("ftpsproxy_sessions_total", "listener", name)),
+		active: m.set.GetOrCreateGauge(series("ftpsproxy_sessions_active", "listener", name), nil),
+	})
+	return ls.(*listenerSeries)
+}
+
 // SessionStarted implements proxy.Observer.
 func (m *Metrics) SessionStarted(listener string) {
 	if m == nil {
 		return
 	}
-	m.set.GetOrCreateCounter(series("ftpsproxy_sessions_total", "listener", listener)).Inc()
-	m.set.GetOrCreateGauge(series("ftpsproxy_sessions_active", "listener", listener), nil).Inc()
+	ls := m.listener(listener)
+	ls.total.Inc()
+	ls.active.Inc()
 }
 
 // SessionEnded implements proxy.Observer. The backend's own active count is read from the pool
@@ -313,7 +338,7 @@ func (m *Metrics) SessionEnded(listener, backend string) {
 	if m == nil {
 		return
 	}
-	m.set.GetOrCreateGauge(series("ftpsproxy_sessions_active", "listener", listener), nil).Dec()
+	m.listener(listener).active.Dec()
 }
 
 // HealthCheck implements proxy.Observer: a load balancer's health check (PROXY v2 LOCAL),
@@ -330,7 +355,12 @@ func (m *Metrics) BackendSession(pool, backend string) {
 	if m == nil {
 		return
 	}
-	m.set.GetOrCreateCounter(series("ftpsproxy_backend_sessions_total", "pool", pool, "backend", backend)).Inc()
+	k := backendKey{pool, backend}
+	c, ok := m.byBackend.Load(k)
+	if !ok {
+		c, _ = m.byBackend.LoadOrStore(k, m.set.GetOrCreateCounter(series("ftpsproxy_backend_sessions_total", "pool", pool, "backend", backend)))
+	}
+	c.(*metrics.Counter).Inc()
 }
 
 // PoolPanic implements proxy.Observer.
