@@ -121,10 +121,8 @@ func (s *session) ownPort(ap netip.AddrPort) bool {
 }
 
 // openClientData makes the client leg: accept on the reserved passive port (from the client's
-// address only) or dial the PORT/EPRT target.
-func (s *session) openClientData(ctx context.Context, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+// address only) or dial the PORT/EPRT target, until ctx ends.
+func (s *session) openClientData(ctx context.Context) (net.Conn, error) {
 	if s.pasv != nil {
 		c, err := s.pasv.Accept(ctx)
 		if err != nil {
@@ -147,15 +145,15 @@ type clientGoneError struct{ err error }
 func (e *clientGoneError) Error() string { return e.err.Error() }
 func (e *clientGoneError) Unwrap() error { return e.err }
 
-// awaitClientData runs openClientData while watching the control connection: commands that
-// arrive meanwhile are queued, and a client that leaves ends the wait at once with a
-// *clientGoneError.
+// awaitClientData runs openClientData for at most timeout while watching the control
+// connection: commands that arrive meanwhile are queued, and a client that leaves ends the
+// wait at once with a *clientGoneError.
 func (s *session) awaitClientData(timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithCancel(s.ctx)
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	out := make(chan legResult, 1)
 	go func() {
-		c, err := s.openClientData(ctx, timeout)
+		c, err := s.openClientData(ctx)
 		out <- legResult{conn: c, err: err}
 	}()
 	for {

@@ -147,9 +147,7 @@ func (t *transfer) openBackendLeg() (bool, error) {
 		s.log.Warn("backend data connection failed", "err", err)
 		return false, s.writeLine(replyCantOpen)
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
-	t.cancelLeg = cancel
-	t.leg = s.backendDataLeg(ctx, conn, accept)
+	t.leg, t.cancelLeg = s.backendDataLeg(conn, accept)
 	return true, nil
 }
 
@@ -157,13 +155,14 @@ func (t *transfer) openBackendLeg() (bool, error) {
 // dialled connection, or accept takes it; when the backend leg is TLS this is the one place
 // that starts its handshake (servers differ on whether they handshake before or after their
 // 150, so it runs while the reply is awaited). A dialled plain connection is complete: its
-// result is ready without a goroutine.
-func (s *session) backendDataLeg(ctx context.Context, conn net.Conn, accept func(context.Context) (net.Conn, error)) chan legResult {
+// result is ready without a goroutine or a context. cancel stops the accept or handshake.
+func (s *session) backendDataLeg(conn net.Conn, accept func(context.Context) (net.Conn, error)) (chan legResult, context.CancelFunc) {
 	out := make(chan legResult, 1)
 	if conn != nil && s.bTLS == nil {
 		out <- legResult{conn: conn, raw: conn}
-		return out
+		return out, func() {}
 	}
+	ctx, cancel := context.WithCancel(s.ctx)
 	go func() {
 		raw, err := conn, error(nil)
 		if raw == nil {
@@ -180,7 +179,7 @@ func (s *session) backendDataLeg(ctx context.Context, conn net.Conn, accept func
 		}
 		out <- legResult{conn: tc, raw: raw}
 	}()
-	return out
+	return out, cancel
 }
 
 // sendCommand sends the transfer command and waits for the backend's first reply. ok is
