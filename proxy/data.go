@@ -183,6 +183,7 @@ func (s *session) leaveBackend(abort bool) {
 		msg = "ABOR\r\n" + msg
 	}
 	s.bconn.SetWriteDeadline(time.Now().Add(time.Second))
+	s.backendWrite = 0
 	io.WriteString(s.bconn, msg)
 }
 

@@ -88,6 +88,7 @@ func (s *session) loggedInTo(conn net.Conn, b *balancer.Backend, ch *choice, rep
 		s.backendExchange(conn, "OPTS UTF8 ON")
 		conn.SetDeadline(time.Time{})
 	}
+	s.backendWrite = 0 // conn's deadlines were set here, not by arm
 	return nil
 }
 

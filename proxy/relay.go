@@ -365,7 +365,7 @@ func (s *session) handle(ev clientEvent) error {
 
 // sendBackend writes one re-serialised command to the backend.
 func (s *session) sendBackend(line string) error {
-	s.bconn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	s.backendWrite.arm(s.bconn)
 	if _, err := io.WriteString(s.bconn, line+"\r\n"); err != nil {
 		return s.backendLost(fmt.Errorf("write to backend: %w", err))
 	}

@@ -69,6 +69,9 @@ type session struct {
 	bLocal  netip.AddrPort // our end of the backend control connection
 	bTLS    *tls.Config    // this session's TLS config toward the backend (own session cache)
 
+	// The write deadlines of the client and backend control connections (see arm).
+	clientWrite, backendWrite writeDeadline
+
 	// Post-login event loop (relay.go).
 	cmdc  chan clientEvent // from the client reader
 	repc  chan replyEvent  // from a transfer's reply reader
@@ -202,6 +205,7 @@ func (s *session) end(parent context.Context, err error) {
 	}
 	if line != "" {
 		s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		s.clientWrite = 0
 		if _, err := io.WriteString(s.client, line+"\r\n"); err != nil {
 			s.clientStuck = true
 		}
@@ -332,7 +336,7 @@ func (s *session) writeLine(line string) error {
 }
 
 func (s *session) writeRaw(b []byte) error {
-	s.client.SetWriteDeadline(time.Now().Add(writeTimeout))
+	s.clientWrite.arm(s.client)
 	if _, err := s.client.Write(b); err != nil {
 		s.clientStuck = true
 		return fmt.Errorf("write to client: %w", err)
@@ -530,4 +534,25 @@ func (s *session) logCommand(cmd Command) {
 	if s.log.Enabled(s.ctx, slog.LevelDebug) {
 		s.log.Debug("command", "cmd", cmd.LogString())
 	}
+}
+
+// epoch starts the monotonic clock of writeDeadline.
+var epoch = time.Now()
+
+// writeDeadline is a control connection's write deadline as the session last set it, in
+// nanoseconds after epoch (0: not set by arm, or set since by someone else). Control writes
+// are small and frequent (a reply, a command); each must end within writeTimeout.
+type writeDeadline int64
+
+// arm makes sure a write to c that starts now has at least writeTimeout/2 and at most
+// writeTimeout before c's write deadline. The deadline (a runtime timer) moves only when less
+// than half of it is left, not before every reply and command. Code that sets c's write
+// deadline itself sets the writeDeadline to 0.
+func (d *writeDeadline) arm(c net.Conn) {
+	now := time.Since(epoch) // monotonic: a wall-clock step moves neither this nor the deadline
+	if time.Duration(*d)-now >= writeTimeout/2 {
+		return
+	}
+	*d = writeDeadline(now + writeTimeout)
+	c.SetWriteDeadline(epoch.Add(now + writeTimeout))
 }
