@@ -189,9 +189,16 @@ func (s *session) next(deadline time.Time, lines, drain bool) int {
 		case s.ctx.Err() != nil: // bw.stop
 			return waitDone
 		case !woken:
+			if !deadline.IsZero() && time.Now().Before(deadline) {
+				continue // the deadline in force was a little before this wait's (armLocked)
+			}
 			return waitTimeout
 		case swept && lines && drain && s.goAway(deadline):
 			return waitAway
+		}
+		// Woken: what woke the wait is most likely there to take, without parking again.
+		if what, ok := s.pending(lines, drain); ok {
+			return what
 		}
 	}
 }

@@ -46,12 +46,12 @@ func (w *connWait) setConn(c net.Conn) {
 	w.mu.Unlock()
 }
 
-// park sets the read deadline of the wait that follows (zero: none) and marks it wakeable.
-// Whatever the waiter must not miss is checked after park and before the read: an event
-// that comes later is followed by its wake, which then finds the wait parked.
+// park sets the read deadline of the wait that follows (zero: none; see armLocked) and marks
+// it wakeable. Whatever the waiter must not miss is checked after park and before the read:
+// an event that comes later is followed by its wake, which then finds the wait parked.
 func (w *connWait) park(deadline time.Time) {
 	w.mu.Lock()
-	w.setDeadlineLocked(deadline)
+	w.armLocked(deadline)
 	w.parked, w.woken, w.swept, w.bySweep = true, false, false, false
 	w.mu.Unlock()
 }
@@ -67,11 +67,26 @@ func (w *connWait) unpark() (woken, bySweep bool) {
 }
 
 // setDeadline sets the read deadline for reading the rest of a reply or line, outside any
-// park.
+// park (see armLocked).
 func (w *connWait) setDeadline(deadline time.Time) {
 	w.mu.Lock()
-	w.setDeadlineLocked(deadline)
+	w.armLocked(deadline)
 	w.mu.Unlock()
+}
+
+// armLocked sets the read deadline to deadline, or keeps the one in force when that is still
+// ahead, not after deadline and within a 64th of the wait before it: a session parks and
+// reads again and again with deadlines microseconds apart (the idle timeout from now), and
+// each move of the deadline is a runtime timer's. A wait may so end up to a 64th of its
+// length before its deadline: next parks again when that happens, and a reply or line being
+// read has at least 63/64 of its time.
+func (w *connWait) armLocked(deadline time.Time) {
+	if !deadline.IsZero() && !w.set.IsZero() && !w.set.After(deadline) {
+		if now := time.Now(); w.set.After(now) && deadline.Sub(w.set) <= deadline.Sub(now)/64 {
+			return
+		}
+	}
+	w.setDeadlineLocked(deadline)
 }
 
 func (w *connWait) setDeadlineLocked(deadline time.Time) {

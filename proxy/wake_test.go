@@ -130,3 +130,67 @@ func TestSweepWakesLongParks(t *testing.T) {
 	w.sweep()
 	woken("a wake", false)
 }
+
+// readDeadlineConn counts the read deadlines set on it.
+type readDeadlineConn struct {
+	net.Conn
+	sets int
+}
+
+func (c *readDeadlineConn) SetReadDeadline(t time.Time) error {
+	c.sets++
+	return c.Conn.SetReadDeadline(t)
+}
+
+// TestWaitKeepsCloseDeadline: a wait keeps the read deadline in force when it is ahead, not
+// after the new one and within a 64th of the wait before it; any other deadline is set.
+func TestWaitKeepsCloseDeadline(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &readDeadlineConn{Conn: a}
+	var w connWait
+	w.setConn(c)
+	d := time.Now().Add(640 * time.Millisecond)
+	for _, step := range []struct {
+		name     string
+		deadline time.Time
+		set      bool
+	}{
+		{"first", d, true},
+		{"5ms later: kept", d.Add(5 * time.Millisecond), false},
+		{"the same: kept", d, false},
+		{"earlier: set", d.Add(-time.Millisecond), true},
+		{"30ms later: set", d.Add(30 * time.Millisecond), true},
+		{"none: set", time.Time{}, true},
+		{"none again: kept", time.Time{}, false},
+		{"after none: set", d, true},
+	} {
+		before := c.sets
+		w.park(step.deadline)
+		w.unpark()
+		if got := c.sets > before; got != step.set {
+			t.Fatalf("%s: deadline set %v, want %v", step.name, got, step.set)
+		}
+	}
+	w.setDeadline(time.Now().Add(time.Millisecond))
+	time.Sleep(5 * time.Millisecond)
+	before := c.sets
+	w.setDeadline(time.Now().Add(time.Millisecond / 100)) // ahead of the passed one, within a 64th
+	if c.sets == before {
+		t.Fatal("a deadline that has passed was kept")
+	}
+}
+
+// TestOwnerTimesOutAtItsDeadline: an owner whose wait kept an earlier deadline (within a
+// 64th) times out at its own deadline, not at the earlier one.
+func TestOwnerTimesOutAtItsDeadline(t *testing.T) {
+	s, _ := pipeSession(t)
+	s.cmdc = make(chan clientEvent, 1)
+	early := time.Now().Add(640 * time.Millisecond)
+	s.bw.setDeadline(early) // as readReply leaves it
+	deadline := early.Add(9 * time.Millisecond)
+	if what := s.next(deadline, true, false); what != waitTimeout || time.Now().Before(deadline) {
+		t.Fatalf("next = %d at %v before its deadline; want waitTimeout at it", what, time.Until(deadline))
+	}
+}
