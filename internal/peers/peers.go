@@ -485,10 +485,21 @@ func waitProcess(p *process) {
 }
 
 // stop ends the process group: SIGTERM, then SIGKILL if it lingers. The
-// servers fork one child per session into the same group.
+// servers fork one child per session into the same group, except vsftpd,
+// whose session processes call setsid: those are killed first, found by
+// parentage while the leader still lives (once it is gone they belong to
+// init, and a session a test froze or left waiting would outlive the test).
 func (p *process) stop() {
 	pgid := p.cmd.Process.Pid
+	if pids, err := descendants(pgid); err == nil {
+		for _, pid := range pids {
+			if pid != pgid {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	_ = syscall.Kill(-pgid, syscall.SIGCONT) // a server a test froze acts on the SIGTERM now
 	select {
 	case <-p.done:
 	case <-time.After(3 * time.Second):

@@ -713,3 +713,59 @@ func TestIPv6Loopback(t *testing.T) {
 		})
 	}
 }
+
+// TestStopEndsSessions: Stop ends a server's session processes too, a frozen one included
+// (vsftpd's call setsid, so its process group does not hold them): none is left behind, and
+// a logged-in client sees its control connection end.
+func TestStopEndsSessions(t *testing.T) {
+	for _, sv := range servers {
+		t.Run(sv.name, func(t *testing.T) {
+			s := sv.start(t, Options{})
+			leader := s.proc.cmd.Process.Pid
+			c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			r := bufio.NewReader(c)
+			expect := func(code string) {
+				t.Helper()
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						t.Fatalf("waiting for %s: %v", code, err)
+					}
+					if strings.HasPrefix(line, code+" ") {
+						return
+					}
+				}
+			}
+			expect("220")
+			fmt.Fprintf(c, "USER %s\r\n", User)
+			expect("331")
+			fmt.Fprintf(c, "PASS %s\r\n", Password)
+			expect("230")
+			pids, err := descendants(leader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pids) < 2 {
+				t.Fatalf("no session process below %d: %v", leader, pids)
+			}
+			if err := s.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			s.Stop()
+			for _, pid := range pids {
+				// A zombie (reaped by nobody in a container) is gone as far as a test goes.
+				if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !bytes.Contains(st, []byte(") Z ")) {
+					t.Errorf("process %d still runs after Stop: %s", pid, st)
+				}
+			}
+			if _, err := r.ReadString('\n'); err == nil {
+				t.Error("the control connection still answers after Stop")
+			}
+		})
+	}
+}
