@@ -22,7 +22,7 @@ func (s *session) handshakeTimeout() time.Duration {
 // there is no channel left to send one on.
 func (s *session) upgradeClient() error {
 	tc := tls.Server(&bufferedConn{Conn: s.raw, r: s.cr}, s.bind.Control())
-	err := handshake(s.ctx, tc, s.handshakeTimeout())
+	err := s.controlHandshake(tc)
 	s.srv.obs.TLSHandshake("client", err)
 	if err != nil {
 		return s.clientTLSFailed("control", err)
@@ -37,14 +37,21 @@ func (s *session) upgradeClient() error {
 	return nil
 }
 
-// handshake runs tc's server handshake on a goroutine of its own that ends with it. A
-// handshake (certificate signing, key exchange) takes stack that an idle session would keep
-// for hours, until collections shrink it: the session's owner goroutine only waits here.
-func handshake(ctx context.Context, tc *tls.Conn, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+// controlHandshake runs tc's server handshake over the control connection on a goroutine of
+// its own that ends with it. A handshake (certificate signing, key exchange) takes stack that
+// an idle session would keep for hours, until collections shrink it: the session's owner
+// goroutine only waits here. The control connection's deadline bounds it and the session's
+// end ends it (interrupt closes the connection or moves its deadline): no context, whose
+// cancellation crypto/tls would watch with one more goroutine per handshake. The deadline is
+// left in place: every read before login sets its own, and the next write arms a new one.
+func (s *session) controlHandshake(tc *tls.Conn) error {
+	s.raw.SetDeadline(time.Now().Add(s.handshakeTimeout()))
+	s.clientWrite = 0
+	if err := s.ctx.Err(); err != nil { // ended before the deadline above replaced interrupt's
+		return err
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- tc.HandshakeContext(ctx) }()
+	go func() { errc <- tc.Handshake() }()
 	return <-errc
 }
 
