@@ -492,11 +492,10 @@ func waitProcess(p *process) {
 func (p *process) stop() {
 	pgid := p.cmd.Process.Pid
 	if pids, err := descendants(pgid); err == nil {
-		for _, pid := range pids {
-			if pid != pgid {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
+		for _, pid := range pids[1:] {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
+		awaitGone(pids[1:], 5*time.Second)
 	}
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	_ = syscall.Kill(-pgid, syscall.SIGCONT) // a server a test froze acts on the SIGTERM now
@@ -507,6 +506,27 @@ func (p *process) stop() {
 	// Session children may outlive the leader; they are in the group too.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	<-p.done
+}
+
+// awaitGone waits until none of pids runs any more (gone, or a zombie nobody reaps), or
+// timeout: a signal is delivered at once, but the process takes a moment to exit.
+func awaitGone(pids []int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for _, pid := range pids {
+		for !processGone(pid) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// processGone reports whether pid has exited: no such process, or a zombie.
+func processGone(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(f) == 0 || f[0] == "Z" || f[0] == "X"
 }
 
 func (p *process) exited() bool {
