@@ -189,8 +189,8 @@ func (s *session) next(deadline time.Time, lines, drain bool) int {
 		case s.ctx.Err() != nil: // bw.stop
 			return waitDone
 		case !woken:
-			if !deadline.IsZero() && time.Now().Before(deadline) {
-				continue // the deadline in force was a little before this wait's (armLocked)
+			if s.bw.endedEarly() {
+				continue // at the deadline in force, a little before this wait's (armLocked)
 			}
 			return waitTimeout
 		case swept && lines && drain && s.goAway(deadline):

@@ -26,6 +26,7 @@ type connWait struct {
 	swept   bool      // the idle sweep found this park in place (sweep)
 	bySweep bool      // the idle sweep ended this park
 	stopped bool      // the session is ending: every read fails at once from now on
+	early   bool      // the last park kept a deadline a little before its own (armLocked)
 	set     time.Time // the read deadline last set: park need not set it again (a per-line call)
 }
 
@@ -51,9 +52,17 @@ func (w *connWait) setConn(c net.Conn) {
 // an event that comes later is followed by its wake, which then finds the wait parked.
 func (w *connWait) park(deadline time.Time) {
 	w.mu.Lock()
-	w.armLocked(deadline)
+	w.early = w.armLocked(deadline)
 	w.parked, w.woken, w.swept, w.bySweep = true, false, false, false
 	w.mu.Unlock()
+}
+
+// endedEarly reports whether the last park kept a deadline before its own: a timeout of that
+// wait is not yet the waiter's.
+func (w *connWait) endedEarly() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.early
 }
 
 // unpark ends the wait; woken reports whether wake or sweep ended it, bySweep whether it was
@@ -78,15 +87,16 @@ func (w *connWait) setDeadline(deadline time.Time) {
 // ahead, not after deadline and within a 64th of the wait before it: a session parks and
 // reads again and again with deadlines microseconds apart (the idle timeout from now), and
 // each move of the deadline is a runtime timer's. A wait may so end up to a 64th of its
-// length before its deadline: next parks again when that happens, and a reply or line being
-// read has at least 63/64 of its time.
-func (w *connWait) armLocked(deadline time.Time) {
-	if !deadline.IsZero() && !w.set.IsZero() && !w.set.After(deadline) {
+// length before its deadline: next parks again when that happens (kept reports it), and a
+// reply or line being read has at least 63/64 of its time.
+func (w *connWait) armLocked(deadline time.Time) (kept bool) {
+	if !deadline.IsZero() && !w.set.IsZero() && w.set.Before(deadline) {
 		if now := time.Now(); w.set.After(now) && deadline.Sub(w.set) <= deadline.Sub(now)/64 {
-			return
+			return true
 		}
 	}
 	w.setDeadlineLocked(deadline)
+	return false
 }
 
 func (w *connWait) setDeadlineLocked(deadline time.Time) {
