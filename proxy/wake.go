@@ -90,7 +90,7 @@ func (w *connWait) setDeadline(deadline time.Time) {
 // length before its deadline: next parks again when that happens (kept reports it), and a
 // reply or line being read has at least 63/64 of its time.
 func (w *connWait) armLocked(deadline time.Time) (kept bool) {
-	if !deadline.IsZero() && !w.set.IsZero() && w.set.Before(deadline) {
+	if !w.stopped && !deadline.IsZero() && !w.set.IsZero() && w.set.Before(deadline) {
 		if now := time.Now(); w.set.After(now) && deadline.Sub(w.set) <= deadline.Sub(now)/64 {
 			return true
 		}
@@ -143,6 +143,7 @@ func (w *connWait) stop() {
 	w.stopped = true
 	if w.conn != nil {
 		w.conn.SetReadDeadline(longAgo)
+		w.set = longAgo
 	}
 	w.mu.Unlock()
 }

@@ -194,3 +194,27 @@ func TestOwnerTimesOutAtItsDeadline(t *testing.T) {
 		t.Fatalf("next = %d at %v before its deadline; want waitTimeout at it", what, time.Until(deadline))
 	}
 }
+
+// TestStoppedWaitKeepsNoDeadline: once a wait is stopped it keeps no earlier deadline, so an
+// owner whose session context is still alive gets its timeout at once instead of parking
+// again and again.
+func TestStoppedWaitKeepsNoDeadline(t *testing.T) {
+	s, _ := pipeSession(t)
+	s.cmdc = make(chan clientEvent, 1)
+	// Kept, the armed deadline would pass for the wait's own for about 3 s (while 50 ms is
+	// within a 64th of what is left), and each park would end at once.
+	armed := time.Now().Add(6400 * time.Millisecond)
+	s.bw.setDeadline(armed)
+	s.bw.stop()
+	got := make(chan int, 1)
+	go func() { got <- s.next(armed.Add(50*time.Millisecond), true, false) }()
+	select {
+	case what := <-got:
+		if what != waitTimeout {
+			t.Fatalf("next = %d; want waitTimeout", what)
+		}
+	case <-time.After(time.Second):
+		s.done()
+		t.Fatal("next still waiting 1 s after its wait was stopped")
+	}
+}
