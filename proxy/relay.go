@@ -227,7 +227,7 @@ func (s *session) pending(lines, drain bool) (int, bool) {
 }
 
 // readReply reads the reply whose first byte is buffered: a backend that began a reply has
-// the idle timeout to finish it.
+// the idle timeout to finish it (at least 63/64 of it, see armLocked).
 func (s *session) readReply() replyEvent {
 	s.bw.setDeadline(time.Now().Add(s.idleTimeout()))
 	rep, err := ReadReply(s.br)

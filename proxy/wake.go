@@ -88,9 +88,10 @@ func (w *connWait) setDeadline(deadline time.Time) {
 // reads again and again with deadlines microseconds apart (the idle timeout from now), and
 // each move of the deadline is a runtime timer's. A wait may so end up to a 64th of its
 // length before its deadline: next parks again when that happens (kept reports it), and a
-// reply or line being read has at least 63/64 of its time.
+// reply or line being read has at least 63/64 of its time. No deadline in force (zero) and
+// a stopped wait's (longAgo) are never ahead, so neither is kept.
 func (w *connWait) armLocked(deadline time.Time) (kept bool) {
-	if !w.stopped && !deadline.IsZero() && !w.set.IsZero() && w.set.Before(deadline) {
+	if !deadline.IsZero() && w.set.Before(deadline) {
 		if now := time.Now(); w.set.After(now) && deadline.Sub(w.set) <= deadline.Sub(now)/64 {
 			return true
 		}
