@@ -78,8 +78,8 @@ type Metrics struct {
 	buildInfo        string // the build_info series; guarded by scrapeMu
 
 	// Per-session series by label value, so that a session does not build their names:
-	// listener → *listenerSeries, backendKey → *metrics.Counter (backend_sessions_total).
-	// Neither family is ever unregistered, so a cached series stays the set's.
+	// listener → *listenerSeries, backendKey → *backendCounters. None of these families is
+	// ever unregistered, so a cached series stays the set's.
 	byListener sync.Map
 	byBackend  sync.Map
 
@@ -258,8 +258,7 @@ func (m *Metrics) refreshLocked() {
 			continue
 		}
 		m.gauged[k] = struct{}{}
-		m.registerBackendCounters(k)
-		m.set.GetOrCreateCounter(series("ftpsproxy_backend_sessions_total", "pool", k.pool, "backend", k.backend))
+		m.backend(k) // its counters show at zero from the first scrape on, for rate() and alerts
 		m.set.GetOrCreateGauge(backendSeries("ftpsproxy_backend_active_sessions", k), m.backendGauge(k, func(b *balancer.Backend) float64 {
 			return float64(b.Active())
 		}))
@@ -355,12 +354,31 @@ func (m *Metrics) BackendSession(pool, backend string) {
 	if m == nil {
 		return
 	}
-	k := backendKey{pool, backend}
-	c, ok := m.byBackend.Load(k)
-	if !ok {
-		c, _ = m.byBackend.LoadOrStore(k, m.set.GetOrCreateCounter(series("ftpsproxy_backend_sessions_total", "pool", pool, "backend", backend)))
+	m.backend(backendKey{pool, backend}).sessions.Inc()
+}
+
+// backendCounters are a backend's counters that sessions and transfers add to.
+type backendCounters struct {
+	sessions       *metrics.Counter
+	bytes          map[string]*metrics.Counter // by direction
+	transferErrors *metrics.Counter
+}
+
+// backend returns k's counters, registering them on first use.
+func (m *Metrics) backend(k backendKey) *backendCounters {
+	if bc, ok := m.byBackend.Load(k); ok {
+		return bc.(*backendCounters)
 	}
-	c.(*metrics.Counter).Inc()
+	bc := &backendCounters{
+		sessions:       m.set.GetOrCreateCounter(backendSeries("ftpsproxy_backend_sessions_total", k)),
+		bytes:          map[string]*metrics.Counter{},
+		transferErrors: m.set.GetOrCreateCounter(backendSeries("ftpsproxy_backend_transfer_errors_total", k)),
+	}
+	for _, d := range directions {
+		bc.bytes[d] = m.set.GetOrCreateCounter(series("ftpsproxy_backend_transfer_bytes_total", "pool", k.pool, "backend", k.backend, "direction", d))
+	}
+	v, _ := m.byBackend.LoadOrStore(k, bc)
+	return v.(*backendCounters)
 }
 
 // PoolPanic implements proxy.Observer.

@@ -139,22 +139,13 @@ func (m *Metrics) observeTransfer(rec proxy.TransferRecord, dir, res string) {
 	if rec.Backend == "" {
 		return
 	}
-	k := backendKey{rec.Pool, rec.Backend}
+	bc := m.backend(backendKey{rec.Pool, rec.Backend})
 	if rec.Bytes > 0 {
-		m.set.GetOrCreateCounter(series("ftpsproxy_backend_transfer_bytes_total", "pool", k.pool, "backend", k.backend, "direction", dir)).Add(int(rec.Bytes))
+		bc.bytes[dir].Add(int(rec.Bytes))
 	}
 	if res == "failed" {
-		m.set.GetOrCreateCounter(backendSeries("ftpsproxy_backend_transfer_errors_total", k)).Inc()
+		bc.transferErrors.Inc()
 	}
-}
-
-// registerBackendCounters pre-registers a backend's transfer counters at zero, so rate() and
-// alerts see a series from the backend's first scrape on. refreshLocked calls it.
-func (m *Metrics) registerBackendCounters(k backendKey) {
-	for _, d := range directions {
-		m.set.GetOrCreateCounter(series("ftpsproxy_backend_transfer_bytes_total", "pool", k.pool, "backend", k.backend, "direction", d))
-	}
-	m.set.GetOrCreateCounter(backendSeries("ftpsproxy_backend_transfer_errors_total", k))
 }
 
 // observeTLSFailure counts a failed handshake by reason.
