@@ -49,21 +49,17 @@ type backendDialer struct {
 // aborts the attempt.
 func (d *backendDialer) dial(ctx context.Context, b *balancer.Backend) (net.Conn, *bufio.Reader, error) {
 	addr := b.Config.Address
-	cctx, cancel := context.WithTimeout(ctx, d.limits.backendTimeout())
 	var nd net.Dialer
-	raw, err := nd.DialContext(cctx, "tcp", addr)
-	cancel()
+	raw, err := dialWithin(ctx, &nd, addr, d.limits.backendTimeout())
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect %s: %w", addr, err)
 	}
-	gctx, gcancel := context.WithTimeout(ctx, d.limits.greetingTimeout())
-	defer gcancel()
-	dl, _ := gctx.Deadline()
-	raw.SetDeadline(dl)
-	// The deadline covers the clock; this covers ctx ending first (shutdown, a probe's round).
-	stop := context.AfterFunc(gctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	raw.SetDeadline(capDeadline(ctx, time.Now().Add(d.limits.greetingTimeout())))
+	// The deadline covers the clock (a TLS handshake's own timeout aside, it bounds all of
+	// greet); this covers ctx ending first (shutdown, a probe's round).
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	conn, r, err := d.greet(gctx, raw, b)
+	conn, r, err := d.greet(ctx, raw, b)
 	if err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("backend %s: %w", addr, err)

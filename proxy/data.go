@@ -200,10 +200,8 @@ func (s *session) openBackendData(timeout time.Duration) (c net.Conn, accept fun
 	if err != nil {
 		return nil, nil, err
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	defer cancel()
 	d := net.Dialer{KeepAlive: noKeepAlive}
-	c, err = d.DialContext(ctx, "tcp", target.String())
+	c, err = dialWithin(s.ctx, &d, target.String(), timeout)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial backend data %s: %w", target, err)
 	}
