@@ -315,13 +315,44 @@ func (l *Lease) Accept(ctx context.Context) (*net.TCPConn, error) {
 		}
 	}()
 
+	c, err := l.acceptLocked()
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = ctxErr
+		}
+		return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, err)
+	}
+	return c, nil
+}
+
+// SetDeadline sets the deadline of AcceptTCP: a wait past it, or one under way when it is
+// moved into the past, fails with an error wrapping os.ErrDeadlineExceeded, and the listener
+// stays open. It is for the one goroutine that accepts with AcceptTCP (Accept sets the
+// deadline itself).
+func (l *Lease) SetDeadline(t time.Time) error {
+	return l.ln.SetDeadline(t)
+}
+
+// AcceptTCP is Accept without a context: it waits until the deadline set with SetDeadline
+// (none by default). It needs no goroutine, timer or context of its own, and a deadline moved
+// into the past by another goroutine interrupts it.
+func (l *Lease) AcceptTCP() (*net.TCPConn, error) {
+	l.acceptMu.Lock()
+	defer l.acceptMu.Unlock()
+	c, err := l.acceptLocked()
+	if err != nil {
+		return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, err)
+	}
+	return c, nil
+}
+
+// acceptLocked takes the first connection from the peer, resetting the others, and closes
+// the listener.
+func (l *Lease) acceptLocked() (*net.TCPConn, error) {
 	for {
 		c, err := l.ln.AcceptTCP()
 		if err != nil {
-			if ctxErr := ctx.Err(); ctxErr != nil {
-				return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, ctxErr)
-			}
-			return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, err)
+			return nil, err
 		}
 		remote, ok := remoteAddrPort(c)
 		if !ok || remote.Addr().Unmap().WithZone("") != l.peer {
@@ -337,7 +368,7 @@ func (l *Lease) Accept(ctx context.Context) (*net.TCPConn, error) {
 		if l.released.Load() {
 			// Release raced with this accept; the caller was promised an error.
 			_ = c.Close()
-			return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, net.ErrClosed)
+			return nil, net.ErrClosed
 		}
 		return c, nil
 	}

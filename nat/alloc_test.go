@@ -291,6 +291,71 @@ func TestAcceptContextDone(t *testing.T) {
 	c.Close()
 }
 
+// TestAcceptTCPDeadline: AcceptTCP waits until the deadline set with SetDeadline, a deadline
+// moved into the past by another goroutine interrupts it, the listener stays open through
+// both, and a foreign peer is reset as with Accept.
+func TestAcceptTCPDeadline(t *testing.T) {
+	checkNoLeak(t)
+	var nForeign atomic.Int32
+	a := NewAllocator(freeRange(t, 5), func(netip.AddrPort) { nForeign.Add(1) })
+	lease, err := a.Reserve(testCtx(t), loopback, loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release()
+
+	start := time.Now()
+	lease.SetDeadline(start.Add(50 * time.Millisecond))
+	if _, err := lease.AcceptTCP(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("AcceptTCP: %v; want os.ErrDeadlineExceeded", err)
+	}
+	if d := time.Since(start); d < 40*time.Millisecond || d > 2*time.Second {
+		t.Errorf("AcceptTCP ended after %v; want its deadline, 50ms", d)
+	}
+
+	lease.SetDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := lease.AcceptTCP()
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	lease.SetDeadline(aLongTimeAgo)
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("interrupted AcceptTCP: %v; want os.ErrDeadlineExceeded", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a deadline moved into the past did not interrupt AcceptTCP")
+	}
+
+	// The listener stayed open: the peer's connection is taken, a foreign one reset before it.
+	if intruder, err := dialFrom(loopback2, lease.Addr()); err == nil {
+		defer intruder.Close()
+	}
+	client, err := dialFrom(loopback, lease.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	lease.SetDeadline(time.Now().Add(5 * time.Second))
+	c, err := lease.AcceptTCP()
+	if err != nil {
+		t.Fatalf("AcceptTCP after interrupted ones: %v", err)
+	}
+	defer c.Close()
+	if got, want := c.RemoteAddr().String(), client.LocalAddr().String(); got != want {
+		t.Errorf("accepted %s; want %s", got, want)
+	}
+	if got := nForeign.Load(); got != 1 {
+		t.Errorf("onForeign called %d times; want 1", got)
+	}
+	if _, err := lease.AcceptTCP(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("AcceptTCP after the accepted connection: %v; want net.ErrClosed", err)
+	}
+}
+
 func TestExhaustion(t *testing.T) {
 	checkNoLeak(t)
 	ctx := testCtx(t)
