@@ -120,16 +120,8 @@ func (s *session) ownPort(ap netip.AddrPort) bool {
 	return false
 }
 
-// openClientData makes the client leg: accept on the reserved passive port (from the client's
-// address only) or dial the PORT/EPRT target, until ctx ends.
-func (s *session) openClientData(ctx context.Context) (net.Conn, error) {
-	if s.pasv != nil {
-		c, err := s.pasv.Accept(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("accept client data: %w", err)
-		}
-		return c, nil
-	}
+// dialClientData makes the client leg of PORT/EPRT: it dials the target until ctx ends.
+func (s *session) dialClientData(ctx context.Context) (net.Conn, error) {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: s.localAddr.Addr().AsSlice()}, KeepAlive: noKeepAlive}
 	c, err := d.DialContext(ctx, "tcp", s.port.String())
 	if err != nil {
@@ -145,15 +137,19 @@ type clientGoneError struct{ err error }
 func (e *clientGoneError) Error() string { return e.err.Error() }
 func (e *clientGoneError) Unwrap() error { return e.err }
 
-// awaitClientData runs openClientData for at most timeout while watching the control
-// connection: commands that arrive meanwhile are queued, and a client that leaves ends the
-// wait at once with a *clientGoneError.
+// awaitClientData makes the client's data connection within timeout while watching the
+// control connection: commands that arrive meanwhile are queued, and a client that leaves
+// ends the wait at once with a *clientGoneError. The passive connection is accepted on the
+// owner's goroutine (acceptClientData); a PORT/EPRT dial runs on a goroutine of its own.
 func (s *session) awaitClientData(timeout time.Duration) (net.Conn, error) {
+	if s.pasv != nil {
+		return s.acceptClientData(time.Now().Add(timeout))
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	out := make(chan legResult, 1)
 	go func() {
-		c, err := s.openClientData(ctx)
+		c, err := s.dialClientData(ctx)
 		out <- legResult{conn: c, err: err}
 	}()
 	for {
@@ -173,6 +169,48 @@ func (s *session) awaitClientData(timeout time.Duration) (net.Conn, error) {
 		}
 	}
 }
+
+// acceptClientData accepts the client's passive data connection (from the client's address
+// only: nat.Lease) by deadline, on the owner's goroutine. The owner waits in the accept as it
+// does in a backend read, with bw on the data port meanwhile: the client reader wakes it for
+// each line, which is queued, or ends the wait when the client has gone, and the session's
+// end stops it. No goroutine, context or timer of its own: the port's deadline is the wait's.
+func (s *session) acceptClientData(deadline time.Time) (net.Conn, error) {
+	s.bw.setConn(leaseWait{s.pasv})
+	defer s.bw.setConn(s.bconn)
+	for {
+		s.bw.park(deadline)
+		var ev clientEvent
+		select {
+		case ev = <-s.clientLines():
+			s.bw.unpark()
+			if ev.connEnded() {
+				return nil, &clientGoneError{ev.err}
+			}
+			s.queue = append(s.queue, ev)
+			continue
+		default:
+		}
+		if err := s.ctx.Err(); err != nil {
+			s.bw.unpark()
+			return nil, fmt.Errorf("accept client data: %w", err)
+		}
+		c, err := s.pasv.AcceptTCP()
+		woken, _ := s.bw.unpark()
+		if err == nil {
+			return c, nil
+		}
+		if isTimeout(err) && (woken || s.bw.endedEarly()) {
+			continue // a line, the session's end or the idle sweep; or a deadline kept early
+		}
+		return nil, fmt.Errorf("accept client data: %w", err)
+	}
+}
+
+// leaseWait is a passive data port as bw waits on it: its read deadline is its accept's.
+type leaseWait struct{ *nat.Lease }
+
+func (l leaseWait) SetReadDeadline(t time.Time) error { return l.SetDeadline(t) }
 
 // leaveBackend tells the backend the client has gone (ABOR when a transfer may be running on
 // it, then QUIT), without waiting for its answer: the session ends now, and so does its hold

@@ -538,3 +538,61 @@ func TestClientLeavesBeforeDataConnection(t *testing.T) {
 		t.Fatal("the client leaving is not logged")
 	}
 }
+
+// TestCommandsBeforeDataConnection: lines a client sends after RETR, before it opens the data
+// connection, are queued while the proxy waits in the accept and answered in order after the
+// transfer; the transfer's bytes are intact.
+func TestCommandsBeforeDataConnection(t *testing.T) {
+	be := startXferBackend(t, false, stallScripts["silent after 150"])
+	p, _ := stallProxy(t, be, 0)
+	rc := dialRaw(t, p.addr)
+	rc.login()
+	port := pasvPort(t, rc.cmd("EPSV", 229))
+	rc.send("RETR good\r\nNOOP\r\nSITE ECHO x\r\nNOOP\r\n")
+	time.Sleep(200 * time.Millisecond) // the proxy waits for the data connection, lines queued
+	dc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	dc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sha(got) != sha(goodFile) {
+		t.Fatalf("good: %d bytes, sha256 differs from the %d sent", len(got), len(goodFile))
+	}
+	for _, want := range []int{150, 226, 200, 200, 200} {
+		rc.expect(want)
+	}
+	if saw := be.saw(); saw != "USER,PASS,PASV,RETR,NOOP,SITE,NOOP" {
+		t.Fatalf("backend saw %s, want the RETR before the queued commands", saw)
+	}
+}
+
+// TestDataConnectionTimeout: a client that never opens its passive data connection gets 425
+// at data.connect_timeout, its session goes on, and the port no longer takes a connection.
+func TestDataConnectionTimeout(t *testing.T) {
+	be := startXferBackend(t, false, stallScripts["silent after 150"])
+	p, _ := stallProxy(t, be, 0, func(c *proxy.Config, _ *balancer.PoolConfig) {
+		c.Data.ConnectTimeout = 300 * time.Millisecond
+	})
+	rc := dialRaw(t, p.addr)
+	rc.login()
+	port := pasvPort(t, rc.cmd("EPSV", 229))
+	start := time.Now()
+	rc.cmd("RETR good", 425)
+	if el := time.Since(start); el < 250*time.Millisecond || el > 300*time.Millisecond+loadMargin {
+		t.Fatalf("425 after %v, want it at the connect timeout (300ms)", el)
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second); err == nil {
+		c.Close()
+		t.Fatal("the timed-out passive port still takes connections")
+	}
+	rc.cmd("NOOP", 200)
+	goodRetr(t, rc, "good", goodFile)
+	if saw := be.saw(); saw != "USER,PASS,NOOP,PASV,RETR" {
+		t.Fatalf("backend saw %s, want USER,PASS,NOOP,PASV,RETR: the timed-out RETR never reaches it", saw)
+	}
+}

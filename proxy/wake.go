@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"net"
 	"os"
 	"sync"
 	"time"
@@ -12,7 +11,9 @@ import (
 // goroutine. Each session has two: the owner waits in a read of the backend (bw), woken by
 // the client reader, a drain or the end of the session; the client reader waits in a read of
 // the client (cw). The idle sweep (Server.sweepIdle) wakes both when they have waited long
-// enough that they give their goroutines up (idle.go).
+// enough that they give their goroutines up (idle.go). The owner's wait is in an accept while
+// it waits for the client's passive data connection (acceptClientData): bw is on the data
+// port then, and wakes the same way.
 //
 // The wait is a Peek of the connection's buffered reader: it consumes nothing, so a wake (the
 // read deadline moved into the past) loses no byte, and crypto/tls keeps a partial record
@@ -20,14 +21,19 @@ import (
 // the wait no longer parked, so a wake never cuts one in two.
 type connWait struct {
 	mu      sync.Mutex
-	conn    net.Conn  // nil until setConn
-	parked  bool      // a goroutine is in, or about to enter, the Peek
-	woken   bool      // wake ended this park
-	swept   bool      // the idle sweep found this park in place (sweep)
-	bySweep bool      // the idle sweep ended this park
-	stopped bool      // the session is ending: every read fails at once from now on
-	early   bool      // the last park kept a deadline a little before its own (armLocked)
-	set     time.Time // the read deadline last set: park need not set it again (a per-line call)
+	conn    readDeadliner // nil until setConn
+	parked  bool          // a goroutine is in, or about to enter, the Peek
+	woken   bool          // wake ended this park
+	swept   bool          // the idle sweep found this park in place (sweep)
+	bySweep bool          // the idle sweep ended this park
+	stopped bool          // the session is ending: every read fails at once from now on
+	early   bool          // the last park kept a deadline a little before its own (armLocked)
+	set     time.Time     // the read deadline last set: park need not set it again (a per-line call)
+}
+
+// readDeadliner is what a connWait waits on: a connection, or a passive data port (leaseWait).
+type readDeadliner interface {
+	SetReadDeadline(time.Time) error
 }
 
 // longAgo is the read deadline that ends a wait at once.
@@ -35,7 +41,7 @@ var longAgo = time.Unix(1, 0)
 
 // setConn makes c the connection waited on; from now on only the connWait sets its read
 // deadline (the session's end aside, which stops it first).
-func (w *connWait) setConn(c net.Conn) {
+func (w *connWait) setConn(c readDeadliner) {
 	w.mu.Lock()
 	w.conn = c
 	w.set = longAgo // not what setDeadlineLocked is asked for: it sets the deadline first
