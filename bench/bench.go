@@ -627,7 +627,9 @@ func (b *bench) throughput(mode string, paths []*path) error {
 }
 
 // sessionRate runs Sessions sessions (connect, login, PASV, RETR of 1 KiB, QUIT) per path per
-// round with Concurrency clients, interleaved by round.
+// round with Concurrency clients, interleaved by round in alternating order (as the scale
+// phase does): no path always follows the same neighbour, whose aftermath (mod_proxy's
+// thousands of exited processes, vsftpd's) would otherwise land on the same path every round.
 func (b *bench) sessionRate() error {
 	rateM := b.res.metric("sessions_per_s", fmt.Sprintf("session rate, %d concurrent", b.opt.Concurrency), "sessions/s", true)
 	failM := b.res.metric("session_failures", "failed sessions (all rounds)", "sessions", false)
@@ -637,7 +639,11 @@ func (b *bench) sessionRate() error {
 	cpuM.NA[pDirect] = "no proxy process"
 	var corrupt atomic.Pointer[error]
 	for rep := range b.opt.Reps {
-		for _, p := range b.plain {
+		order := slices.Clone(b.plain)
+		if rep%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, p := range order {
 			before := p.usage()
 			t0 := time.Now()
 			durs := make([]time.Duration, b.opt.Sessions)
