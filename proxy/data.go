@@ -200,8 +200,8 @@ func (s *session) acceptClientData(deadline time.Time) (net.Conn, error) {
 		if err == nil {
 			return c, nil
 		}
-		if isTimeout(err) && (woken || s.bw.endedEarly()) {
-			continue // a line, the session's end or the idle sweep; or a deadline kept early
+		if isTimeout(err) && (woken || s.bw.endedEarly() || s.ctx.Err() != nil) {
+			continue // a line, the idle sweep, a deadline kept early, or the session's end
 		}
 		return nil, fmt.Errorf("accept client data: %w", err)
 	}

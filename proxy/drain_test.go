@@ -182,3 +182,25 @@ func TestShutdownGraceCuts(t *testing.T) {
 		t.Fatal("cut transfer still running")
 	}
 }
+
+// TestShutdownEndsDataConnectionWait: a session waiting for its client's passive data
+// connection (the proxy parked in the accept) is ended by the shutdown's grace running out,
+// not by data.connect_timeout (5 s here), and Shutdown returns.
+func TestShutdownEndsDataConnectionWait(t *testing.T) {
+	be := startBackend(t, nil)
+	p := startProxy(t, []balancer.BackendConfig{plainBackend(be.addr)})
+	rc := dialRaw(t, p.addr)
+	rc.login()
+	rc.cmd("EPSV", 229)
+	rc.send("RETR never\r\n")
+	time.Sleep(100 * time.Millisecond) // the proxy waits for the data connection
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	p.srv.Shutdown(ctx)
+	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	io.Copy(io.Discard, rc.c) // replies, then the end of the session
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the session waiting for its data connection ended %v after the shutdown began", d)
+	}
+}
