@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 )
@@ -192,6 +193,48 @@ func FuzzReadReply(f *testing.F) {
 		}
 		if rep.Code < 100 || rep.Code > 999 || !bytes.HasPrefix(in, rep.Raw) {
 			t.Fatalf("reply %d %q not a prefix of input", rep.Code, rep.Raw)
+		}
+	})
+}
+
+// TestReplyReady: replyReady says a reply is buffered exactly when ReadReply would take it
+// without reading more.
+func TestReplyReady(t *testing.T) {
+	for in, want := range map[string]bool{
+		"":                            false,
+		"226 done":                    false,
+		"226 done\r\n":                true,
+		"226\r\n":                     true,
+		"226-a\r\n":                   false,
+		"226-a\r\n b\r\n226":          false,
+		"226-a\r\n b\r\n227 x\r\n":    false,
+		"226-a\r\n226-b\r\n226 c\r\n": true,
+		"226-a\n226 c\n200 next\r\n":  true,
+		"xyz\r\n":                     true, // ReadReply rejects it at once
+		"099 low\r\n":                 true,
+	} {
+		if got := replyReady([]byte(in)); got != want {
+			t.Errorf("replyReady(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+// FuzzReplyReady: whenever replyReady says a reply is buffered, ReadReply returns without
+// needing a byte more; whenever ReadReply takes a reply from the input, replyReady says so.
+func FuzzReplyReady(f *testing.F) {
+	f.Add([]byte("226 done\r\n"))
+	f.Add([]byte("211-a\r\n b\r\n211 end\r\n"))
+	f.Add([]byte("211-x\r\n211"))
+	f.Add([]byte("bad\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		ready := replyReady(in)
+		_, err := ReadReply(bufio.NewReaderSize(bytes.NewReader(in), 64))
+		needsMore := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		if ready && needsMore {
+			t.Fatalf("replyReady(%q), but ReadReply wants more: %v", in, err)
+		}
+		if !ready && err == nil {
+			t.Fatalf("ReadReply took a reply from %q, but replyReady says none is there", in)
 		}
 	})
 }

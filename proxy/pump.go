@@ -27,8 +27,8 @@ type closeWriter interface{ CloseWrite() error }
 // io.Copy splices. The result is sent as soon as the primary direction is done and its
 // destination half-closed, so the final reply can follow; the reverse direction then gets
 // lingerTimeout to finish before both connections are closed. The primary direction runs on
-// this goroutine, the reverse one on a second.
-func pump(cconn, bconn net.Conn, up bool, out chan<- pumpResult) {
+// this goroutine, the reverse one on a second. notify is called once the result is in out.
+func pump(cconn, bconn net.Conn, up bool, out chan<- pumpResult, notify func()) {
 	src, dst := bconn, cconn
 	if up {
 		src, dst = cconn, bconn
@@ -46,6 +46,7 @@ func pump(cconn, bconn net.Conn, up bool, out chan<- pumpResult) {
 		dst.SetReadDeadline(time.Now().Add(lingerTimeout))
 	}
 	out <- pumpResult{primary: n, err: err}
+	notify()
 	<-reverse
 	cconn.Close()
 	bconn.Close()

@@ -17,10 +17,9 @@ const maxQueued = 16
 // ("Relay" in this package always means that: forwarding control-channel commands and
 // replies. Data bytes are moved by the pump, pump.go.)
 //
-// A goroutine reads the client; the owner reads the backend itself, in next, and the client
-// reader wakes it (connWait). Only while a transfer runs, when the owner waits on
-// channels, does a goroutine of its own read the backend (startReplyReader). A session idle
-// for a while gives both goroutines up to the idle poller (idle.go).
+// A goroutine reads the client; the owner reads the backend itself, in next (in a transfer's
+// wait while one runs), and the client reader wakes it (connWait). A session idle for a
+// while gives both goroutines up to the idle poller (idle.go).
 func (s *session) serveLoggedIn() error {
 	s.cmdc = make(chan clientEvent, 1)
 	s.bw.setConn(s.bconn)
@@ -164,10 +163,6 @@ const (
 // rather than on its stack: an idle session's stack is sized by the frames under this wait
 // (see serve).
 func (s *session) next(deadline time.Time, lines, drain bool) int {
-	if s.heldReply != nil { // read by a transfer's reply reader, not yet taken
-		s.waitedReply, s.heldReply = *s.heldReply, nil
-		return waitReply
-	}
 	for {
 		s.bw.park(deadline)
 		if what, ok := s.pending(lines, drain); ok {
@@ -235,74 +230,6 @@ func (s *session) readReply() replyEvent {
 		err = fmt.Errorf("%w: protected reply %d is not relayed", ErrBadReply, rep.Code)
 	}
 	return replyEvent{rep: rep, err: err}
-}
-
-// startReplyReader reads the backend's replies on a goroutine of its own, into s.repc, while
-// a transfer's owner waits on channels. stop ends it and returns once it has: a reply it read
-// but could not hand over is kept in s.heldReply for the owner's next wait. A reader inside
-// a reply (one the backend began after the transfer's final reply) finishes it or fails at
-// its deadline, the idle timeout, unless the session ends first.
-func (s *session) startReplyReader() (stop func()) {
-	if s.repc == nil {
-		s.repc = make(chan replyEvent)
-	}
-	quit := make(chan struct{})
-	done := make(chan *replyEvent, 1)
-	s.readers.Add(1)
-	go s.readReplies(quit, done)
-	return func() {
-		close(quit)
-		s.bw.wake()
-		select {
-		case held := <-done:
-			s.heldReply = held
-		case <-s.ctx.Done(): // teardown stops the backend reads and waits for the reader
-		}
-	}
-}
-
-// readReplies is the reply reader of startReplyReader. It waits like next, parked in a
-// Peek, without a deadline (the transfer has its own); a wake that is not quit (the client
-// reader wakes whoever is parked) only makes it look again.
-func (s *session) readReplies(quit <-chan struct{}, done chan<- *replyEvent) {
-	defer s.readers.Done()
-	for {
-		s.bw.park(time.Time{})
-		select {
-		case <-quit:
-			s.bw.unpark()
-			done <- nil
-			return
-		default:
-		}
-		_, err := s.br.Peek(1)
-		woken, _ := s.bw.unpark()
-		var ev replyEvent
-		switch {
-		case err == nil:
-			ev = s.readReply()
-		case woken && isTimeout(err):
-			continue
-		case s.ctx.Err() != nil: // bw.stop: the session is ending
-			done <- nil
-			return
-		default:
-			ev.err = err
-		}
-		select {
-		case s.repc <- ev:
-		case <-quit:
-			done <- &ev
-			return
-		case <-s.ctx.Done():
-			done <- nil
-			return
-		}
-		if ev.err != nil {
-			done <- nil
-			return
-		}
-	}
 }
 
 var errIdle = errors.New("idle timeout")

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 )
@@ -73,6 +74,37 @@ func ReadReply(r *bufio.Reader) (Reply, error) {
 			return rep, nil
 		}
 	}
+}
+
+// replyReady reports whether b begins with what ReadReply returns without reading more: a
+// whole reply, or a first line it rejects. Later lines are matched as ReadReply matches them;
+// the byte bounds are its own to enforce (b is a read buffer, far smaller).
+func replyReady(b []byte) bool {
+	line, rest, ok := cutLine(b)
+	if !ok {
+		return false
+	}
+	code, sep, err := replyCode(line)
+	if err != nil || sep == ' ' {
+		return true
+	}
+	for {
+		if line, rest, ok = cutLine(rest); !ok {
+			return false
+		}
+		if c, s, err := replyCode(line); err == nil && c == code && s == ' ' {
+			return true
+		}
+	}
+}
+
+// cutLine splits b after its first '\n'; ok is false when there is none.
+func cutLine(b []byte) (line, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return nil, b, false
+	}
+	return b[:i+1], b[i+1:], true
 }
 
 // readReplyLine reads one line with its terminator, bounded by maxReplyLine.

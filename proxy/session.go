@@ -74,7 +74,6 @@ type session struct {
 
 	// Post-login event loop (relay.go).
 	cmdc  chan clientEvent // from the client reader
-	repc  chan replyEvent  // from a transfer's reply reader
 	bw    connWait         // the owner's wait in a backend read, and its wake
 	cw    connWait         // the client reader's wait, woken by the idle sweep
 	idle  idleReader       // the client reader's hand-over to the poller while idle
@@ -83,8 +82,7 @@ type session struct {
 	// waited and waitedReply are what next received (kept off its stack).
 	waited      clientEvent
 	waitedReply replyEvent
-	heldReply   *replyEvent    // read by a transfer's reply reader after its last receive
-	readers     sync.WaitGroup // the client reader and a transfer's reply reader
+	readers     sync.WaitGroup // the client reader
 
 	stats sessionStats
 	live  sessionLive // what the admin API may read (sessions.go)

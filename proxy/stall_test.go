@@ -135,6 +135,17 @@ var stallScripts = map[string]func(s *xferTransfer, verb, arg string){
 			c.Close()
 		}
 	},
+	"final reply cut in two": func(s *xferTransfer, verb, arg string) {
+		if serveGood(s, arg) {
+			return
+		}
+		s.reply("150 Opening data connection.")
+		if c := s.rawData(); c != nil {
+			c.Write(sizedPayload(64 << 10))
+			c.Close()
+		}
+		s.reply("226-Transfer complete, and more to come") // the reply's last line never comes
+	},
 	"client stops reading": func(s *xferTransfer, verb, arg string) {
 		if serveGood(s, arg) {
 			return
@@ -220,26 +231,34 @@ func TestDataTimeout(t *testing.T) {
 			goodRetr(t, rc, "good", goodFile)
 		})
 	}
-	t.Run("data but no final reply", func(t *testing.T) {
-		be := startXferBackend(t, false, stallScripts["data but no final reply"])
-		p, b := stallProxy(t, be, dataTimeout)
-		rc, dc := startRetr(t, p.addr, "stall")
-		dc.SetReadDeadline(time.Now().Add(10 * time.Second))
-		got, _ := io.ReadAll(dc)
-		if sha(got) != sha(sizedPayload(64<<10)) {
-			t.Fatalf("got %d bytes of data, want the 64 KiB sent", len(got))
-		}
-		ended := time.Now()
-		expectReplies(t, rc, "426 Connection closed; transfer aborted.",
-			"421 Service not available, closing control connection")
-		if d := time.Since(ended); d < dataTimeout || d > dataTimeout+2*time.Second {
-			t.Fatalf("421 after %v, want after data_timeout %v and within 2 s more", d, dataTimeout)
-		}
-		waitFor(t, slotReleaseBound+loadMargin, func() bool { return b.Active() == 0 })
-		if !strings.Contains(p.logs.String(), "no final reply from the backend") {
-			t.Fatal("the cause is not logged")
-		}
-	})
+	// The final reply never comes, or never ends: a reply cut in two holds the session no
+	// longer than no reply at all.
+	for _, name := range []string{"data but no final reply", "final reply cut in two"} {
+		t.Run(name, func(t *testing.T) { dataButNoFinalReply(t, name, dataTimeout) })
+	}
+}
+
+// dataButNoFinalReply: the data ends, the final reply does not; the session ends under the
+// 421 policy at data_timeout and frees its backend slot.
+func dataButNoFinalReply(t *testing.T, script string, dataTimeout time.Duration) {
+	be := startXferBackend(t, false, stallScripts[script])
+	p, b := stallProxy(t, be, dataTimeout)
+	rc, dc := startRetr(t, p.addr, "stall")
+	dc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, _ := io.ReadAll(dc)
+	if sha(got) != sha(sizedPayload(64<<10)) {
+		t.Fatalf("got %d bytes of data, want the 64 KiB sent", len(got))
+	}
+	ended := time.Now()
+	expectReplies(t, rc, "426 Connection closed; transfer aborted.",
+		"421 Service not available, closing control connection")
+	if d := time.Since(ended); d < dataTimeout || d > dataTimeout+2*time.Second {
+		t.Fatalf("421 after %v, want after data_timeout %v and within 2 s more", d, dataTimeout)
+	}
+	waitFor(t, slotReleaseBound+loadMargin, func() bool { return b.Active() == 0 })
+	if !strings.Contains(p.logs.String(), "no final reply from the backend") {
+		t.Fatal("the cause is not logged")
+	}
 }
 
 // expectReplies reads until the proxy closes the connection and fails unless exactly lines

@@ -37,8 +37,9 @@ type transfer struct {
 	backend    net.Conn // the backend's, once connected (TLS over backendTCP when that leg is)
 	backendTCP net.Conn
 	leg        chan legResult     // the backend data connection being made; nil once settled
+	legResult  legResult          // what wait took from leg
 	cancelLeg  context.CancelFunc // stops the leg's accept or handshake
-	pumpc      chan pumpResult    // nil until the pump starts
+	pumpc      chan pumpResult    // nil until the pump starts, and once it has finished
 	result     pumpResult
 
 	dataDone  bool      // no byte will move any more (pump finished, or never to start)
@@ -156,6 +157,7 @@ func (t *transfer) openBackendLeg() (bool, error) {
 // that starts its handshake (servers differ on whether they handshake before or after their
 // 150, so it runs while the reply is awaited). A dialled plain connection is complete: its
 // result is ready without a goroutine or a context. cancel stops the accept or handshake.
+// The goroutine wakes the owner (bw) once its result is in the channel.
 func (s *session) backendDataLeg(conn net.Conn, accept func(context.Context) (net.Conn, error)) (chan legResult, context.CancelFunc) {
 	out := make(chan legResult, 1)
 	if conn != nil && s.bTLS == nil {
@@ -164,22 +166,27 @@ func (s *session) backendDataLeg(conn net.Conn, accept func(context.Context) (ne
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	go func() {
-		raw, err := conn, error(nil)
-		if raw == nil {
-			raw, err = accept(ctx)
-		}
-		if err != nil || s.bTLS == nil {
-			out <- legResult{conn: raw, raw: raw, err: err}
-			return
-		}
-		tc, err := s.backendTLS(ctx, newRecordConn(raw))
-		if err != nil {
-			out <- legResult{err: fmt.Errorf("backend data TLS: %w", err)}
-			return
-		}
-		out <- legResult{conn: tc, raw: raw}
+		out <- s.makeBackendLeg(ctx, conn, accept)
+		s.bw.wake()
 	}()
 	return out, cancel
+}
+
+// makeBackendLeg completes the backend data connection: accept when not dialled, then the TLS
+// handshake when the backend leg is TLS.
+func (s *session) makeBackendLeg(ctx context.Context, raw net.Conn, accept func(context.Context) (net.Conn, error)) legResult {
+	var err error
+	if raw == nil {
+		raw, err = accept(ctx)
+	}
+	if err != nil || s.bTLS == nil {
+		return legResult{conn: raw, raw: raw, err: err}
+	}
+	tc, err := s.backendTLS(ctx, newRecordConn(raw))
+	if err != nil {
+		return legResult{err: fmt.Errorf("backend data TLS: %w", err)}
+	}
+	return legResult{conn: tc, raw: raw}
 }
 
 // sendCommand sends the transfer command and waits for the backend's first reply. ok is
@@ -206,37 +213,122 @@ func (t *transfer) sendCommand() (bool, error) {
 }
 
 // run waits for the transfer's events until the data has ended, the final reply is relayed
-// and any ABOR is answered, then records the transfer.
+// and any ABOR is answered, then records the transfer. The owner waits as it does between
+// commands, in a read of the backend (wait), and reads the backend's replies itself; the
+// backend data leg, the pump and the client reader wake it when they have something for it,
+// and the read's deadline is the next look at the transfer's deadlines (tick).
 func (t *transfer) run() error {
 	s := t.s
 	defer t.closeData()
-	stopReplies := s.startReplyReader()
-	defer stopReplies()
-	tick := time.NewTicker(t.checkEvery())
-	defer tick.Stop()
+	every := t.checkEvery()
 	t.lastMove = time.Now()
+	nextTick := t.lastMove.Add(every)
 	for !t.over() {
 		var err error
-		select {
-		case r := <-t.leg:
+		switch t.wait(nextTick) {
+		case xferLeg:
+			r := t.legResult
+			t.legResult = legResult{}
 			err = t.backendDataConnected(r)
-		case r := <-t.pumpc:
-			err = t.pumpFinished(r)
-		case ev := <-s.repc:
+		case xferPump:
+			err = t.pumpFinished(t.result)
+		case xferReply:
+			ev := s.waitedReply
+			s.waitedReply = replyEvent{}
 			err = t.backendReply(ev)
-		case ev := <-s.clientLines():
+		case xferLine:
+			ev := s.waited
+			s.waited = clientEvent{}
 			err = t.clientEvent(ev)
-		case now := <-tick.C:
-			err = t.tick(now)
-		case <-s.ctx.Done():
+		case xferDone:
 			err = end421(CauseShutdown, s.ctx.Err()) // the deferred closeData ends the data legs
 		}
 		if err != nil {
 			return err
 		}
+		if now := time.Now(); !now.Before(nextTick) {
+			if err := t.tick(now); err != nil {
+				return err
+			}
+			nextTick = now.Add(every)
+		}
 	}
 	t.record()
 	return nil
+}
+
+// What ended a transfer's wait.
+const (
+	xferLeg   = iota // the backend data connection is made or failed: t.legResult
+	xferPump         // the pump finished: t.result
+	xferReply        // s.waitedReply holds a backend reply, or the backend's read error
+	xferLine         // s.waited holds a client line
+	xferTick         // the deadline: time to look at the transfer's deadlines
+	xferDone         // the session is ending
+)
+
+// wait is the owner's wait during a transfer, like next between commands: parked in a read
+// of the backend until deadline, woken by the events that come through channels (the data
+// leg, the pump, a client line) or the end of the session, which it checks after parking. A
+// reply is taken once it is whole in the read buffer: a backend that stops in the middle of
+// one holds nothing up (the client leaving, ABOR, the transfer's deadlines), and its partial
+// reply stays buffered. Only a partial reply that fills the buffer is read on in place,
+// within the idle timeout, as between commands.
+func (t *transfer) wait(deadline time.Time) int {
+	s := t.s
+	need := 1 // the bytes to wait for: one, or one more than the partial reply buffered
+	for {
+		s.bw.park(deadline)
+		if what, ok := t.pending(); ok {
+			s.bw.unpark()
+			return what
+		}
+		_, err := s.br.Peek(need)
+		woken, _ := s.bw.unpark()
+		switch {
+		case err == nil:
+			if b, _ := s.br.Peek(s.br.Buffered()); !replyReady(b) && len(b) < s.br.Size() {
+				need = len(b) + 1
+				continue
+			}
+			s.waitedReply = s.readReply()
+			if s.waitedReply.err != nil && s.ctx.Err() != nil {
+				return xferDone // bw.stop cut the reply: not the backend's fault
+			}
+			return xferReply
+		case !isTimeout(err):
+			s.waitedReply = replyEvent{err: err}
+			return xferReply
+		case s.ctx.Err() != nil: // bw.stop
+			return xferDone
+		case !woken:
+			if s.bw.endedEarly() {
+				continue // at the deadline in force, a little before this wait's (armLocked)
+			}
+			return xferTick
+		}
+		if what, ok := t.pending(); ok { // what woke the wait, most likely
+			return what
+		}
+	}
+}
+
+// pending takes the first transfer event that needs no read.
+func (t *transfer) pending() (int, bool) {
+	s := t.s
+	select {
+	case t.legResult = <-t.leg:
+		return xferLeg, true
+	case t.result = <-t.pumpc:
+		return xferPump, true
+	case s.waited = <-s.clientLines():
+		return xferLine, true
+	default:
+	}
+	if s.ctx.Err() != nil {
+		return xferDone, true
+	}
+	return 0, false
 }
 
 func (t *transfer) over() bool {
@@ -265,7 +357,7 @@ func (t *transfer) backendDataConnected(r legResult) error {
 	t.s.stats.transfers++
 	t.pumpc = make(chan pumpResult, 1)
 	t.lastMove = time.Now()
-	go pump(t.client, t.backend, t.up, t.pumpc)
+	go pump(t.client, t.backend, t.up, t.pumpc, t.s.bw.wake)
 	return nil
 }
 

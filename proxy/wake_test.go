@@ -3,40 +3,76 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"testing"
 	"time"
 )
 
-// TestReplyReaderHandsOver: when a transfer ends, the replies its reader goroutine took from
-// the backend but could not deliver, and those it had not read yet, all reach the owner's
-// next wait, in order. (A stray reply right behind a final one is the case: held by the
-// reader when it came in the same read, read by the owner when it came later.)
-func TestReplyReaderHandsOver(t *testing.T) {
-	for _, sameRead := range []bool{true, false} {
-		for range 50 {
-			s, backend := pipeSession(t)
-			stop := s.startReplyReader()
-			first := "226 done\r\n"
-			if sameRead {
-				first += "200 stray\r\n"
-			}
-			go backend.Write([]byte(first))
-			if ev := <-s.repc; ev.err != nil || ev.rep.Code != 226 {
-				t.Fatalf("first reply: %+v", ev)
-			}
-			stop()
-			if !sameRead {
-				go backend.Write([]byte("200 stray\r\n"))
-			}
-			if what := s.next(time.Now().Add(5*time.Second), false, false); what != waitReply ||
-				s.waitedReply.err != nil || s.waitedReply.rep.Code != 200 {
-				t.Fatalf("same read %v: next = %d, %+v; want the stray 200", sameRead, what, s.waitedReply)
-			}
-			s.done()
-			s.readers.Wait()
+// TestTransferWait: during a transfer the owner's wait takes each event as it comes: the data
+// leg's and the pump's results and a client line, each followed by its wake; backend replies
+// whole and in order, two in one read included, and a client line while a reply is cut in
+// two; its deadline; the end of the session.
+func TestTransferWait(t *testing.T) {
+	s, backend := pipeSession(t)
+	s.cmdc = make(chan clientEvent, 1)
+	x := &transfer{s: s, leg: make(chan legResult, 1), pumpc: make(chan pumpResult, 1)}
+	later := func(f func()) {
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			f()
+			s.bw.wake()
+		}()
+	}
+	wait := func(want int) {
+		t.Helper()
+		if what := x.wait(time.Now().Add(5 * time.Second)); what != want {
+			t.Fatalf("wait = %d, want %d", what, want)
 		}
 	}
+	later(func() { x.leg <- legResult{err: io.EOF} })
+	wait(xferLeg)
+	if x.legResult.err != io.EOF {
+		t.Fatalf("leg result %+v", x.legResult)
+	}
+	x.leg = nil
+	later(func() { x.pumpc <- pumpResult{primary: 42} })
+	wait(xferPump)
+	if x.result.primary != 42 {
+		t.Fatalf("pump result %+v", x.result)
+	}
+	x.pumpc = nil
+	// A reply cut in two holds nothing up: the line that comes meanwhile is taken, and the
+	// reply once it is whole.
+	go backend.Write([]byte("226-done\r\n"))
+	if what := x.wait(time.Now().Add(200 * time.Millisecond)); what != xferTick {
+		t.Fatalf("wait = %d on a reply cut in two, want xferTick", what)
+	}
+	if s.br.Buffered() != len("226-done\r\n") {
+		t.Fatalf("%d bytes buffered, want the first line of the reply", s.br.Buffered())
+	}
+	later(func() { s.cmdc <- clientEvent{cmd: Command{Verb: "ABOR"}} })
+	wait(xferLine)
+	if s.waited.cmd.Verb != "ABOR" {
+		t.Fatalf("client line %+v", s.waited)
+	}
+	go backend.Write([]byte("226 end\r\n200 stray\r\n"))
+	for _, want := range []string{"226-done\r\n226 end\r\n", "200 stray\r\n"} {
+		wait(xferReply)
+		if s.waitedReply.err != nil || string(s.waitedReply.rep.Raw) != want {
+			t.Fatalf("reply %+v, want %q", s.waitedReply, want)
+		}
+	}
+	start := time.Now()
+	if what := x.wait(start.Add(50 * time.Millisecond)); what != xferTick || time.Since(start) < 50*time.Millisecond {
+		t.Fatalf("wait = %d after %v; want xferTick after 50ms", what, time.Since(start))
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		s.done()
+		s.bw.stop()
+	}()
+	wait(xferDone)
 }
 
 // TestOwnerWakes: a parked owner is woken by a client line, by the end of the session, and
