@@ -284,7 +284,9 @@ func FreePort(t testing.TB) int {
 // FreePortRange returns n consecutive ports [first, last] on 127.0.0.1, each
 // free a moment ago (checked by binding it) and not handed out by this
 // process before. They come from 10000 up to the start of the kernel's
-// ephemeral range (net.ipv4.ip_local_port_range, 32768 by default).
+// ephemeral range (net.ipv4.ip_local_port_range, 32768 by default), outside
+// the proxy's default passive range (defaultDataPorts): a config that keeps
+// that default refuses a listener inside it.
 func FreePortRange(t testing.TB, n int) [2]int {
 	t.Helper()
 	lo, hi := 10000, ephemeralStart()
@@ -293,6 +295,9 @@ func FreePortRange(t testing.TB, n int) [2]int {
 	}
 	for range 200 {
 		first := lo + rand.IntN(hi-lo-n)
+		if first+n-1 >= defaultDataPorts[0] && first <= defaultDataPorts[1] {
+			continue
+		}
 		if bindable(first, n) && claimPorts(first, n) {
 			return [2]int{first, first + n - 1}
 		}
@@ -300,6 +305,10 @@ func FreePortRange(t testing.TB, n int) [2]int {
 	t.Fatalf("peers: FreePortRange(%d): no free range in %d-%d after 200 tries", n, lo, hi-1)
 	return [2]int{}
 }
+
+// defaultDataPorts is the proxy's default data.port_range (proxy.DefaultPortRange; this
+// package cannot import proxy, whose tests use it).
+var defaultDataPorts = [2]int{20000, 20999}
 
 // ephemeralStart returns the first port of the ephemeral range, or 32768.
 func ephemeralStart() int {

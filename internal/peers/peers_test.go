@@ -770,3 +770,15 @@ func TestStopEndsSessions(t *testing.T) {
 		})
 	}
 }
+
+// TestFreePortsAvoidDefaultDataRange: no port or range handed out falls in the proxy's default
+// passive range, which a config that keeps it refuses for a listener (a test that drew such a
+// port failed about once in 23).
+func TestFreePortsAvoidDefaultDataRange(t *testing.T) {
+	for range 500 {
+		r := FreePortRange(t, 3)
+		if r[1] >= defaultDataPorts[0] && r[0] <= defaultDataPorts[1] {
+			t.Fatalf("FreePortRange gave %d-%d, inside the default data range %d-%d", r[0], r[1], defaultDataPorts[0], defaultDataPorts[1])
+		}
+	}
+}
