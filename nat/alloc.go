@@ -327,8 +327,8 @@ func (l *Lease) Accept(ctx context.Context) (*net.TCPConn, error) {
 
 // SetDeadline sets the deadline of AcceptTCP: a wait past it, or one under way when it is
 // moved into the past, fails with an error wrapping os.ErrDeadlineExceeded, and the listener
-// stays open. It is for the one goroutine that accepts with AcceptTCP (Accept sets the
-// deadline itself).
+// stays open. Any goroutine may call it, to interrupt the one in AcceptTCP; Accept sets the
+// deadline itself, so the two are not for the same lease.
 func (l *Lease) SetDeadline(t time.Time) error {
 	return l.ln.SetDeadline(t)
 }

@@ -9,11 +9,12 @@ import (
 
 // connWait lets a goroutine wait in a read of one connection and still be woken by another
 // goroutine. Each session has two: the owner waits in a read of the backend (bw), woken by
-// the client reader, a drain or the end of the session; the client reader waits in a read of
-// the client (cw). The idle sweep (Server.sweepIdle) wakes both when they have waited long
-// enough that they give their goroutines up (idle.go). The owner's wait is in an accept while
-// it waits for the client's passive data connection (acceptClientData): bw is on the data
-// port then, and wakes the same way.
+// the client reader, a drain or the end of the session (and during a transfer by its data
+// leg and its pump); the client reader waits in a read of the client (cw). The idle sweep
+// (Server.sweepIdle) wakes both when they have waited long enough that they give their
+// goroutines up (idle.go). The owner's wait is in an accept while it waits for the client's
+// passive data connection (acceptClientData): bw is on the data port then, and wakes the
+// same way.
 //
 // The wait is a Peek of the connection's buffered reader: it consumes nothing, so a wake (the
 // read deadline moved into the past) loses no byte, and crypto/tls keeps a partial record
