@@ -126,25 +126,15 @@ var stallScripts = map[string]func(s *xferTransfer, verb, arg string){
 		s.reply("226 Transfer complete.")
 	},
 	"data but no final reply": func(s *xferTransfer, verb, arg string) {
-		if serveGood(s, arg) {
-			return
-		}
-		s.reply("150 Opening data connection.")
-		if c := s.rawData(); c != nil {
-			c.Write(sizedPayload(64 << 10))
-			c.Close()
+		if !serveGood(s, arg) {
+			sendData64K(s)
 		}
 	},
 	"final reply cut in two": func(s *xferTransfer, verb, arg string) {
-		if serveGood(s, arg) {
-			return
+		if !serveGood(s, arg) {
+			sendData64K(s)
+			s.reply("226-Transfer complete, and more to come") // the reply's last line never comes
 		}
-		s.reply("150 Opening data connection.")
-		if c := s.rawData(); c != nil {
-			c.Write(sizedPayload(64 << 10))
-			c.Close()
-		}
-		s.reply("226-Transfer complete, and more to come") // the reply's last line never comes
 	},
 	"client stops reading": func(s *xferTransfer, verb, arg string) {
 		if serveGood(s, arg) {
@@ -156,6 +146,15 @@ var stallScripts = map[string]func(s *xferTransfer, verb, arg string){
 			c.Write(sizedPayload(256 << 20)) // blocks once every buffer on the way is full
 		}
 	},
+}
+
+// sendData64K sends 150, then 64 KiB on the data connection, and closes it.
+func sendData64K(s *xferTransfer) {
+	s.reply("150 Opening data connection.")
+	if c := s.rawData(); c != nil {
+		c.Write(sizedPayload(64 << 10))
+		c.Close()
+	}
 }
 
 // goodFile is what RETR good serves.
