@@ -180,9 +180,8 @@ func (s *session) acceptClientData(deadline time.Time) (net.Conn, error) {
 	defer s.bw.setConn(s.bconn)
 	for {
 		s.bw.park(deadline)
-		var ev clientEvent
 		select {
-		case ev = <-s.clientLines():
+		case ev := <-s.clientLines():
 			s.bw.unpark()
 			if ev.connEnded() {
 				return nil, &clientGoneError{ev.err}

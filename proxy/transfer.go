@@ -231,7 +231,7 @@ func (t *transfer) run() error {
 			t.legResult = legResult{}
 			err = t.backendDataConnected(r)
 		case xferPump:
-			err = t.pumpFinished(t.result)
+			err = t.pumpFinished()
 		case xferReply:
 			ev := s.waitedReply
 			s.waitedReply = replyEvent{}
@@ -361,15 +361,15 @@ func (t *transfer) backendDataConnected(r legResult) error {
 	return nil
 }
 
-// pumpFinished records the pump's result and releases the replies it held back. A data
-// connection that broke before the backend's final reply fails the transfer toward the client
-// at once, instead of waiting for a reply that some servers never send.
-func (t *transfer) pumpFinished(r pumpResult) error {
+// pumpFinished acts on the pump's result, which wait took into t.result, and releases the
+// replies held back. A data connection that broke before the backend's final reply fails
+// the transfer toward the client at once, instead of waiting for a reply that some servers
+// never send.
+func (t *transfer) pumpFinished() error {
 	t.pumpc = nil
-	t.result = r
 	t.endData()
-	if r.err != nil && !t.abortSent && !t.gotFinal {
-		t.s.log.Warn("data connection failed during the transfer", "err", r.err)
+	if err := t.result.err; err != nil && !t.abortSent && !t.gotFinal {
+		t.s.log.Warn("data connection failed during the transfer", "err", err)
 		return t.fail(replyAborted, "data connection failed")
 	}
 	return t.flush()

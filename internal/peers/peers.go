@@ -307,7 +307,8 @@ func FreePortRange(t testing.TB, n int) [2]int {
 }
 
 // defaultDataPorts is the proxy's default data.port_range (proxy.DefaultPortRange; this
-// package cannot import proxy, whose tests use it).
+// package cannot import proxy: tlsterm's tests reach it through internal/pebble, and proxy
+// imports tlsterm).
 var defaultDataPorts = [2]int{20000, 20999}
 
 // ephemeralStart returns the first port of the ephemeral range, or 32768.
