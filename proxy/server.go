@@ -328,7 +328,6 @@ func New(cfg Config, log *slog.Logger, obs Observer) (*Server, error) {
 		sessions: make(map[string]*session),
 		perIP:    make(map[netip.Addr]int),
 	}
-	s.obs = liveObserver{Observer: obs, srv: s}
 	s.drainCtx, s.startDrain = context.WithCancel(context.Background())
 	s.drain = s.drainCtx.Done()
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())

@@ -150,25 +150,3 @@ func (s *Server) CloseSession(id string) bool {
 	}
 	return true
 }
-
-// liveObserver passes events on to the configured Observer and keeps each session's byte
-// counts for SessionList.
-type liveObserver struct {
-	Observer
-	srv *Server
-}
-
-// Transfer implements Observer.
-func (o liveObserver) Transfer(rec TransferRecord) {
-	o.srv.mu.Lock()
-	sess := o.srv.sessions[rec.SessionID]
-	o.srv.mu.Unlock()
-	if sess != nil {
-		if rec.Upload {
-			sess.live.bytesIn.Add(rec.Bytes)
-		} else {
-			sess.live.bytesOut.Add(rec.Bytes)
-		}
-	}
-	o.Observer.Transfer(rec)
-}

@@ -43,6 +43,7 @@ type transfer struct {
 	result     pumpResult
 
 	dataDone  bool      // no byte will move any more (pump finished, or never to start)
+	counted   bool      // the bytes are in the session's live counts (countLive)
 	dataEnded time.Time // when dataDone became true
 	moved     uint64    // the data sockets' progress at lastMove
 	lastMove  time.Time
@@ -543,6 +544,7 @@ func (t *transfer) checkProgress(now time.Time) error {
 
 // toClient writes a reply to the client; a client that cannot be written to has gone.
 func (t *transfer) toClient(raw []byte) error {
+	t.countLive()
 	if err := t.s.writeRaw(raw); err != nil {
 		return t.clientGone(err)
 	}
@@ -597,9 +599,25 @@ func (t *transfer) closeLeg() {
 	t.leg = nil
 }
 
+// countLive adds the transfer's bytes to the session's live counts (SessionList) once the data
+// has ended, before the client hears how the transfer ended: a client that has its final
+// reply finds the transfer counted.
+func (t *transfer) countLive() {
+	if t.counted || !t.dataDone {
+		return
+	}
+	t.counted = true
+	if t.up {
+		t.s.live.bytesIn.Add(t.result.primary)
+	} else {
+		t.s.live.bytesOut.Add(t.result.primary)
+	}
+}
+
 // record reports the finished transfer to the observer and the log.
 func (t *transfer) record() {
 	s := t.s
+	t.countLive()
 	if t.up {
 		s.stats.bytesIn += t.result.primary
 	} else {
