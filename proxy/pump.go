@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,15 +29,24 @@ type closeWriter interface{ CloseWrite() error }
 // destination half-closed, so the final reply can follow; the reverse direction then gets
 // lingerTimeout to finish before both connections are closed. The primary direction runs on
 // this goroutine, the reverse one on a second. notify is called once the result is in out.
+// Whichever direction ends last closes both connections, so neither goroutine waits for
+// the other (a wait would cost each transfer one more park and wake-up).
 func pump(cconn, bconn net.Conn, up bool, out chan<- pumpResult, notify func()) {
 	src, dst := bconn, cconn
 	if up {
 		src, dst = cconn, bconn
 	}
-	reverse := make(chan struct{})
+	var running atomic.Int32
+	running.Store(2)
+	halfDone := func() {
+		if running.Add(-1) == 0 {
+			cconn.Close()
+			bconn.Close()
+		}
+	}
 	go func() {
 		copyHalf(src, dst, smallBufs)
-		close(reverse)
+		halfDone()
 	}()
 	n, err := copyHalf(dst, src, bigBufs)
 	if err != nil {
@@ -47,9 +57,7 @@ func pump(cconn, bconn net.Conn, up bool, out chan<- pumpResult, notify func()) 
 	}
 	out <- pumpResult{primary: n, err: err}
 	notify()
-	<-reverse
-	cconn.Close()
-	bconn.Close()
+	halfDone()
 }
 
 // copyHalf copies src to dst, then half-closes dst so its reader sees EOF. Between two
