@@ -93,12 +93,19 @@ func (r PortRange) String() string {
 // Allocator hands out the proxy's passive data ports from one PortRange. It is safe for
 // concurrent use; create it with NewAllocator. SetRange changes the range for new leases
 // while leases taken from the old one stay valid until released.
+//
+// A released lease's socket is kept, bound but not listening, for the next lease of its port
+// (see Reserve): a port between leases refuses connections as a closed one does, and the
+// next lease needs one listen(2) instead of a socket, its options, bind, listen, its poller
+// registration and, at the end, its close. It costs one descriptor per port of the range
+// that has been leased once; StopReusing closes them and keeps no more.
 type Allocator struct {
 	onForeign func(netip.AddrPort)
 
-	mu  sync.Mutex
-	cur *portSet   // where new leases come from
-	old []*portSet // earlier ranges with leases still out
+	mu      sync.Mutex
+	cur     *portSet   // where new leases come from
+	old     []*portSet // earlier ranges with leases still out
+	noReuse bool       // StopReusing was called
 }
 
 // portSet is one range's lease table. Its fields are guarded by the Allocator's mu.
@@ -107,6 +114,16 @@ type portSet struct {
 	leased []bool // indexed by port - r.First; true while a lease or a bind attempt holds it
 	inUse  int
 	cursor int // index where the next search starts, so a just-released port is reused last
+	// idle holds, by the same index, the sockets of released leases (bound, not listening)
+	// kept for the port's next lease; nil until the first is kept.
+	idle []idleSocket
+}
+
+// idleSocket is a released lease's listener after pause: bound to ip and the port, listening
+// no more.
+type idleSocket struct {
+	ln *net.TCPListener
+	ip netip.Addr
 }
 
 func newPortSet(r PortRange) *portSet { return &portSet{r: r, leased: make([]bool, r.Len())} }
@@ -126,18 +143,68 @@ func (a *Allocator) Range() PortRange {
 	return a.cur.r
 }
 
-// SetRange makes new leases come from r (a reload of data.port_range). Leases already out
-// keep their ports until released; their range counts in InUse until then.
-func (a *Allocator) SetRange(r PortRange) {
+// Idle returns the number of sockets kept for the next leases of their ports (see
+// Allocator): descriptors the allocator holds between leases.
+func (a *Allocator) Idle() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	n := 0
+	for _, is := range a.cur.idle {
+		if is.ln != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// SetRange makes new leases come from r (a reload of data.port_range). Leases already out
+// keep their ports until released; their range counts in InUse until then. The sockets kept
+// for the old range's ports are closed.
+func (a *Allocator) SetRange(r PortRange) {
+	a.mu.Lock()
 	if r == a.cur.r {
+		a.mu.Unlock()
 		return
 	}
+	idle := a.cur.takeIdle()
 	if a.cur.inUse > 0 {
 		a.old = append(a.old, a.cur)
 	}
 	a.cur = newPortSet(r)
+	a.mu.Unlock()
+	closeAll(idle)
+}
+
+// StopReusing closes the sockets kept for the next leases of their ports and keeps no more:
+// from now on every lease binds a socket of its own and closes it when released. The proxy
+// calls it when it begins to drain, so that the process taking over (an upgrade) finds the
+// ports as they would be without this one. Reserve goes on working.
+func (a *Allocator) StopReusing() {
+	a.mu.Lock()
+	a.noReuse = true
+	idle := a.cur.takeIdle()
+	a.mu.Unlock()
+	closeAll(idle)
+}
+
+// takeIdle empties ps's kept sockets into the returned list and frees their ports. a.mu is
+// held.
+func (ps *portSet) takeIdle() []*net.TCPListener {
+	var lns []*net.TCPListener
+	for i := range ps.idle {
+		if ln := ps.idle[i].ln; ln != nil {
+			lns = append(lns, ln)
+			ps.idle[i] = idleSocket{}
+			ps.leased[i] = false
+		}
+	}
+	return lns
+}
+
+func closeAll(lns []*net.TCPListener) {
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
 }
 
 // InUse returns the number of ports currently leased, counting a Reserve that is binding one
@@ -160,6 +227,8 @@ func (a *Allocator) InUse() int {
 // this allocator are skipped, and so are ports another process holds (EADDRINUSE); when none is
 // left Reserve returns an error wrapping ErrPortsExhausted. Other bind errors, such as listenIP
 // not being a local address, are returned as they are, since trying more ports would not help.
+// A port whose earlier lease left its socket (see Allocator) listens on that socket again
+// when it is for the same listenIP; otherwise the socket is closed and a new one bound.
 //
 // peer is the only IP (any port) the lease accepts a connection from: the client's real IP, as
 // seen on the control connection.
@@ -193,11 +262,26 @@ func (a *Allocator) Reserve(ctx context.Context, listenIP, peer netip.Addr) (*Le
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("nat: reserve: %w", err)
 		}
-		port, ok := a.take(ps)
+		port, idle, ok := a.take(ps)
 		if !ok {
 			break
 		}
-		ln, err := lc.Listen(ctx, network, netip.AddrPortFrom(listenIP, port).String())
+		lease := &Lease{
+			a:    a,
+			ps:   ps,
+			addr: netip.AddrPortFrom(listenIP, port),
+			peer: peer.Unmap().WithZone(""),
+		}
+		if idle.ln != nil {
+			if idle.ip == listenIP && listenAgain(idle.ln) == nil {
+				lease.ln = idle.ln
+				return lease, nil
+			}
+			// Another address, or another socket listens on the port now (a process
+			// taking over): a socket of its own, or EADDRINUSE below.
+			_ = idle.ln.Close()
+		}
+		ln, err := lc.Listen(ctx, network, lease.addr.String())
 		if err != nil {
 			a.put(ps, port)
 			if errors.Is(err, syscall.EADDRINUSE) {
@@ -205,22 +289,17 @@ func (a *Allocator) Reserve(ctx context.Context, listenIP, peer netip.Addr) (*Le
 			}
 			return nil, fmt.Errorf("nat: reserve port %d: %w", port, err)
 		}
-		tl := ln.(*net.TCPListener) // Listen on a tcp network always returns one
-		return &Lease{
-			a:    a,
-			ps:   ps,
-			ln:   tl,
-			addr: netip.AddrPortFrom(listenIP, port),
-			peer: peer.Unmap().WithZone(""),
-		}, nil
+		lease.ln = ln.(*net.TCPListener) // Listen on a tcp network always returns one
+		return lease, nil
 	}
 	return nil, fmt.Errorf("%w (%s)", ErrPortsExhausted, ps.r)
 }
 
-// take marks the first free port of ps at or after its cursor as leased. A ps that a SetRange
-// since Reserve read it dropped (it had no lease then) is listed among the old ranges again,
-// so the port counts in InUse and put forgets ps once more.
-func (a *Allocator) take(ps *portSet) (uint16, bool) {
+// take marks the first free port of ps at or after its cursor as leased, and hands over the
+// socket an earlier lease of the port left, if any. A ps that a SetRange since Reserve read
+// it dropped (it had no lease then) is listed among the old ranges again, so the port counts
+// in InUse and put forgets ps once more.
+func (a *Allocator) take(ps *portSet) (uint16, idleSocket, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if ps != a.cur && ps.inUse == 0 && !slices.Contains(a.old, ps) {
@@ -229,20 +308,29 @@ func (a *Allocator) take(ps *portSet) (uint16, bool) {
 	n := len(ps.leased)
 	for k := range n {
 		i := (ps.cursor + k) % n
-		if !ps.leased[i] {
+		var idle idleSocket
+		if ps.idle != nil {
+			idle = ps.idle[i] // its port is still marked leased
+			ps.idle[i] = idleSocket{}
+		}
+		if !ps.leased[i] || idle.ln != nil {
 			ps.leased[i] = true
 			ps.inUse++
 			ps.cursor = (i + 1) % n
-			return ps.r.First + uint16(i), true
+			return ps.r.First + uint16(i), idle, true
 		}
 	}
-	return 0, false
+	return 0, idleSocket{}, false
 }
 
 // put returns port to ps, and forgets ps once it is an old range with no lease left.
 func (a *Allocator) put(ps *portSet, port uint16) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.putLocked(ps, port)
+}
+
+func (a *Allocator) putLocked(ps *portSet, port uint16) {
 	if i := int(port) - int(ps.r.First); i >= 0 && i < len(ps.leased) && ps.leased[i] {
 		ps.leased[i] = false
 		ps.inUse--
@@ -250,6 +338,25 @@ func (a *Allocator) put(ps *portSet, port uint16) {
 	if ps.inUse == 0 && ps != a.cur {
 		a.old = slices.DeleteFunc(a.old, func(o *portSet) bool { return o == ps })
 	}
+}
+
+// putIdle returns a released lease's port, keeping its paused socket for the port's next
+// lease while ps is the current range and StopReusing was not called; otherwise it closes it.
+func (a *Allocator) putIdle(ps *portSet, addr netip.AddrPort, ln *net.TCPListener) {
+	a.mu.Lock()
+	i := int(addr.Port()) - int(ps.r.First)
+	if ps != a.cur || a.noReuse || i < 0 || i >= len(ps.leased) || !ps.leased[i] {
+		a.putLocked(ps, addr.Port())
+		a.mu.Unlock()
+		_ = ln.Close()
+		return
+	}
+	if ps.idle == nil {
+		ps.idle = make([]idleSocket, len(ps.leased))
+	}
+	ps.idle[i] = idleSocket{ln: ln, ip: addr.Addr()} // the port stays marked until take
+	ps.inUse--
+	a.mu.Unlock()
 }
 
 // Lease is one reserved passive port with its bound listener: one per pending transfer. The
@@ -263,8 +370,9 @@ type Lease struct {
 	peer netip.Addr // unmapped and zoneless, as compared in Accept
 
 	acceptMu    sync.Mutex // serialises Accept, which owns the listener's deadline
+	stopped     bool       // under acceptMu: the listener takes no more connections
+	closed      bool       // under acceptMu: stopped by closing the socket (pause failed)
 	released    atomic.Bool
-	closeOnce   sync.Once
 	releaseOnce sync.Once
 }
 
@@ -297,9 +405,14 @@ func (l *Lease) Accept(ctx context.Context) (*net.TCPConn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, err)
 	}
-	// Clear the deadline an earlier Accept may have left when its ctx ended.
+	// Clear the deadline an earlier Accept may have left when its ctx ended. Release sets one
+	// in the past after it marks the lease released: read after the clearing, released
+	// tells whether that came first.
 	if err := l.ln.SetDeadline(time.Time{}); err != nil {
 		return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, err)
+	}
+	if l.stopped || l.released.Load() {
+		return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, net.ErrClosed)
 	}
 	// A past deadline interrupts AcceptTCP without closing the listener. Waiting for fired
 	// before returning means the deadline is never set behind the back of the next Accept, and
@@ -339,6 +452,9 @@ func (l *Lease) SetDeadline(t time.Time) error {
 func (l *Lease) AcceptTCP() (*net.TCPConn, error) {
 	l.acceptMu.Lock()
 	defer l.acceptMu.Unlock()
+	if l.stopped || l.released.Load() {
+		return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, net.ErrClosed)
+	}
 	c, err := l.acceptLocked()
 	if err != nil {
 		return nil, fmt.Errorf("nat: accept on %s: %w", l.addr, err)
@@ -346,12 +462,15 @@ func (l *Lease) AcceptTCP() (*net.TCPConn, error) {
 	return c, nil
 }
 
-// acceptLocked takes the first connection from the peer, resetting the others, and closes
+// acceptLocked takes the first connection from the peer, resetting the others, and stops
 // the listener.
 func (l *Lease) acceptLocked() (*net.TCPConn, error) {
 	for {
 		c, err := l.ln.AcceptTCP()
 		if err != nil {
+			if l.released.Load() { // Release's deadline, or the socket closed
+				return nil, net.ErrClosed
+			}
 			return nil, err
 		}
 		remote, ok := remoteAddrPort(c)
@@ -364,13 +483,27 @@ func (l *Lease) acceptLocked() (*net.TCPConn, error) {
 			}
 			continue
 		}
-		l.closeListener()
+		l.stopListening()
 		if l.released.Load() {
 			// Release raced with this accept; the caller was promised an error.
 			_ = c.Close()
 			return nil, net.ErrClosed
 		}
 		return c, nil
+	}
+}
+
+// stopListening makes the port refuse connections and resets the ones waiting to be accepted,
+// as closing the listener would, but keeps the socket bound for the port's next lease
+// (pause). acceptMu is held.
+func (l *Lease) stopListening() {
+	if l.stopped {
+		return
+	}
+	l.stopped = true
+	if err := pause(l.ln); err != nil {
+		_ = l.ln.Close()
+		l.closed = true
 	}
 }
 
@@ -383,17 +516,53 @@ func remoteAddrPort(c *net.TCPConn) (netip.AddrPort, bool) {
 	return ta.AddrPort(), true
 }
 
-// Release closes the listener if it is still open and returns the port to the allocator. It is
-// idempotent and may be called concurrently with Accept, which then returns an error wrapping
-// net.ErrClosed. A connection already returned by Accept is not touched.
+// Release stops the listener if it still listens and returns the port, with its socket, to
+// the allocator. It is idempotent and may be called concurrently with Accept, which then
+// returns an error wrapping net.ErrClosed; Release waits for it to return, so the socket
+// never serves two leases at once. A connection already returned by Accept is not touched.
 func (l *Lease) Release() {
 	l.releaseOnce.Do(func() {
 		l.released.Store(true)
-		l.closeListener()
-		l.a.put(l.ps, l.addr.Port())
+		_ = l.ln.SetDeadline(aLongTimeAgo) // interrupts an accept under way
+		l.acceptMu.Lock()
+		l.stopListening()
+		closed := l.closed
+		if !closed {
+			_ = l.ln.SetDeadline(time.Time{})
+		}
+		l.acceptMu.Unlock()
+		if closed {
+			l.a.put(l.ps, l.addr.Port())
+			return
+		}
+		l.a.putIdle(l.ps, l.addr, l.ln)
 	})
 }
 
-func (l *Lease) closeListener() {
-	l.closeOnce.Do(func() { _ = l.ln.Close() })
+// listenBacklog asks for the largest accept queue; the kernel caps it at somaxconn, which is
+// what net.Listen asks for too.
+const listenBacklog = 65535
+
+// pause stops ln listening but leaves its socket bound: shutdown(SHUT_RD) on a listening
+// socket puts it back in the closed state, and connections to the port are refused until
+// listenAgain (HAProxy pauses its listeners so). Those waiting to be accepted are reset.
+func pause(ln *net.TCPListener) error {
+	return control(ln, func(fd int) error { return syscall.Shutdown(fd, syscall.SHUT_RD) })
+}
+
+// listenAgain makes a socket stopped by pause listen again on its address.
+func listenAgain(ln *net.TCPListener) error {
+	return control(ln, func(fd int) error { return syscall.Listen(fd, listenBacklog) })
+}
+
+func control(ln *net.TCPListener, f func(fd int) error) error {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
 }

@@ -675,7 +675,7 @@ func TestSetRangeDuringReserve(t *testing.T) {
 	ps := a.cur
 	a.mu.Unlock()
 	a.SetRange(PortRange{First: 41000, Last: 41001})
-	port, ok := a.take(ps)
+	port, _, ok := a.take(ps)
 	if !ok || a.InUse() != 1 {
 		t.Fatalf("take from the dropped range: ok %v, InUse %d; want true, 1", ok, a.InUse())
 	}

@@ -9,8 +9,8 @@
 //
 // It does not read or write control connections, resolve names, dial backends, decide which
 // reply code an error maps to, or run relays: those belong to package proxy. The parsers never
-// do I/O, never use regular expressions and never panic; the allocator's only I/O is binding and
-// accepting on its own listeners.
+// do I/O, never use regular expressions and never panic; the allocator's only I/O is binding,
+// listening and accepting on its own sockets, which it keeps bound between the leases of a port.
 //
 // Usage:
 //

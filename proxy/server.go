@@ -622,11 +622,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// beginDrain starts the drain and wakes the idle sessions, whose owners wait in a backend
-// read (connWait) or are away (ownerAway), so they see it. A session that parks later, or
-// goes away, checks the drain first.
+// beginDrain starts the drain, closes the passive sockets kept for reuse, and wakes the idle
+// sessions, whose owners wait in a backend read (connWait) or are away (ownerAway), so they
+// see it. A session that parks later, or goes away, checks the drain first.
 func (s *Server) beginDrain() {
 	s.startDrain()
+	s.alloc.StopReusing() // the ports as a process taking over expects them
 	s.mu.Lock()
 	for _, sess := range s.sessions {
 		sess.wakeOwner()
