@@ -81,6 +81,14 @@ func (s *session) readClient() {
 		if err != nil && lineErrorReply(err) == "" {
 			return
 		}
+		if ev.err == nil && ev.cmd.Verb == "QUIT" {
+			// The session ends at QUIT, once what is queued before it is done: nothing after
+			// it is read, and teardown then finds no reader in the client's socket to
+			// interrupt and wait for (a wake-up each way per session). A client that leaves
+			// while a transfer before its QUIT still runs is seen by the transfer's data
+			// legs and deadlines instead.
+			return
+		}
 	}
 }
 
