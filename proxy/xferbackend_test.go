@@ -29,6 +29,9 @@ type xferBackend struct {
 	silentABOR bool        // ABOR goes unanswered; set with silenceABOR
 	lines      []string    // every command received, in order, all sessions
 	conns      []io.Closer // control and data connections, listeners
+	// dataClosed is when a script last began to close a data connection it had sent on
+	// (sendData64K): the proxy sees the data end only after it.
+	dataClosed time.Time
 	wg         sync.WaitGroup
 }
 
@@ -66,6 +69,13 @@ func startXferBackend(t testing.TB, withTLS bool, script func(s *xferTransfer, v
 }
 
 func (b *xferBackend) addr() string { return b.ln.Addr().String() }
+
+// dataClosedAt returns when a script last began to close a data connection (zero if never).
+func (b *xferBackend) dataClosedAt() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.dataClosed
+}
 
 // awaitSaw waits up to 2 s for the commands received to satisfy done (they arrive after
 // the proxy wrote them), and returns them.
