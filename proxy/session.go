@@ -227,7 +227,9 @@ func (s *session) teardown() {
 		tc.CloseWrite()
 	}
 	s.client.Close()
-	s.raw.Close()
+	if s.client != s.raw { // closing it again would only make an error to drop
+		s.raw.Close()
+	}
 	if s.bconn != nil {
 		s.bconn.Close()
 	}
