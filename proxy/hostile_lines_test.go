@@ -250,5 +250,22 @@ func smugglingCases() []corpusCase {
 		x.noopInSync()
 		x.backendSaw([]string{"PASV", "RETR f", "SITE ECHO during"}, true)
 	}})
+	// QUIT sent while a transfer runs takes effect after it, and nothing sent after QUIT is
+	// read (the client reader stops at QUIT).
+	cs = append(cs, corpusCase{cat: "smuggling", name: "post/quit-during-transfer", env: "plain", run: func(x *caseRun) {
+		x.client = dialExact(x.t, x.env.addr())
+		x.client.expect(greeting)
+		x.login()
+		dc := pasvConnect(x)
+		x.exchange("RETR f\r\nQUIT\r\nDELE "+smuggledMarker+"\r\n", "150 rec opening")
+		got, _ := io.ReadAll(dc)
+		if string(got) != recPayload("RETR", "f") {
+			x.t.Fatalf("data %q", got)
+		}
+		x.client.expect("226 rec done")
+		x.client.expectClose("221 rec bye\r\n")
+		x.backendSaw([]string{"PASV", "RETR f", "QUIT"}, false)
+		x.backendClosed()
+	}})
 	return cs
 }
