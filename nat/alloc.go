@@ -310,15 +310,18 @@ func (a *Allocator) take(ps *portSet) (uint16, idleSocket, bool) {
 		i := (ps.cursor + k) % n
 		var idle idleSocket
 		if ps.idle != nil {
-			idle = ps.idle[i] // its port is still marked leased
+			idle = ps.idle[i]
+		}
+		if ps.leased[i] && idle.ln == nil {
+			continue // out on a lease, or being bound (a kept socket's port stays marked)
+		}
+		if idle.ln != nil {
 			ps.idle[i] = idleSocket{}
 		}
-		if !ps.leased[i] || idle.ln != nil {
-			ps.leased[i] = true
-			ps.inUse++
-			ps.cursor = (i + 1) % n
-			return ps.r.First + uint16(i), idle, true
-		}
+		ps.leased[i] = true
+		ps.inUse++
+		ps.cursor = (i + 1) % n
+		return ps.r.First + uint16(i), idle, true
 	}
 	return 0, idleSocket{}, false
 }

@@ -73,6 +73,29 @@ type acceptResult struct {
 	err error
 }
 
+// acceptTCPInterrupted runs AcceptTCP in a goroutine, calls interrupt once it waits, and
+// returns AcceptTCP's error; the test fails with stuck if AcceptTCP still waits after limit.
+func acceptTCPInterrupted(t *testing.T, l *Lease, interrupt func(), limit time.Duration, stuck string) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		c, err := l.AcceptTCP()
+		if c != nil {
+			c.Close()
+		}
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let it wait in accept
+	interrupt()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(limit):
+		t.Fatal(stuck)
+		return nil
+	}
+}
+
 // acceptAsync runs Accept in a goroutine; the channel delivers its result exactly once.
 func acceptAsync(ctx context.Context, l *Lease) <-chan acceptResult {
 	ch := make(chan acceptResult, 1)
@@ -314,20 +337,10 @@ func TestAcceptTCPDeadline(t *testing.T) {
 	}
 
 	lease.SetDeadline(time.Time{})
-	done := make(chan error, 1)
-	go func() {
-		_, err := lease.AcceptTCP()
-		done <- err
-	}()
-	time.Sleep(50 * time.Millisecond)
-	lease.SetDeadline(aLongTimeAgo)
-	select {
-	case err := <-done:
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("interrupted AcceptTCP: %v; want os.ErrDeadlineExceeded", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("a deadline moved into the past did not interrupt AcceptTCP")
+	err = acceptTCPInterrupted(t, lease, func() { lease.SetDeadline(aLongTimeAgo) }, 2*time.Second,
+		"a deadline moved into the past did not interrupt AcceptTCP")
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("interrupted AcceptTCP: %v; want os.ErrDeadlineExceeded", err)
 	}
 
 	// The listener stayed open: the peer's connection is taken, a foreign one reset before it.

@@ -153,23 +153,9 @@ func TestReleaseDuringAcceptTCP(t *testing.T) {
 	checkNoLeak(t)
 	a := NewAllocator(freeRange(t, 1), nil)
 	l := reserve(t, a, loopback)
-	res := make(chan error, 1)
-	go func() {
-		c, err := l.AcceptTCP()
-		if c != nil {
-			c.Close()
-		}
-		res <- err
-	}()
-	time.Sleep(50 * time.Millisecond) // let it wait in accept
-	l.Release()
-	select {
-	case err := <-res:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("AcceptTCP during Release: %v; want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("AcceptTCP still waiting after Release")
+	err := acceptTCPInterrupted(t, l, l.Release, 5*time.Second, "AcceptTCP still waiting after Release")
+	if !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("AcceptTCP during Release: %v; want net.ErrClosed", err)
 	}
 	if _, err := l.AcceptTCP(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("AcceptTCP after Release: %v; want net.ErrClosed", err)
