@@ -137,13 +137,8 @@ var stallScripts = map[string]func(s *xferTransfer, verb, arg string){
 		}
 	},
 	"client stops reading": func(s *xferTransfer, verb, arg string) {
-		if serveGood(s, arg) {
-			return
-		}
-		s.reply("150 Opening data connection.")
-		if c := s.rawData(); c != nil {
-			c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-			c.Write(sizedPayload(256 << 20)) // blocks once every buffer on the way is full
+		if !serveGood(s, arg) {
+			endlessRetr(s, verb, arg) // blocks once every buffer on the way is full
 		}
 	},
 }

@@ -51,8 +51,8 @@ func TestStalledTLSClient(t *testing.T) {
 }
 
 // endlessRetr answers RETR with 150 and data until the data connection fails; it writes from
-// one buffer, so data flows at once (stallScripts' 256 MiB payload takes seconds to build
-// under -race, longer than a short data_timeout).
+// one buffer, so data flows at once (a payload the size of the buffers on the way would take
+// seconds to build under -race, and its building would hold a core).
 func endlessRetr(s *xferTransfer, verb, arg string) {
 	s.reply("150 Opening data connection.")
 	c := s.rawData()
