@@ -70,3 +70,7 @@ func ReplyAddrVerbRefused(verb string) string { return replyAddrVerbRefused(verb
 // it short, before any server starts, so every test's sessions that pause hand their reader
 // over to the poller and back.
 func SetIdleSweep(d time.Duration) { idleSweepEvery = d }
+
+// SweepCounts reports how many sessions the idle sweep looks at and how many away owners
+// wait in its heap of idle deadlines (sweep.go).
+func (s *Server) SweepCounts() (present, due int) { return s.sweeps.counts() }

@@ -16,9 +16,9 @@ import (
 // their waits up to the idle poller, and with them their read buffers. What is left of an
 // idle session is its state, its sockets and crypto/tls's, and two poller watches.
 //
-// idleSweepEvery is how often Server.sweepIdle looks for waits parked since its previous
-// look (a session silent for one to two of these gives its goroutines up) and for sessions
-// away past their idle deadline (which it calls back up to this late).
+// idleSweepEvery is how often Server.sweepIdle (sweep.go) looks for waits parked since its
+// previous look (a session silent for one to two of these gives its goroutines up) and for
+// sessions away past their idle deadline (which it calls back up to this late).
 var idleSweepEvery = 250 * time.Millisecond
 
 // socketOf returns the socket under c (under its TLS layer, if any) for the poller, or nil.
@@ -83,6 +83,7 @@ func (s *session) handOverIdle() bool {
 		return false
 	}
 	s.idle.armed = true
+	s.srv.sweeps.reader(s, true)
 	giveReader(&clientReaders, s.cr, clientBufSize)
 	s.cr = nil
 	return true
@@ -97,6 +98,7 @@ func (s *session) resumeClient() {
 		return
 	}
 	s.idle.armed = false
+	s.srv.sweeps.reader(s, false)
 	s.readers.Add(1)
 	go s.readClient()
 }
@@ -159,6 +161,7 @@ func (s *session) goAway(deadline time.Time) bool {
 		return false
 	}
 	o.leftWith = deadline
+	s.srv.sweeps.ownerAway(s, deadline)
 	giveReader(&backendReaders, s.br, readBufSize)
 	s.br = nil
 	return true
@@ -195,8 +198,8 @@ func (s *session) ownerEvent() {
 	}
 }
 
-// ownerDue is the sweep's: an owner away past its idle deadline comes back to end the
-// session.
+// ownerDue is the sweep's, once the owner's idle deadline has passed (sweepSet): an owner
+// still away past it comes back to end the session.
 func (s *session) ownerDue(now time.Time) {
 	s.owner.mu.Lock()
 	defer s.owner.mu.Unlock()
@@ -208,6 +211,7 @@ func (s *session) ownerDue(now time.Time) {
 func (s *session) ownerBackLocked() {
 	s.owner.away = false
 	idlepoll.Default().Disarm(&s.owner.watch)
+	s.srv.sweeps.ownerBack(s)
 	go s.ownerBack()
 }
 
@@ -219,27 +223,4 @@ func (s *session) ownerBack() {
 		return
 	}
 	s.srv.endConn(s)
-}
-
-// sweepIdle, once an interval until the server stops for good, wakes the client readers
-// and the owners that have been parked since the previous sweep, and calls back the owners
-// away past their idle deadline.
-func (s *Server) sweepIdle() {
-	tick := time.NewTicker(idleSweepEvery)
-	defer tick.Stop()
-	for {
-		var now time.Time
-		select {
-		case <-s.hardCtx.Done():
-			return
-		case now = <-tick.C:
-		}
-		s.mu.Lock()
-		for _, sess := range s.sessions {
-			sess.cw.sweep()
-			sess.bw.sweep()
-			sess.ownerDue(now)
-		}
-		s.mu.Unlock()
-	}
 }

@@ -26,6 +26,7 @@ import (
 // goroutine again. A client that leaves while no goroutine runs ends its session (the poller
 // sees the end of the socket), and so does a backend that leaves (with its 421 policy).
 // (A goroutine is a 4 KiB stack once it has grown; an idle session had three, then two.)
+// The idle sweep looks at none of the idle sessions, only at their idle deadlines.
 // Goroutines are counted by whether a session method is on their stack, so the in-process
 // backend's own goroutines do not count.
 func TestIdleSessionGoroutines(t *testing.T) {
@@ -44,12 +45,19 @@ func TestIdleSessionGoroutines(t *testing.T) {
 		if got := idlepoll.Default().Armed(); got < 2*sessions {
 			t.Fatalf("%d idle watches armed for %d idle sessions", got, sessions)
 		}
+		// The sweep looks at none of them, and holds each one's idle deadline.
+		if present, due := p.srv.SweepCounts(); present != 0 || due != sessions {
+			t.Fatalf("the sweep looks at %d sessions and holds %d idle deadlines; want 0 and %d", present, due, sessions)
+		}
 	}
 	idle(n)
 	for round := range 3 {
 		for _, rc := range conns {
 			rc.cmd("PWD", 257)
 			rc.cmd("NOOP", 200)
+		}
+		if present, _ := p.srv.SweepCounts(); present == 0 {
+			t.Fatal("the sweep looks at no session right after each answered")
 		}
 		if round == 1 { // a pipelined pair wakes the poller once and is answered in order
 			for _, rc := range conns {
@@ -73,6 +81,9 @@ func TestIdleSessionGoroutines(t *testing.T) {
 		expectFinal(t, rc, proxy.Line421(proxy.CauseBackend))
 	}
 	waitFor(t, 5*time.Second, func() bool { return p.srv.Sessions() == 0 })
+	if present, due := p.srv.SweepCounts(); present != 0 || due != 0 {
+		t.Fatalf("after every session ended the sweep holds %d sessions and %d idle deadlines", present, due)
+	}
 }
 
 // sessionGoroutines counts the goroutines with a proxy session method on their stack.

@@ -195,6 +195,8 @@ type Server struct {
 	perIP    map[netip.Addr]int
 	wg       sync.WaitGroup
 
+	sweeps sweepSet // what the idle sweep looks at (sweep.go)
+
 	// limitLog rate-limits the log lines an outsider can cause, per cause (refused clients
 	// included, see access.go). A nil one, in a Server literal of a test, lets all through.
 	limitLog *logthrottle.Throttle
@@ -538,6 +540,7 @@ func (s *Server) track(l *listener, c net.Conn) *session {
 	s.mu.Lock()
 	s.sessions[sess.id] = sess
 	s.mu.Unlock()
+	s.sweeps.add(sess)
 	return sess
 }
 
@@ -546,6 +549,7 @@ func (s *Server) untrack(sess *session) {
 	s.mu.Lock()
 	delete(s.sessions, sess.id)
 	s.mu.Unlock()
+	s.sweeps.remove(sess)
 	backend := ""
 	if sess.backend != nil {
 		backend = sess.backend.String()

@@ -78,6 +78,7 @@ type session struct {
 	cw    connWait         // the client reader's wait, woken by the idle sweep
 	idle  idleReader       // the client reader's hand-over to the poller while idle
 	owner ownerAway        // the owner's, likewise
+	sweep sweepSlot        // its place in the idle sweep's books (sweep.go)
 	queue []clientEvent
 	// waited and waitedReply are what next received (kept off its stack).
 	waited      clientEvent

@@ -14,6 +14,9 @@ import (
 	"github.com/ftpsproxy/ftpsproxy/proxy"
 )
 
+// The benchmarks run the proxy with its log at info, as in production: at debug every command
+// is logged.
+
 // BenchmarkSession is one whole short session through the proxy: connect, 220, USER, PASS,
 // EPSV, RETR of 1 KiB, QUIT. Profile it with -cpuprofile to see the proxy's own cost per
 // session (the in-process backend's cost shows up separately).
@@ -21,7 +24,7 @@ func BenchmarkSession(b *testing.B) {
 	be := startBackend(b, nil)
 	payload := strings.Repeat("x", 1024)
 	os.WriteFile(filepath.Join(be.root, "f"), []byte(payload), 0o644)
-	p := startProxy(b, []balancer.BackendConfig{plainBackend(be.addr)})
+	p := startProxyLogging(b, slog.LevelInfo, []balancer.BackendConfig{plainBackend(be.addr)})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -50,7 +53,7 @@ func BenchmarkSession(b *testing.B) {
 // directly to the same in-process backend for reference.
 func BenchmarkNoop(b *testing.B) {
 	be := startBackend(b, nil)
-	p := startProxy(b, []balancer.BackendConfig{plainBackend(be.addr)})
+	p := startProxyLogging(b, slog.LevelInfo, []balancer.BackendConfig{plainBackend(be.addr)})
 	for _, c := range []struct{ name, addr string }{{"direct", be.addr}, {"proxy", p.addr}} {
 		b.Run(c.name, func(b *testing.B) {
 			rc := dialRaw(b, c.addr)
