@@ -25,9 +25,10 @@ type sweepSet struct {
 	look, late []*session
 }
 
-// dueOwner is an owner away until at, its idle deadline (ownerAway.leftWith).
+// dueOwner is an owner away until its idle deadline (ownerAway.leftWith), kept as the time
+// after epoch on the monotonic clock: 16 bytes an idle session instead of 32.
 type dueOwner struct {
-	at time.Time
+	at time.Duration
 	s  *session
 }
 
@@ -79,7 +80,7 @@ func (set *sweepSet) ownerAway(s *session, deadline time.Time) {
 	if s.sweep.ended || s.sweep.due > 0 {
 		return
 	}
-	set.due = append(set.due, dueOwner{at: deadline, s: s})
+	set.due = append(set.due, dueOwner{at: deadline.Sub(epoch), s: s})
 	s.sweep.due = len(set.due)
 	set.up(len(set.due) - 1)
 }
@@ -137,7 +138,7 @@ func (set *sweepSet) collect(now time.Time) (look, late []*session) {
 	defer set.mu.Unlock()
 	set.look = append(set.look[:0], set.present...)
 	set.late = set.late[:0]
-	for len(set.due) > 0 && !now.Before(set.due[0].at) {
+	for at := now.Sub(epoch); len(set.due) > 0 && set.due[0].at <= at; {
 		set.late = append(set.late, set.due[0].s)
 		set.removeDue(0)
 	}
@@ -179,7 +180,7 @@ func (set *sweepSet) removeDue(i int) {
 func (set *sweepSet) up(i int) {
 	for i > 0 {
 		parent := (i - 1) / 2
-		if !set.due[i].at.Before(set.due[parent].at) {
+		if set.due[i].at >= set.due[parent].at {
 			return
 		}
 		set.swap(i, parent)
@@ -191,10 +192,10 @@ func (set *sweepSet) down(i int) {
 	n := len(set.due)
 	for {
 		least := i
-		if l := 2*i + 1; l < n && set.due[l].at.Before(set.due[least].at) {
+		if l := 2*i + 1; l < n && set.due[l].at < set.due[least].at {
 			least = l
 		}
-		if r := 2*i + 2; r < n && set.due[r].at.Before(set.due[least].at) {
+		if r := 2*i + 2; r < n && set.due[r].at < set.due[least].at {
 			least = r
 		}
 		if least == i {
