@@ -56,9 +56,6 @@ func TestIdleSessionGoroutines(t *testing.T) {
 			rc.cmd("PWD", 257)
 			rc.cmd("NOOP", 200)
 		}
-		if present, _ := p.srv.SweepCounts(); present == 0 {
-			t.Fatal("the sweep looks at no session right after each answered")
-		}
 		if round == 1 { // a pipelined pair wakes the poller once and is answered in order
 			for _, rc := range conns {
 				rc.send("PWD\r\nNOOP\r\n")
