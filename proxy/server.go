@@ -544,12 +544,13 @@ func (s *Server) track(l *listener, c net.Conn) *session {
 	return sess
 }
 
-// untrack removes an ended session and reports it.
+// untrack removes an ended session and reports it. The sweep's books let it go first, so a
+// caller that sees the session count drop sees them without it too.
 func (s *Server) untrack(sess *session) {
+	s.sweeps.remove(sess)
 	s.mu.Lock()
 	delete(s.sessions, sess.id)
 	s.mu.Unlock()
-	s.sweeps.remove(sess)
 	backend := ""
 	if sess.backend != nil {
 		backend = sess.backend.String()
