@@ -27,7 +27,9 @@ func (s *session) login(pass string) error {
 		}
 		return end421(CauseNoBackend, err)
 	}
-	s.log.Debug("backend chosen", append(ch.logAttrs(s.user), "backend", b.String())...)
+	if s.log.Enabled(s.ctx, slog.LevelDebug) { // the attributes cost allocations a disabled line need not pay
+		s.log.Debug("backend chosen", append(ch.logAttrs(s.user), "backend", b.String())...)
+	}
 
 	rep, err := s.backendExchange(conn, "USER "+ch.user)
 	if err == nil && rep.Code == 331 {
