@@ -48,8 +48,7 @@ func (s *session) checkListenerAccess() error {
 	// A refused network can open connections as fast as it likes: the line is rate-limited.
 	s.srv.limitLog.Warn(s.srv.log, "client refused", "listener", s.lc.name(), "client", ip.String(),
 		"reason", "listener.allow/deny")
-	s.base = slog.New(slog.DiscardHandler)
-	s.log = s.base
+	s.log = slog.New(slog.DiscardHandler)
 	return end421(CauseDenied, errDenied)
 }
 

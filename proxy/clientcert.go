@@ -9,9 +9,7 @@ func (s *session) noteClientCert(st tls.ConnectionState) {
 		return
 	}
 	s.clientCert = st.PeerCertificates[0]
-	subject := s.clientCert.Subject.String()
-	s.base = s.base.With("cert_subject", subject)
-	s.log = s.log.With("cert_subject", subject)
+	s.certSubject = s.clientCert.Subject.String()
 }
 
 // certUserRefused checks tls.client_cert_user before any backend is contacted: the

@@ -229,7 +229,7 @@ func (s *session) loginRefused(reason string, err error, attrs ...any) error {
 func (s *session) authRequest(pass string) directory.AuthRequest {
 	r := directory.AuthRequest{User: s.user, Password: pass, ClientIP: s.clientAddr.Addr().String(), TLS: s.tlsOn}
 	if s.clientCert != nil {
-		r.ClientCertSubject = s.clientCert.Subject.String()
+		r.ClientCertSubject = s.certSubject
 	}
 	return r
 }

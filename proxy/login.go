@@ -74,7 +74,6 @@ func (s *session) loggedInTo(conn net.Conn, b *balancer.Backend, ch *choice, rep
 	s.backend, s.bconn, s.pool = b, conn, pool.Name
 	s.bAddr = addrPortOf(conn.RemoteAddr())
 	s.bLocal = addrPortOf(conn.LocalAddr())
-	s.log = s.log.With("backend", b.String())
 	logRecord(s.ctx, s.log, slog.LevelInfo, "login ok", ch.logAttrs(s.user)...)
 	s.srv.obs.Login("ok")
 	s.srv.obs.BackendSession(pool.Name, b.String())

@@ -51,8 +51,6 @@ func (s *session) readProxyHeader() error {
 		// The proxy's own connection, a health check (HAProxy "check send-proxy-v2"): the
 		// PROXY spec says to use the real endpoints, which the session already has.
 		s.healthCheck = true
-		s.base = s.base.With("health_check", true)
-		s.log = s.base
 		s.log.Debug("PROXY v2 LOCAL: health check")
 		return nil
 	}
@@ -67,8 +65,7 @@ func (s *session) readProxyHeader() error {
 	peer := s.clientAddr // the trusted proxy that sent the header
 	s.clientAddr = client
 	s.headerDst = addrPortOf(dst)
-	s.base = sessionLogger(s.srv.log, "session", s.id, "client", s.clientAddr.String(), "via", peer.String())
-	s.log = s.base
+	s.via = peer
 	return nil
 }
 

@@ -30,8 +30,7 @@ type session struct {
 	cfg    *Config         // snapshot taken at connect: a reload does not move a running session
 	lc     *ListenerConfig // this listener's settings in cfg
 	id     string
-	log    *slog.Logger // base plus user and backend once known
-	base   *slog.Logger // session and client
+	log    *slog.Logger // a sessionHandler's, or discarding (a refused client)
 	ctx    context.Context
 	done   context.CancelFunc
 	parent context.Context // the server's, which ends every session
@@ -40,6 +39,7 @@ type session struct {
 	client     net.Conn // raw, or the TLS connection over it
 	cr         *bufio.Reader
 	clientAddr netip.AddrPort // the client's real address (from the PROXY header when one was accepted)
+	via        netip.AddrPort // the trusted proxy that sent that header, or none
 	localAddr  netip.AddrPort // our end of the client control connection
 	headerDst  netip.AddrPort // the address the client connected to, per the PROXY header
 	deadline   time.Time      // login deadline
@@ -51,7 +51,8 @@ type session struct {
 	prot   byte // 'C', 'P', or 0 before any PROT
 	sni    string
 	// clientCert is the client's verified certificate on the control connection, or nil.
-	clientCert *x509.Certificate
+	clientCert  *x509.Certificate
+	certSubject string // its subject, for the log
 
 	// Login state.
 	user     string
@@ -141,8 +142,7 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 	}
 	s.clientAddr = addrPortOf(c.RemoteAddr())
 	s.localAddr = addrPortOf(c.LocalAddr())
-	s.base = sessionLogger(srv.log, "session", id, "client", s.clientAddr.String())
-	s.log = s.base
+	s.initLog(srv.log)
 	return s
 }
 
@@ -428,7 +428,6 @@ func (s *session) preLogin() error {
 			}
 			s.user = cmd.Arg
 			s.live.setUser(s.user)
-			s.log = s.base.With("user", s.user)
 			s.logStart()
 			err = s.writeLine(replyUserOK)
 		case "PASS":
