@@ -101,16 +101,39 @@ func TestDialWithin(t *testing.T) {
 		}
 	})
 	t.Run("context ends", func(t *testing.T) {
+		// A context.WithCancel's, and a session's (sessionCtx).
 		ctx, cancel := context.WithCancel(context.Background())
-		time.AfterFunc(100*time.Millisecond, cancel)
+		sess := &sessionCtx{}
+		for _, c := range []struct {
+			ctx    context.Context
+			cancel func()
+		}{{ctx, cancel}, {sess, sess.cancel}} {
+			time.AfterFunc(100*time.Millisecond, c.cancel)
+			var d net.Dialer
+			conn, err := dialWithin(c.ctx, &d, stuck, time.Hour)
+			if err == nil {
+				conn.Close()
+				t.Fatal("a connect that gets no answer succeeded")
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("want the context's end, got %v", err)
+			}
+		}
+	})
+	t.Run("session goes on", func(t *testing.T) {
+		// A dial done lets go of its watch on the session's context.
+		ctx := &sessionCtx{}
 		var d net.Dialer
-		c, err := dialWithin(ctx, &d, stuck, time.Hour)
-		if err == nil {
-			c.Close()
+		c, err := dialWithin(ctx, &d, ln.Addr().String(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if _, err := dialWithin(ctx, &d, stuck, 50*time.Millisecond); err == nil {
 			t.Fatal("a connect that gets no answer succeeded")
 		}
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("want the context's end, got %v", err)
+		if n := ctx.watchers(); n != 0 {
+			t.Fatalf("%d watchers left on the session's context after two dials", n)
 		}
 	})
 }

@@ -640,14 +640,13 @@ func (s *Server) beginDrain() {
 	s.mu.Unlock()
 }
 
-// interruptAll is the server's end (hardStop) for every session it holds: their contexts,
-// children of hardCtx, have ended; this interrupts their waits. A session tracked later
-// sees its ended context in begin.
+// interruptAll is the server's end (hardStop) for every session it holds: it ends their
+// contexts and interrupts their waits. A session tracked later sees hardCtx ended in begin.
 func (s *Server) interruptAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sess := range s.sessions {
-		sess.interrupt()
+		sess.done()
 	}
 }
 

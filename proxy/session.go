@@ -31,8 +31,8 @@ type session struct {
 	lc     *ListenerConfig // this listener's settings in cfg
 	id     string
 	log    *slog.Logger // a sessionHandler's, or discarding (a refused client)
-	ctx    context.Context
-	done   context.CancelFunc
+	ctx    *sessionCtx
+	done   func()          // ends ctx and interrupts the session's waits
 	parent context.Context // the server's, which ends every session
 
 	raw        net.Conn // the accepted TCP connection, closed on cancellation
@@ -134,6 +134,13 @@ func newSession(srv *Server, l *listener, c net.Conn) *session {
 		client: c,
 		cr:     bufio.NewReaderSize(c, clientBufSize),
 	}
+	// done ends the session's context and interrupts its waits. Both exist before the
+	// server's books hold the session (track), where Server.interruptAll may call done.
+	s.ctx = &sessionCtx{}
+	s.done = func() {
+		s.ctx.cancel()
+		s.interrupt()
+	}
 	s.live.since = time.Now()
 	s.live.active.Store(s.live.since.UnixNano())
 	s.lc = s.cfg.listener(l.address)
@@ -164,20 +171,14 @@ func (s *session) Run(parent context.Context) (away bool) {
 	return s.finish(s.serve())
 }
 
-// begin gives the session its context; done ends it and interrupts the session's waits.
-// The server's end interrupts every session it holds (Server.interruptAll): a per-session
-// context.AfterFunc would cost each session a map in its context.
+// begin starts the session under parent, the server's context. The server's end reaches
+// every session it holds through Server.interruptAll, which calls done (see sessionCtx); a
+// session tracked after that sees parent ended here.
 func (s *session) begin(parent context.Context) {
 	s.parent = parent
-	ctx, cancel := context.WithCancel(parent)
-	s.ctx = ctx
-	s.done = func() {
-		cancel()
-		s.interrupt()
-	}
 	s.live.setCancel(s.done)
-	if parent.Err() != nil { // after the server's interruptAll
-		s.interrupt()
+	if parent.Err() != nil {
+		s.done()
 	}
 	s.log.Debug("connection accepted", "listener", s.lc.Address)
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"testing"
@@ -117,7 +116,8 @@ func pipeSession(t *testing.T) (*session, net.Conn) {
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
 	s := &session{cfg: &Config{}, bconn: a, br: bufio.NewReaderSize(a, readBufSize)}
-	s.ctx, s.done = context.WithCancel(context.Background())
+	s.ctx = &sessionCtx{}
+	s.done = s.ctx.cancel
 	s.bw.setConn(a)
 	return s, b
 }
