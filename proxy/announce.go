@@ -27,8 +27,8 @@ func (s *session) announce(verb string, lease *nat.Lease) error {
 		return s.writeLine(nat.Format229(port))
 	}
 	local := s.localAddr.Addr()
-	if s.headerDst.IsValid() && s.headerDst.Addr().Is4() {
-		local = s.headerDst.Addr() // what the client connected to, in front of the PROXY sender
+	if h := s.header; h != nil && h.dst.IsValid() && h.dst.Addr().Is4() {
+		local = h.dst.Addr() // what the client connected to, in front of the PROXY sender
 	}
 	line, err := nat.Format227(netip.AddrPortFrom(a.Address(s.clientAddr.Addr(), local), port))
 	if err != nil {

@@ -247,8 +247,9 @@ func (s *session) openBackendData(timeout time.Duration) (c net.Conn, accept fun
 
 // backendPassive sends PASV (EPSV toward an IPv6 backend) and returns the address to dial.
 func (s *session) backendPassive() (netip.AddrPort, error) {
+	peer := addrPortOf(s.bconn.RemoteAddr()).Addr()
 	verb := "PASV"
-	if !s.bAddr.Addr().Is4() {
+	if !peer.Is4() {
 		verb = "EPSV"
 	}
 	rep, err := s.roundTrip(verb)
@@ -260,12 +261,12 @@ func (s *session) backendPassive() (netip.AddrPort, error) {
 	case rep.Code == 227 && verb == "PASV":
 		target, err = nat.Parse227(rep.Text())
 		if err == nil && s.backend.Config.FixPasvAddress {
-			target = netip.AddrPortFrom(s.bAddr.Addr(), target.Port())
+			target = netip.AddrPortFrom(peer, target.Port())
 		}
 	case rep.Code == 229 && verb == "EPSV":
 		var port uint16
 		port, err = nat.Parse229(rep.Text())
-		target = netip.AddrPortFrom(s.bAddr.Addr(), port)
+		target = netip.AddrPortFrom(peer, port)
 	case rep.Code == 421:
 		return netip.AddrPort{}, backend421(rep.Raw)
 	default:
@@ -284,7 +285,7 @@ const noKeepAlive = -1
 // backendActive listens for the backend's data connection and announces it with PORT/EPRT.
 // The returned function accepts it, within timeout.
 func (s *session) backendActive(timeout time.Duration) (func(context.Context) (net.Conn, error), error) {
-	ln, err := listenData(s.ctx, netip.AddrPortFrom(s.bLocal.Addr(), 0))
+	ln, err := listenData(s.ctx, netip.AddrPortFrom(addrPortOf(s.bconn.LocalAddr()).Addr(), 0))
 	if err != nil {
 		return nil, fmt.Errorf("listen for backend data: %w", err)
 	}
@@ -308,7 +309,7 @@ func (s *session) backendActive(timeout time.Duration) (func(context.Context) (n
 		ln.Close()
 		return nil, err
 	}
-	from := s.bAddr.Addr()
+	from := addrPortOf(s.bconn.RemoteAddr()).Addr()
 	return func(ctx context.Context) (net.Conn, error) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()

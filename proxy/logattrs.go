@@ -29,8 +29,8 @@ func (s *session) initLog(base *slog.Logger) {
 // addLogAttrs adds the session's attributes to r.
 func (s *session) addLogAttrs(r *slog.Record) {
 	r.AddAttrs(slog.String("session", s.id), slog.String("client", s.clientAddr.String()))
-	if s.via.IsValid() {
-		r.AddAttrs(slog.String("via", s.via.String()))
+	if s.header != nil {
+		r.AddAttrs(slog.String("via", s.header.via.String()))
 	}
 	if s.healthCheck {
 		r.AddAttrs(slog.Bool("health_check", true))

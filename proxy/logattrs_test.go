@@ -41,7 +41,10 @@ func TestSessionLogMatchesWith(t *testing.T) {
 			attrs []any
 		}{
 			{func() {}, nil},
-			{func() { s.clientAddr, s.via = netip.MustParseAddrPort("203.0.113.9:6000"), s.clientAddr }, nil},
+			{func() {
+				s.header = &headerAddrs{via: s.clientAddr, dst: netip.MustParseAddrPort("198.51.100.1:21")}
+				s.clientAddr = netip.MustParseAddrPort("203.0.113.9:6000")
+			}, nil},
 			{func() { s.healthCheck = true }, []any{"health_check", true}},
 			{func() { s.certSubject = "CN=bob" }, []any{"cert_subject", "CN=bob"}},
 			{func() { s.user = "bob" }, []any{"user", "bob"}},

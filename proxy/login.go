@@ -72,8 +72,6 @@ func (s *session) loggedInTo(conn net.Conn, b *balancer.Backend, ch *choice, rep
 		}
 	}
 	s.backend, s.bconn, s.pool = b, conn, pool.Name
-	s.bAddr = addrPortOf(conn.RemoteAddr())
-	s.bLocal = addrPortOf(conn.LocalAddr())
 	logRecord(s.ctx, s.log, slog.LevelInfo, "login ok", ch.logAttrs(s.user)...)
 	s.srv.obs.Login("ok")
 	s.srv.obs.BackendSession(pool.Name, b.String())

@@ -64,9 +64,16 @@ func (s *session) readProxyHeader() error {
 	}
 	peer := s.clientAddr // the trusted proxy that sent the header
 	s.clientAddr = client
-	s.headerDst = addrPortOf(dst)
-	s.via = peer
+	s.header = &headerAddrs{via: peer, dst: addrPortOf(dst)}
 	return nil
+}
+
+// headerAddrs is what an accepted PROXY header said besides the client's address: the
+// address the client connected to, and the trusted proxy that sent it. Few sessions have one,
+// so it is not part of every session.
+type headerAddrs struct {
+	via netip.AddrPort // the proxy that sent the header
+	dst netip.AddrPort // what the client connected to
 }
 
 // bufferedConn reads through the session's bufio.Reader first, so bytes already buffered
@@ -93,8 +100,8 @@ func (c *bufferedConn) Read(p []byte) (int, error) {
 // HOST/SNI name (authority) and, when the client used TLS, its version.
 func (s *session) proxyHeader(v byte) (*proxyproto.Header, error) {
 	dst := s.localAddr
-	if s.headerDst.IsValid() {
-		dst = s.headerDst
+	if h := s.header; h != nil && h.dst.IsValid() {
+		dst = h.dst
 	}
 	h := proxyproto.HeaderProxyFromAddrs(v, net.TCPAddrFromAddrPort(s.clientAddr), net.TCPAddrFromAddrPort(dst))
 	if v == 2 {

@@ -522,7 +522,7 @@ func (s *Server) acceptLoop(l *listener) error {
 
 func (s *Server) serveConn(l *listener, c net.Conn) {
 	sess := s.track(l, c)
-	if sess.Run(s.hardCtx) {
+	if sess.Run() {
 		return // the session is idle with no goroutine; the one that takes it on ends it
 	}
 	s.endConn(sess)

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // watchers counts the functions waiting for c to end.
@@ -164,5 +165,13 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not within 5s: %s", what)
 		}
+	}
+}
+
+// TestSessionSize: a session stays within the 1,024-byte allocation class, the next being
+// 1,152 bytes: every idle session pays for each field (README Performance).
+func TestSessionSize(t *testing.T) {
+	if n := unsafe.Sizeof(session{}); n > 1024 {
+		t.Fatalf("a session is %d bytes, over the 1,024-byte allocation class: move what few sessions use behind a pointer", n)
 	}
 }

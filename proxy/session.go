@@ -24,24 +24,24 @@ import (
 // session is one client connection and its backend leg. It is owned by one goroutine at a
 // time: the one running Run, or, after a spell of idleness with no goroutine at all, the one
 // the idle hand-over started (ownerAway). The reader goroutines only feed it through
-// channels (and wake it, connWait).
+// channels (and wake it, connWait). What only some sessions need (a PROXY header's addresses)
+// hangs off a pointer, and what the connections know is asked of them: an idle session is
+// mostly this struct, which stays within the 1,024-byte allocation class (TestSessionSize).
 type session struct {
-	srv    *Server
-	cfg    *Config         // snapshot taken at connect: a reload does not move a running session
-	lc     *ListenerConfig // this listener's settings in cfg
-	id     string
-	log    *slog.Logger // a sessionHandler's, or discarding (a refused client)
-	ctx    *sessionCtx
-	done   func()          // ends ctx and interrupts the session's waits
-	parent context.Context // the server's, which ends every session
+	srv  *Server
+	cfg  *Config         // snapshot taken at connect: a reload does not move a running session
+	lc   *ListenerConfig // this listener's settings in cfg
+	id   string
+	log  *slog.Logger // a sessionHandler's, or discarding (a refused client)
+	ctx  *sessionCtx
+	done func() // ends ctx and interrupts the session's waits
 
 	raw        net.Conn // the accepted TCP connection, closed on cancellation
 	client     net.Conn // raw, or the TLS connection over it
 	cr         *bufio.Reader
 	clientAddr netip.AddrPort // the client's real address (from the PROXY header when one was accepted)
-	via        netip.AddrPort // the trusted proxy that sent that header, or none
 	localAddr  netip.AddrPort // our end of the client control connection
-	headerDst  netip.AddrPort // the address the client connected to, per the PROXY header
+	header     *headerAddrs   // what a PROXY header said besides the client address, or nil
 	deadline   time.Time      // login deadline
 
 	// TLS toward the client (RFC 4217).
@@ -66,9 +66,7 @@ type session struct {
 	pool    string // the pool backend was chosen from, for TransferRecord
 	bconn   net.Conn
 	br      *bufio.Reader
-	bAddr   netip.AddrPort // backend control peer
-	bLocal  netip.AddrPort // our end of the backend control connection
-	bTLS    *tls.Config    // this session's TLS config toward the backend (own session cache)
+	bTLS    *tls.Config // this session's TLS config toward the backend (own session cache)
 
 	// The write deadlines of the client and backend control connections (see arm).
 	clientWrite, backendWrite writeDeadline
@@ -166,18 +164,17 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 // until its owner goes away while the session is idle (away is true, see goAway), and then
 // the goroutine that takes the session on finishes it. Its parts are functions of their own
 // so that Run's frame, under every wait of an idle session, stays small (see serve).
-func (s *session) Run(parent context.Context) (away bool) {
-	s.begin(parent)
+func (s *session) Run() (away bool) {
+	s.begin()
 	return s.finish(s.serve())
 }
 
-// begin starts the session under parent, the server's context. The server's end reaches
-// every session it holds through Server.interruptAll, which calls done (see sessionCtx); a
-// session tracked after that sees parent ended here.
-func (s *session) begin(parent context.Context) {
-	s.parent = parent
+// begin starts the session. The server's end reaches every session it holds through
+// Server.interruptAll, which calls done (see sessionCtx); a session tracked after that sees
+// the server's context ended here.
+func (s *session) begin() {
 	s.live.setCancel(s.done)
-	if parent.Err() != nil {
+	if s.srv.hardCtx.Err() != nil {
 		s.done()
 	}
 	s.log.Debug("connection accepted", "listener", s.lc.Address)
@@ -189,7 +186,7 @@ func (s *session) finish(err error) (away bool) {
 	if err == errAway {
 		return true
 	}
-	s.end(s.parent, err)
+	s.end(s.srv.hardCtx, err)
 	return false
 }
 
