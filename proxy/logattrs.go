@@ -50,10 +50,15 @@ func (h *sessionHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return h.next.Enabled(ctx, l)
 }
 
+// addAttrs adds the session's attributes to r, then those added with With.
+func (h *sessionHandler) addAttrs(r *slog.Record) {
+	h.s.addLogAttrs(r)
+	r.AddAttrs(h.attrs...)
+}
+
 func (h *sessionHandler) Handle(ctx context.Context, r slog.Record) error {
 	nr := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
-	h.s.addLogAttrs(&nr)
-	nr.AddAttrs(h.attrs...)
+	h.addAttrs(&nr)
 	r.Attrs(func(a slog.Attr) bool {
 		nr.AddAttrs(a)
 		return true
@@ -75,8 +80,7 @@ func (h *sessionHandler) WithGroup(name string) slog.Handler {
 		return h
 	}
 	var r slog.Record
-	h.s.addLogAttrs(&r)
-	r.AddAttrs(h.attrs...)
+	h.addAttrs(&r)
 	as := make([]slog.Attr, 0, r.NumAttrs())
 	r.Attrs(func(a slog.Attr) bool {
 		as = append(as, a)
@@ -97,8 +101,7 @@ func logRecord(ctx context.Context, l *slog.Logger, level slog.Level, msg string
 	}
 	r := slog.NewRecord(time.Now(), level, msg, 0)
 	if sh, ok := h.(*sessionHandler); ok {
-		sh.s.addLogAttrs(&r)
-		r.AddAttrs(sh.attrs...)
+		sh.addAttrs(&r)
 		h = sh.next
 	}
 	r.Add(args...)

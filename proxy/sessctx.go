@@ -46,13 +46,10 @@ func (c *sessionCtx) Done() <-chan struct{} {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if d := c.done.Load(); d != nil {
+	if d := c.done.Load(); d != nil { // made meanwhile, or closedChan stored by cancel
 		return d.(chan struct{})
 	}
-	d := closedChan
-	if !c.ended.Load() {
-		d = make(chan struct{})
-	}
+	d := make(chan struct{})
 	c.done.Store(d)
 	return d
 }
